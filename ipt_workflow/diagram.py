@@ -1,0 +1,40 @@
+"""Lifecycle diagrams drawn by ``transitions`` from the same table the engine runs.
+
+The session bookkeeping events that never change state (hold, miss, cancel, measure,
+focus, extend) are left out of the drawing; they are allowed in every active state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .lifecycle import _ALL, lifecycle_for
+from .protocol import Protocol
+
+
+def draw(protocol: Protocol, fmt: str = "mermaid") -> str:
+    """The lifecycle of ``protocol`` as Mermaid ``stateDiagram-v2`` or Graphviz dot text."""
+    from transitions.extensions import GraphMachine
+
+    machine = lifecycle_for(protocol)
+    rows: list[dict[str, Any]] = []
+    for row in machine.definition:
+        if row["dest"] is None:
+            continue
+        guarded = any(getattr(c, "__name__", "") == "check" for c in row["conditions"])
+        drawn: dict[str, Any] = {"trigger": row["trigger"], "source": row["source"], "dest": row["dest"]}
+        if guarded:
+            drawn["conditions"] = ["guard"]
+        rows.append(drawn)
+    graph = GraphMachine(
+        states=_ALL,
+        transitions=rows,
+        initial="intake",
+        auto_transitions=False,
+        graph_engine="mermaid" if fmt == "mermaid" else "graphviz",
+        title=f"{protocol.id} {protocol.version}",
+        show_conditions=True,
+    )
+    diagram = graph.get_graph()
+    text = diagram.draw(None) if fmt == "mermaid" else diagram.source
+    return str(text).rstrip() + "\n"

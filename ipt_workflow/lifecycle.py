@@ -1,0 +1,515 @@
+"""The course lifecycle: one ``transitions`` machine per protocol, built once and shared
+by every course (``Machine(model=None)``, triggered on a small adapter, never added), with
+guards from the protocol's CEL conditions and rules that emit alerts or take transitions.
+
+``apply(course, event, at, protocol, policy, data)`` returns the new course and its effects;
+it never mutates its input and never reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from transitions import EventData, Machine
+
+from .errors import InvalidInput, Refused, UnknownName
+from .model import (
+    ACTIVE_STATES,
+    EVENT_DATA,
+    Course,
+    CourseState,
+    Effects,
+    HistoryEntry,
+    Measurement,
+    NoData,
+    Pause,
+    Reminder,
+    Session,
+    SessionStatus,
+)
+from .planner import counts, phase_of_state, plan, reminder_id, sessions
+from .protocol import ClinicPolicy, Condition, Protocol
+from .wallclock import local_instant, zone
+
+S = CourseState
+_ACTIVE = [s.value for s in S if s in ACTIVE_STATES]
+_ALL = [s.value for s in S]
+_MAX_RULE_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class Step:
+    """One row of the lifecycle table (SPEC §3). ``dest`` None: the state does not change."""
+
+    event: str
+    sources: tuple[str, ...]
+    dest: str | None
+    guard: str | None = None  # key under which a protocol may give a CEL guard
+
+
+TABLE: tuple[Step, ...] = (
+    Step("complete_intake", ("intake",), "assessment", "complete_intake"),
+    Step("hold_session", tuple(_ACTIVE), None),
+    Step("miss_session", tuple(_ACTIVE), None),
+    Step("cancel_session", tuple(_ACTIVE), None),
+    Step("record_measure", tuple(_ALL), None),
+    Step("set_focus", ("assessment", "retargeting"), None),
+    Step("start_intervention", ("assessment",), "intervention", "start_intervention"),
+    Step("resolve_focus", ("intervention",), "retargeting", "resolve_focus->retargeting"),
+    Step("resolve_focus", ("intervention",), "termination", "resolve_focus->termination"),
+    Step("retarget", ("retargeting",), "intervention", "retarget"),
+    Step("begin_termination", ("intervention", "retargeting"), "termination", "begin_termination"),
+    Step("complete", ("termination",), "completed", "complete"),
+    Step("extend", tuple(_ACTIVE), None, "extend"),
+    Step("pause", tuple(_ACTIVE), "paused", "pause"),
+    *(Step("resume", ("paused",), s, "resume") for s in _ACTIVE),
+    Step("withdraw", (*_ACTIVE, "paused"), "withdrawn", "withdraw"),
+)
+EVENTS: tuple[str, ...] = tuple(dict.fromkeys(step.event for step in TABLE))
+GUARD_KEYS: tuple[str, ...] = tuple(dict.fromkeys(step.guard for step in TABLE if step.guard))
+
+
+class _Adapter:
+    """What the shared machine drives: a state, the facts guards read, and why it refused."""
+
+    __slots__ = ("failed", "facts", "resume_to", "state")
+
+    def __init__(self, state: str, facts: Mapping[str, Any], resume_to: str | None) -> None:
+        self.state = state
+        self.facts = facts
+        self.resume_to = resume_to
+        self.failed: Condition | None = None
+
+
+def _guarded(condition: Condition) -> Callable[[EventData], bool]:
+    def check(ev: EventData) -> bool:
+        model: _Adapter = ev.model
+        ok = condition.check(model.facts)
+        if not ok:
+            model.failed = condition
+        return ok
+
+    return check
+
+
+def _resume_to(state: str) -> Callable[[EventData], bool]:
+    return lambda ev: bool(ev.model.resume_to == state)
+
+
+class Lifecycle:
+    """The machine of one protocol. Build once (``lifecycle_for``) and share."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        self.definition = self._definition(protocol)
+        self.machine = Machine(
+            model=None,
+            states=_ALL,
+            transitions=self.definition,
+            initial="intake",
+            auto_transitions=False,
+            send_event=True,
+        )
+
+    @staticmethod
+    def _definition(protocol: Protocol) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for step in TABLE:
+            conditions: list[Callable[[EventData], bool]] = []
+            guard = protocol.guard(step.guard) if step.guard else None
+            if guard is not None:
+                conditions.append(_guarded(guard))
+            if step.event == "resume":
+                conditions.append(_resume_to(str(step.dest)))
+            rows.append(
+                {
+                    "trigger": step.event,
+                    "source": list(step.sources),
+                    "dest": step.dest,
+                    "conditions": conditions,
+                }
+            )
+        return rows
+
+    def sources(self, event: str) -> set[str]:
+        return set(self.machine.events[event].transitions)
+
+    def trigger(
+        self, event: str, state: str, facts: Mapping[str, Any], resume_to: str | None
+    ) -> tuple[bool, _Adapter]:
+        """Run ``event`` from ``state``; (taken, adapter with the new state or the failed guard)."""
+        adapter = _Adapter(state, facts, resume_to)
+        taken = bool(self.machine.events[event].trigger(adapter))
+        return taken, adapter
+
+
+_MACHINES: dict[int, tuple[Protocol, Lifecycle]] = {}
+
+
+def lifecycle_for(protocol: Protocol) -> Lifecycle:
+    """The shared machine of ``protocol``, built on first use."""
+    entry = _MACHINES.get(id(protocol))
+    if entry is None or entry[0] is not protocol:
+        entry = (protocol, Lifecycle(protocol))
+        _MACHINES[id(protocol)] = entry
+    return entry[1]
+
+
+def new_course(
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    *,
+    course_id: str,
+    client: str,
+    therapist: str,
+    start: Any,
+    slot: Any,
+    timezone: str,
+    now: datetime,
+) -> Course:
+    """A new course in ``intake``, its history opened at ``now``. Raises InvalidInput."""
+    zone(timezone)
+    _aware(now, "now")
+    try:
+        return Course(
+            id=course_id,
+            client=client,
+            therapist=therapist,
+            protocol=protocol.id,
+            protocol_version=protocol.version,
+            timezone=timezone,
+            start=start,
+            slot=slot,
+            state=S.intake,
+            planned_sessions=protocol.sessions.planned,
+            created_at=now.astimezone(UTC),
+            history=[HistoryEntry(event="create", at=now.astimezone(UTC), **{"from": None}, to=S.intake)],
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"])
+        if err["type"] == "string_pattern_mismatch":
+            raise InvalidInput(
+                f"{field}: '{err['input']}' is not a pseudonymous reference "
+                "(1-64 letters, digits, '.', '_', ':' or '-'; no spaces, never a name)"
+            ) from None
+        raise InvalidInput(f"{field}: {err['msg']}") from None
+
+
+def _aware(value: datetime, where: str) -> datetime:
+    if value.tzinfo is None:
+        raise InvalidInput(f"{where}: '{value.isoformat()}' has no UTC offset")
+    return value.astimezone(UTC)
+
+
+def facts(
+    course: Course,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    event: str,
+    data: Mapping[str, Any],
+    at: datetime,
+) -> dict[str, Any]:
+    """The fact names of ``protocol.FACTS`` for ``course`` as an event at ``at`` sees it."""
+    c = counts(course, protocol)
+    tz = zone(course.timezone)
+    first = local_instant(course.start, course.slot, tz)
+    week = (at - first) // timedelta(weeks=1) + 1 if at >= first else 0
+    phq = [m.score for m in course.measurements if m.instrument == "phq9"]
+    baseline = phq[0] if phq else -1
+    latest = phq[-1] if phq else -1
+    reduction = (baseline - latest) / baseline if baseline > 0 else 0.0
+    recorded = event == "record_measure" and bool(course.measurements)
+    last = course.measurements[-1] if recorded else None
+    measure = (
+        {"instrument": last.instrument, "score": last.score, "item9": last.item9 or 0}
+        if last
+        else {"instrument": "", "score": 0, "item9": 0}
+    )
+    return {
+        "state": course.state.value,
+        "event": event,
+        "data": dict(data),
+        "sessions_held": c.held,
+        "sessions_missed": c.missed,
+        "sessions_cancelled": c.cancelled,
+        "sessions_planned": course.planned_sessions,
+        "sessions_remaining": c.future,
+        "sessions_total": c.recorded + c.future,
+        "sessions_max": protocol.sessions.max,
+        "plan_limited": c.limited,
+        "consecutive_missed": c.consecutive_missed,
+        "intake_held": c.intake_held,
+        "assessment_held": c.assessment_held,
+        "engagement_sessions": protocol.phases.engagement,
+        "assessment_min": protocol.phases.assessment.min,
+        "assessment_max": protocol.phases.assessment.max,
+        "termination_sessions": protocol.phases.termination,
+        "focus_limit": protocol.focus_limit,
+        "retarget_min_sessions": protocol.retarget_min_sessions,
+        "focus": list(course.focus),
+        "current_focus": course.current_focus or "",
+        "next_focus": _next_focus(course) or "",
+        "foci_worked": len(course.foci_worked),
+        "week": week,
+        "measure": measure,
+        "has_measure": recorded,
+        "phq9_baseline": baseline,
+        "phq9_latest": latest,
+        "phq9_reduction": reduction,
+        "attendance_review_after": policy.attendance.attendance_review_after,
+        "discharge_review_after": policy.attendance.discharge_review_after,
+    }
+
+
+def _next_focus(course: Course) -> str | None:
+    return next((a for a in course.focus if a not in course.foci_worked), None)
+
+
+def validate_data(event: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Event data checked against its schema; raises InvalidInput naming the field."""
+    if event not in EVENTS:
+        raise UnknownName(f"unknown event '{event}' (known: {', '.join(EVENTS)})")
+    schema = EVENT_DATA.get(event, NoData)
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidInput(f"event '{event}' data: must be a JSON object, not {type(data).__name__}")
+    try:
+        return schema.model_validate(dict(data or {})).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "data"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        shown = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") else ""
+        raise InvalidInput(f"event '{event}' data: {field}: {msg}{shown}") from None
+
+
+def apply(
+    course: Course,
+    event: str,
+    at: datetime,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    data: Mapping[str, Any] | None = None,
+) -> tuple[Course, Effects]:
+    """Apply ``event`` at ``at`` and every rule it sets off.
+
+    Returns the new course and its effects (reminders added, reminder ids cancelled,
+    history entries written). Raises UnknownName, InvalidInput or Refused, and then
+    nothing has changed.
+    """
+    at = _aware(at, "at")
+    if course.history and at < course.history[-1].at:
+        raise InvalidInput(
+            f"at: {at.isoformat()} is before the course's last change ({course.history[-1].at.isoformat()})"
+        )
+    checked = validate_data(event, data)
+    before = plan(course, protocol, policy).reminders
+    new = _apply(course, event, at, checked, protocol, policy, rule=None, depth=0)
+    after = plan(new, protocol, policy).reminders
+    old_ids = {r.id for r in before}
+    new_ids = {r.id for r in after}
+    return new, Effects(
+        added=[r for r in after if r.id not in old_ids],
+        cancelled=[r.id for r in before if r.id not in new_ids],
+        history=new.history[len(course.history) :],
+    )
+
+
+def why_not(
+    course: Course,
+    event: str,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    at: datetime,
+    data: Mapping[str, Any] | None = None,
+) -> str | None:
+    """None when ``event`` would be accepted now, else the reason it would be refused."""
+    try:
+        apply(course, event, at, protocol, policy, data)
+    except (Refused, InvalidInput) as exc:
+        return str(exc)
+    return None
+
+
+def allowed_events(course: Course, protocol: Protocol) -> list[str]:
+    """Events the course's state allows (guards and data still decide)."""
+    machine = lifecycle_for(protocol)
+    return [e for e in EVENTS if course.state.value in machine.sources(e)]
+
+
+def _apply(
+    course: Course,
+    event: str,
+    at: datetime,
+    data: dict[str, Any],
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    rule: str | None,
+    depth: int,
+) -> Course:
+    machine = lifecycle_for(protocol)
+    state = course.state.value
+    if state not in machine.sources(event):
+        allowed = ", ".join(allowed_events(course, protocol)) or "none"
+        raise Refused(event, state, f"not allowed in this state (allowed: {allowed})")
+    changes = _prepare(course, event, data, protocol, policy)
+    f = facts(course, protocol, policy, event, data, at)
+    resume_to = course.pauses[-1].resume_to.value if course.pauses else None
+    taken, adapter = machine.trigger(event, state, f, resume_to)
+    if not taken:
+        why = adapter.failed.explain(f) if adapter.failed else "no transition's condition holds"
+        raise Refused(event, state, f"condition not met: {why}")
+    new_state = S(adapter.state)
+    entry = HistoryEntry(event=event, at=at, **{"from": course.state}, to=new_state, rule=rule, data=data)
+    changes.update(_effect(course, event, at, data, new_state))
+    changes["state"] = new_state
+    changes["history"] = [*course.history, entry]
+    if "data_note" in changes:
+        entry = entry.model_copy(update={"data": {**data, **changes.pop("data_note")}})
+        changes["history"] = [*course.history, entry]
+    new = course.model_copy(update=changes)
+    return _run_rules(new, event, at, data, protocol, policy, depth)
+
+
+def _prepare(
+    course: Course, event: str, data: dict[str, Any], protocol: Protocol, policy: ClinicPolicy
+) -> dict[str, Any]:
+    """Checks that are facts of the course, not protocol choices; the record changes they imply."""
+    state = course.state.value
+    if event in ("hold_session", "miss_session", "cancel_session"):
+        planned = [s for s in sessions(course, protocol, policy) if s.status is SessionStatus.planned]
+        number = data.get("number")
+        target: Session | None
+        if number is None:
+            target = planned[0] if planned else None
+            if target is None:
+                raise Refused(event, state, "no planned session left (extend the course first)")
+        else:
+            target = next((s for s in planned if s.number == number), None)
+            if target is None:
+                raise Refused(event, state, f"session {number} is not a planned session")
+        status = {"hold_session": SessionStatus.held, "miss_session": SessionStatus.missed}.get(
+            event, SessionStatus.cancelled
+        )
+        phase = phase_of_state(course.state) if status is SessionStatus.held else target.phase
+        done = target.model_copy(update={"status": status, "phase": phase})
+        return {"sessions": sorted([*course.sessions, done], key=lambda s: s.number)}
+    if event == "set_focus":
+        areas = data["areas"]
+        unknown = [a for a in areas if a not in protocol.problem_areas]
+        if unknown:
+            raise UnknownName(
+                f"event 'set_focus' data: areas: unknown problem area '{unknown[0]}' "
+                f"(known: {', '.join(protocol.problem_areas)})"
+            )
+        if len(set(areas)) != len(areas):
+            raise InvalidInput("event 'set_focus' data: areas: an area is ranked twice")
+        return {"focus": list(areas)}
+    if event == "start_intervention" and not course.focus:
+        raise Refused(event, state, "no focus set (send set_focus with the ranked problem areas first)")
+    if event == "retarget" and _next_focus(course) is None:
+        raise Refused(event, state, "no further ranked problem area to work on")
+    if event == "extend":
+        c = counts(course, protocol)
+        entries = c.recorded + max(0, course.planned_sessions + data["sessions"] - c.held)
+        if entries > protocol.sessions.max:
+            raise Refused(
+                event,
+                state,
+                f"extending by {data['sessions']} would make {entries} session entries, "
+                f"past the protocol's maximum of {protocol.sessions.max}",
+            )
+        return {"planned_sessions": course.planned_sessions + data["sessions"]}
+    return {}
+
+
+def _effect(course: Course, event: str, at: datetime, data: dict[str, Any], new_state: CourseState) -> dict[str, Any]:
+    """The record changes an accepted event makes beyond its state."""
+    if event == "record_measure":
+        held = [s.number for s in course.sessions if s.status is SessionStatus.held]
+        m = Measurement(
+            instrument=data["instrument"],
+            score=data["score"],
+            item9=data.get("item9"),
+            at=at,
+            session=held[-1] if held else None,
+        )
+        return {"measurements": [*course.measurements, m]}
+    if event == "start_intervention":
+        return {"current_focus": course.focus[0], "foci_worked": [course.focus[0]]}
+    if event == "retarget":
+        nxt = _next_focus(course)
+        return {
+            "current_focus": nxt,
+            "foci_worked": [*course.foci_worked, nxt],
+            "data_note": {"renegotiation": True, "from_focus": course.current_focus, "to_focus": nxt},
+        }
+    if event == "pause":
+        return {"pauses": [*course.pauses, Pause(start=at, resume_to=course.state)]}
+    if event == "resume":
+        last = course.pauses[-1].model_copy(update={"end": at})
+        return {"pauses": [*course.pauses[:-1], last]}
+    if event == "complete":
+        return {"completed_at": at}
+    return {}
+
+
+def _run_rules(
+    course: Course,
+    event: str,
+    at: datetime,
+    data: dict[str, Any],
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    depth: int,
+) -> Course:
+    """Fire every rule ``event`` sets off, in file order, on the facts after the event."""
+    f: dict[str, Any] | None = None
+    for rule in protocol.rules:
+        if rule.trigger and event not in rule.trigger:
+            continue
+        if rule.once and rule.id in course.fired_rules:
+            continue
+        if rule.condition is not None:
+            if f is None:
+                f = facts(course, protocol, policy, event, data, at)
+            if not rule.condition.check(f):
+                continue
+        fired = False
+        for action in rule.actions:
+            if action.emit is not None:
+                alert = _alert(course, protocol, action.emit, at, rule.id)
+                if all(a.id != alert.id for a in course.alerts):
+                    course = course.model_copy(update={"alerts": [*course.alerts, alert]})
+                    fired = True
+            elif action.transition is not None:
+                if depth >= _MAX_RULE_DEPTH:
+                    raise InvalidInput(f"rule '{rule.id}': rules set each other off more than {_MAX_RULE_DEPTH} deep")
+                try:
+                    course = _apply(course, action.transition, at, {}, protocol, policy, rule.id, depth + 1)
+                    fired = True
+                except Refused:
+                    continue  # the rule's transition is not possible now: nothing to take
+                f = None
+        if fired and rule.once:
+            course = course.model_copy(update={"fired_rules": [*course.fired_rules, rule.id]})
+    return course
+
+
+def _alert(course: Course, protocol: Protocol, kind: str, at: datetime, rule: str) -> Reminder:
+    recorded = [s.number for s in course.sessions]
+    session = recorded[-1] if recorded else None
+    audience = protocol.kinds[kind]
+    return Reminder(
+        id=reminder_id(course.id, kind, session, at.isoformat(), f"rule:{rule}"),
+        course=course.id,
+        kind=kind,
+        audience=audience,  # type: ignore[arg-type]
+        due=at,
+        session=session,
+        rule=rule,
+    )

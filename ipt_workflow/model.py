@@ -1,0 +1,216 @@
+"""The domain's values: courses, sessions, reminders, measurements, history, event data.
+
+All are pydantic models; the ones the engine hands out are frozen. A course stores only
+what happened (recorded sessions, measurements, pauses, alerts raised by rules, history);
+the future is always recomputed by the planner, so it can never drift from the rules.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+COURSE_SCHEMA_VERSION = 1
+
+
+class CourseState(StrEnum):
+    intake = "intake"
+    assessment = "assessment"
+    intervention = "intervention"
+    retargeting = "retargeting"
+    termination = "termination"
+    completed = "completed"
+    paused = "paused"
+    withdrawn = "withdrawn"
+
+
+ACTIVE_STATES = frozenset(
+    {
+        CourseState.intake,
+        CourseState.assessment,
+        CourseState.intervention,
+        CourseState.retargeting,
+        CourseState.termination,
+    }
+)
+
+
+class SessionStatus(StrEnum):
+    planned = "planned"
+    held = "held"
+    missed = "missed"
+    cancelled = "cancelled"
+
+
+class ReminderStatus(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    skipped = "skipped"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+BUILTIN_PROBLEM_AREAS = ("grief", "role_dispute", "role_transition", "interpersonal_deficits")
+
+#: Reminder kinds of SPEC §2 and who they go to. ``plan_limit`` is ours: the plan hit the
+#: protocol's maximum and a missed session could not be replaced.
+BUILTIN_KINDS: dict[str, str] = {
+    "session_reminder": "client",
+    "measure_due": "client",
+    "assessment_limit": "therapist",
+    "termination_prep": "therapist",
+    "non_response_review": "therapist",
+    "attendance_review": "therapist",
+    "discharge_review": "therapist",
+    "safety_alert": "therapist",
+    "follow_up": "therapist",
+    "digest": "therapist",
+    "plan_limit": "therapist",
+}
+
+Reference = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"),
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Session(_Frozen):
+    """One session of a course. ``start`` is local time with its UTC offset."""
+
+    number: int
+    phase: str
+    start: datetime
+    status: SessionStatus
+    step: int = Field(description="cadence step of the slot this session sits in")
+    duration_minutes: int
+    format: str = "individual"
+    participants: list[str] = Field(default_factory=lambda: ["client"])
+    optional_participants: list[str] = Field(default_factory=list)
+
+
+class Reminder(_Frozen):
+    """Something due at an instant. ``id`` is stable and is the idempotency key."""
+
+    id: str
+    course: str
+    kind: str
+    audience: Literal["client", "therapist"]
+    due: datetime
+    session: int | None
+    status: ReminderStatus = ReminderStatus.pending
+    rule: str | None = None
+
+
+class Measurement(_Frozen):
+    instrument: str
+    score: int
+    item9: int | None = None
+    at: datetime
+    session: int | None = None
+
+
+class Pause(_Frozen):
+    start: datetime
+    end: datetime | None = None
+    resume_to: CourseState
+
+
+class HistoryEntry(_Frozen):
+    """One change to a course: the event, when, the states, and the rule that took it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    event: str
+    at: datetime
+    from_: CourseState | None = Field(alias="from")
+    to: CourseState
+    rule: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Course(_Frozen):
+    """What is known of one client's course. Nothing here is a name: ``client`` is a
+    pseudonymous reference."""
+
+    schema_version: int = COURSE_SCHEMA_VERSION
+    id: Reference
+    client: Reference
+    therapist: Reference
+    protocol: str
+    protocol_version: str
+    timezone: str
+    start: date
+    slot: time
+    state: CourseState
+    focus: list[str] = Field(default_factory=list)
+    current_focus: str | None = None
+    foci_worked: list[str] = Field(default_factory=list)
+    planned_sessions: int
+    sessions: list[Session] = Field(default_factory=list)
+    measurements: list[Measurement] = Field(default_factory=list)
+    pauses: list[Pause] = Field(default_factory=list)
+    alerts: list[Reminder] = Field(default_factory=list)
+    fired_rules: list[str] = Field(default_factory=list)
+    completed_at: datetime | None = None
+    created_at: datetime
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+
+class Plan(_Frozen):
+    """The full plan of a course: every session (recorded and projected) and every
+    reminder it implies, both in time order."""
+
+    sessions: list[Session]
+    reminders: list[Reminder]
+
+
+class Effects(_Frozen):
+    """What an event changed, for the shell to act on: reminders to add and ids to cancel."""
+
+    added: list[Reminder]
+    cancelled: list[str]
+    history: list[HistoryEntry]
+
+
+# Event data, validated strictly (no "12" for 12, no 12.5).
+
+
+class _EventData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class NoData(_EventData):
+    pass
+
+
+class MeasureData(_EventData):
+    instrument: Literal["phq9"]
+    score: int = Field(ge=0, le=27)
+    item9: int = Field(ge=0, le=3)
+
+
+class FocusData(_EventData):
+    areas: list[str] = Field(min_length=1)
+
+
+class ExtendData(_EventData):
+    sessions: int = Field(ge=1)
+
+
+class SessionRef(_EventData):
+    number: int | None = Field(default=None, ge=1)
+
+
+EVENT_DATA: dict[str, type[_EventData]] = {
+    "record_measure": MeasureData,
+    "set_focus": FocusData,
+    "extend": ExtendData,
+    "cancel_session": SessionRef,
+}

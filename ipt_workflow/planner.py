@@ -1,0 +1,317 @@
+"""The session planner: a course's recorded past plus the protocol and clinic policy give
+every future session and every reminder. Pure: no clock, no I/O.
+
+Slots are cadence steps from the course's first date at its local wall-clock time
+(RFC 5545 rules across daylight saving, see ``wallclock``). A step on a holiday or closure
+moves to the next working day before the next step, or is skipped, by clinic policy; a
+step inside a finished pause is skipped, so the plan shifts by the pause. Missed and
+cancelled sessions keep their slot and are not counted: one more slot is used at the end,
+never past the protocol's maximum number of session entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from .model import (
+    Course,
+    CourseState,
+    Plan,
+    Reminder,
+    Session,
+    SessionStatus,
+)
+from .protocol import ClinicPolicy, Protocol
+from .wallclock import format_duration, local_instant, parse_duration, zone
+
+DEFAULT_LEADS = {"termination_prep": [timedelta(hours=48)]}
+_PHASE_OF_STATE = {
+    CourseState.intake: "intake",
+    CourseState.assessment: "assessment",
+    CourseState.intervention: "intervention",
+    CourseState.retargeting: "intervention",
+    CourseState.termination: "termination",
+}
+_COUNTED = (SessionStatus.held, SessionStatus.planned)
+
+
+def phase_of_state(state: CourseState) -> str:
+    """The session phase a session held in ``state`` belongs to."""
+    return _PHASE_OF_STATE.get(state, "intervention")
+
+
+def reminder_id(course: str, kind: str, session: int | None, start: str, lead: str) -> str:
+    """The stable id (and idempotency key) of a reminder: a digest of
+    (course, kind, session number, planned start, lead)."""
+    digest = hashlib.sha256(f"{course}|{kind}|{session}|{start}|{lead}".encode()).hexdigest()
+    return f"rem_{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Arithmetic facts about a course's sessions, shared by the planner and the rules."""
+
+    held: int
+    missed: int
+    cancelled: int
+    recorded: int
+    future: int
+    wanted: int
+    intake_held: int
+    assessment_held: int
+    consecutive_missed: int
+
+    @property
+    def limited(self) -> bool:
+        """A session the contract wants could not be planned: the maximum was reached."""
+        return self.future < self.wanted
+
+
+def counts(course: Course, protocol: Protocol) -> Counts:
+    """Session counts of ``course`` and how many future sessions the plan holds."""
+    held = missed = cancelled = intake = assessment = run = 0
+    for s in course.sessions:
+        if s.status is SessionStatus.held:
+            held += 1
+            run = 0
+            intake += s.phase == "intake"
+            assessment += s.phase == "assessment"
+        elif s.status is SessionStatus.missed:
+            missed += 1
+            run += 1
+        else:
+            cancelled += 1
+    recorded = len(course.sessions)
+    if course.state in (CourseState.completed, CourseState.withdrawn):
+        wanted = 0
+    elif protocol.reschedule_missed:
+        wanted = max(0, course.planned_sessions - held)
+    else:
+        wanted = max(0, course.planned_sessions - recorded)
+    room = max(0, protocol.sessions.max - recorded)
+    return Counts(held, missed, cancelled, recorded, min(wanted, room), wanted, intake, assessment, run)
+
+
+def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[Session]:
+    """Every session of the course: the recorded ones, then the projected ones, in order."""
+    c = counts(course, protocol)
+    recorded = sorted(course.sessions, key=lambda s: s.number)
+    if c.future == 0:
+        return recorded
+    tz = zone(course.timezone)
+    occupied = {s.step for s in recorded}
+    happened = [s.step for s in recorded if s.status is not SessionStatus.cancelled]
+    first_step = max(happened) + 1 if happened else 0
+    used_numbers = {s.number for s in recorded}
+    floor = max((s.number for s in recorded if s.status is not SessionStatus.cancelled), default=0)
+    numbers = (n for n in _count_from(floor + 1) if n not in used_numbers)
+
+    state = course.state
+    if state is CourseState.paused and course.pauses:
+        state = course.pauses[-1].resume_to
+    total = c.held + c.future
+    window_start = total - protocol.phases.termination  # countable index after which: termination
+    rem_intake = max(0, protocol.phases.engagement - c.intake_held) if state is CourseState.intake else 0
+    rem_assess = 0
+    if state in (CourseState.intake, CourseState.assessment):
+        rem_assess = max(0, protocol.phases.assessment.max - c.assessment_held)
+    middle = (total + 1) // 2
+
+    out = list(recorded)
+    slots = _slots(course, protocol, policy, tz, first_step, occupied)
+    for j in range(c.future):
+        step, start = next(slots)
+        k = c.held + j + 1
+        if k > window_start or state is CourseState.termination:
+            phase = "termination"
+        elif j < rem_intake:
+            phase = "intake"
+        elif j < rem_intake + rem_assess:
+            phase = "assessment"
+        else:
+            phase = "intervention"
+        out.append(_session(protocol, next(numbers), phase, start, step, k, total, middle))
+    out.sort(key=lambda s: (s.start, s.number))
+    return out
+
+
+def _count_from(n: int) -> Iterator[int]:
+    while True:
+        yield n
+        n += 1
+
+
+def _session(
+    protocol: Protocol, number: int, phase: str, start: datetime, step: int, k: int, total: int, middle: int
+) -> Session:
+    fmt = protocol.format
+    if fmt == "group" and k <= protocol.individual_first:
+        fmt = "individual"
+    participants = ["client"]
+    optional: list[str] = []
+    joint = protocol.joint
+    if joint is not None:
+        where = {"first": k == 1, "last": k == total, "middle": k == middle}
+        if any(where[w] for w in joint.sessions):
+            participants.append(joint.who)
+        elif any(where[w] for w in joint.optional):
+            optional.append(joint.who)
+    return Session(
+        number=number,
+        phase=phase,
+        start=start,
+        status=SessionStatus.planned,
+        step=step,
+        duration_minutes=protocol.duration_minutes,
+        format=fmt,
+        participants=participants,
+        optional_participants=optional,
+    )
+
+
+def _slots(
+    course: Course,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    tz: ZoneInfo,
+    first_step: int,
+    occupied: set[int],
+) -> Iterator[tuple[int, datetime]]:
+    """(step, local start) of each usable slot from ``first_step`` on."""
+    cadence = timedelta(weeks=protocol.cadence_weeks)
+    pauses = [(p.start, p.end) for p in course.pauses if p.end is not None]
+    step = first_step
+    misses = 0
+    while True:
+        if misses > 10_000:  # every day closed for ~200 years: a policy no clinic has
+            raise RuntimeError("no open slot found; check closures and working days")
+        day = course.start + cadence * step
+        this_step = step
+        step += 1
+        if this_step in occupied:
+            continue
+        start = local_instant(day, course.slot, tz)
+        if any(p0 <= start < p1 for p0, p1 in pauses):
+            misses += 1
+            continue
+        if policy.is_closed(day):
+            moved = _next_working_day(policy, day, day + cadence) if policy.holiday_policy == "next_working_day" else None
+            if moved is None:
+                misses += 1
+                continue
+            start = local_instant(moved, course.slot, tz)
+        yield this_step, start
+
+
+def _next_working_day(policy: ClinicPolicy, day: date, before: date) -> date | None:
+    d = day + timedelta(days=1)
+    while d < before:
+        if policy.is_working_day(d):
+            return d
+        d += timedelta(days=1)
+    return None
+
+
+def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
+    """The course's sessions and all its reminders, each list in time order.
+
+    A withdrawn course has no reminders; a paused one none for planned sessions;
+    a completed one gets its follow-ups.
+    """
+    all_sessions = sessions(course, protocol, policy)
+    if course.state is CourseState.withdrawn:
+        return Plan(sessions=all_sessions, reminders=[])
+    tz = zone(course.timezone)
+    reminders: list[Reminder] = []
+    session_leads = _keyed(protocol.leads("session_reminder") or policy.lead_times)
+    prep_leads = _keyed(protocol.leads("termination_prep") or DEFAULT_LEADS["termination_prep"])
+    measures = [(m.baseline, m.every, _keyed([parse_duration(m.lead)])[0]) for m in protocol.measures]
+    quiet = (policy.quiet_hours.start_time, policy.quiet_hours.end_time) if policy.quiet_hours else None
+    total = sum(1 for s in all_sessions if s.status in _COUNTED)
+    prep_k = total - protocol.phases.termination + 1
+    paused = course.state is CourseState.paused
+    k = 0
+    for s in all_sessions:
+        if s.status not in _COUNTED:
+            continue
+        k += 1
+        if paused and s.status is SessionStatus.planned:
+            continue
+        start_key = s.start.isoformat()
+        for lead in session_leads:
+            reminders.append(_scheduled(course.id, quiet, tz, "session_reminder", "client", s, start_key, lead))
+        for baseline, every, lead in measures:
+            if (baseline and k == 1) or (k > 1 and (k - 1) % every == 0):
+                reminders.append(_scheduled(course.id, quiet, tz, "measure_due", "client", s, start_key, lead))
+        if k == prep_k and prep_k >= 1:
+            for lead in prep_leads:
+                reminders.append(_scheduled(course.id, None, tz, "termination_prep", "therapist", s, start_key, lead))
+    if course.state is CourseState.completed and course.completed_at is not None:
+        done = course.completed_at.astimezone(tz)
+        for text in protocol.follow_ups:
+            offset = parse_duration(text)
+            due = local_instant(done.date() + offset, course.slot, tz).astimezone(UTC)
+            rid = reminder_id(course.id, "follow_up", None, course.completed_at.isoformat(), text)
+            reminders.append(
+                Reminder(id=rid, course=course.id, kind="follow_up", audience="therapist", due=due, session=None)
+            )
+    reminders.extend(course.alerts)
+    reminders.sort(key=lambda r: (r.due, r.id))
+    return Plan(sessions=all_sessions, reminders=reminders)
+
+
+def _keyed(leads: list[timedelta]) -> list[tuple[timedelta, str]]:
+    return [(lead, format_duration(lead)) for lead in leads]
+
+
+def _scheduled(
+    course_id: str,
+    quiet: tuple[time, time] | None,
+    tz: ZoneInfo,
+    kind: str,
+    audience: Literal["client", "therapist"],
+    s: Session,
+    start_key: str,
+    lead: tuple[timedelta, str],
+) -> Reminder:
+    """The reminder ``lead`` before session ``s``; client ones are kept out of quiet hours."""
+    due = s.start.astimezone(UTC) - lead[0]  # exact duration: subtract in UTC, not wall time
+    if quiet is not None:
+        due = out_of_quiet_hours(due, quiet[0], quiet[1], tz).astimezone(UTC)
+    rid = reminder_id(course_id, kind, s.number, start_key, lead[1])
+    return Reminder(id=rid, course=course_id, kind=kind, audience=audience, due=due, session=s.number)
+
+
+def out_of_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> datetime:
+    """Move ``due`` earlier to the start of the quiet period it falls in (local time).
+
+    Quiet hours run from just after ``start`` to just before ``end``; they may span midnight.
+    """
+    local = due.astimezone(tz)
+    t = local.time()
+    if start > end:  # overnight, e.g. 21:00 to 08:00
+        if t > start:
+            return local_instant(local.date(), start, tz)
+        if t < end:
+            return local_instant(local.date() - timedelta(days=1), start, tz)
+        return due
+    if start < t < end:
+        return local_instant(local.date(), start, tz)
+    return due
+
+
+def slot_warnings(course: Course, policy: ClinicPolicy) -> list[str]:
+    """Warnings (not errors) for a weekly slot outside the clinic's working days or hours."""
+    out = []
+    day = course.start
+    if day.weekday() not in policy.working_weekdays:
+        out.append(f"slot: {day:%A} is not one of the clinic's working days ({', '.join(policy.working_days)})")
+    wh = policy.working_hours
+    if not wh.start_time <= course.slot < wh.end_time:
+        out.append(f"slot: {course.slot:%H:%M} is outside the clinic's working hours ({wh.start}-{wh.end})")
+    return out

@@ -1,0 +1,516 @@
+"""Typed protocols and clinic policy, parsed from plain data (the YAML loader lives in the
+shell, ``rulefiles.py``). Every CEL condition is compiled here, checked against the fact
+names the engine provides, and trial-evaluated on sample facts, so a typo or a type error
+is a load error, never a run-time surprise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, time, timedelta
+from functools import cached_property
+from typing import Any, Literal
+
+import cel
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .model import ACTIVE_STATES, BUILTIN_KINDS, BUILTIN_PROBLEM_AREAS
+from .wallclock import parse_duration, parse_time, zone
+
+SCHEMA_VERSION = 1
+
+#: The facts a condition may name, with what each means. Values are computed by
+#: ``lifecycle.facts``; the sample values type-check conditions at load time.
+FACTS: dict[str, tuple[str, Any]] = {
+    "state": ("lifecycle state of the course", "intervention"),
+    "event": ("the event being applied", "hold_session"),
+    "data": ("the event's data (a map)", {}),
+    "sessions_held": ("sessions held so far", 3),
+    "sessions_missed": ("sessions missed so far", 1),
+    "sessions_cancelled": ("sessions cancelled so far", 1),
+    "sessions_planned": ("sessions the course is contracted to hold", 12),
+    "sessions_remaining": ("planned sessions still to come", 9),
+    "sessions_total": ("session entries in the plan, of every status", 14),
+    "sessions_max": ("the protocol's maximum session entries", 16),
+    "plan_limited": ("a miss could not be replaced: the plan is at its maximum", False),
+    "consecutive_missed": ("missed sessions in a row (cancellations do not break a run)", 1),
+    "intake_held": ("sessions held in the intake (engagement) phase", 1),
+    "assessment_held": ("sessions held in the assessment phase", 2),
+    "engagement_sessions": ("the protocol's engagement sessions", 0),
+    "assessment_min": ("the protocol's minimum assessment sessions", 1),
+    "assessment_max": ("the protocol's maximum assessment sessions", 3),
+    "termination_sessions": ("the protocol's termination-phase sessions", 3),
+    "focus_limit": ("the protocol's maximum number of foci", 2),
+    "retarget_min_sessions": ("sessions a new focus needs before termination", 3),
+    "focus": ("ranked problem areas (a list)", ["grief", "role_dispute"]),
+    "current_focus": ("the area being worked on, or ''", "grief"),
+    "next_focus": ("the next ranked area not yet worked on, or ''", "role_dispute"),
+    "foci_worked": ("how many areas have been worked on", 1),
+    "week": ("course week at the event (1 = the first 7 days from session 1; 0 before)", 8),
+    "measure": ("the measurement this event recorded: {instrument, score, item9}", {}),
+    "has_measure": ("this event recorded a measurement", True),
+    "phq9_baseline": ("first PHQ-9 score, or -1 when none", 18),
+    "phq9_latest": ("latest PHQ-9 score, or -1 when none", 12),
+    "phq9_reduction": ("fraction the PHQ-9 fell from baseline (0 when unknown)", 0.33),
+    "attendance_review_after": ("clinic: consecutive misses that call a review", 2),
+    "discharge_review_after": ("clinic: consecutive misses that call a discharge review", 3),
+}
+SAMPLE_MEASURE = {"instrument": "phq9", "score": 12, "item9": 0}
+SAMPLE_FACTS: dict[str, Any] = {k: v for k, (_, v) in FACTS.items()}
+SAMPLE_FACTS["measure"] = SAMPLE_MEASURE
+SAMPLE_FACTS["data"] = {"sessions": 2, "areas": ["grief"], "number": 1}
+
+_CEL_FUNCTIONS = {
+    "size", "has", "int", "uint", "double", "string", "bool", "contains", "startsWith",
+    "endsWith", "matches", "exists", "all", "exists_one", "map", "filter", "min", "max",
+}  # fmt: skip
+_MACRO_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+
+
+def _check_schema(v: int) -> int:
+    if v != SCHEMA_VERSION:
+        raise ValueError(f"schema_version {v} is not supported (this engine reads {SCHEMA_VERSION})")
+    return v
+
+
+class Condition:
+    """A compiled, name-checked CEL condition; ``check(facts)`` returns a bool."""
+
+    __slots__ = ("names", "program", "source")
+
+    def __init__(self, source: str) -> None:
+        """Compile ``source``; raises ValueError with a one-line reason."""
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError("a condition must be a non-empty CEL expression")
+        self.source = source
+        try:
+            self.program = cel.compile(source)
+        except ValueError as exc:
+            raise ValueError(f"invalid CEL: {_first_line(str(exc))}") from None
+        bound = set(_MACRO_VAR.findall(source))
+        unknown = [n for n in self.program.variables() if n not in FACTS and n not in bound]
+        if unknown:
+            raise ValueError(
+                f"unknown name '{unknown[0]}' in '{source}' (known facts: {', '.join(FACTS)})"
+            )
+        self.names = [n for n in self.program.variables() if n in FACTS]
+        bad = [
+            f
+            for f in self.program.functions()
+            if not (f.startswith(("_", "@", "!", "-")) or f in _CEL_FUNCTIONS)
+        ]
+        if bad:
+            raise ValueError(f"unknown function '{bad[0]}' in '{source}'")
+        try:
+            result = self.program.execute(SAMPLE_FACTS)
+        except (TypeError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"'{source}' cannot be evaluated: {_first_line(str(exc))}") from None
+        if not isinstance(result, bool):
+            raise ValueError(f"'{source}' must be true or false, not {type(result).__name__}")
+
+    def check(self, facts: Mapping[str, Any]) -> bool:
+        """Evaluate on ``facts``; a run-time CEL error counts as false."""
+        try:
+            return self.program.execute(dict(facts)) is True
+        except (TypeError, RuntimeError, ValueError):
+            return False
+
+    def explain(self, facts: Mapping[str, Any]) -> str:
+        """The condition with the values of the facts it names, for refusal messages."""
+        values = ", ".join(f"{n}={_show(facts.get(n))}" for n in self.names)
+        return f"{self.source}" + (f" (with {values})" if values else "")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " ".join(lines[:2]) if lines else text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SessionCounts(_Strict):
+    min: int = Field(ge=1)
+    planned: int = Field(ge=1)
+    max: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SessionCounts:
+        if not self.min <= self.planned <= self.max:
+            raise ValueError("need min <= planned <= max")
+        return self
+
+
+class Bounds(_Strict):
+    min: int = Field(ge=0)
+    max: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.min > self.max:
+            raise ValueError("need min <= max")
+        return self
+
+
+class Phases(_Strict):
+    engagement: int = Field(default=0, ge=0, description="intake-phase sessions before assessment")
+    assessment: Bounds
+    termination: int = Field(ge=1, description="sessions in the termination phase")
+
+
+class MeasureSchedule(_Strict):
+    instrument: Literal["phq9"] = "phq9"
+    baseline: bool = True
+    every: int = Field(ge=1, description="then every N sessions")
+    lead: str = "24h"
+
+    @field_validator("lead")
+    @classmethod
+    def _lead(cls, v: str) -> str:
+        parse_duration(v, "lead")
+        return v
+
+
+class ReminderKind(_Strict):
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    audience: Literal["client", "therapist"]
+    leads: list[str] = Field(default_factory=list)
+
+    @field_validator("leads")
+    @classmethod
+    def _leads(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_duration(item, "leads")
+        return v
+
+
+class Action(_Strict):
+    emit: str | None = None
+    transition: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Action:
+        if (self.emit is None) == (self.transition is None):
+            raise ValueError("an action is exactly one of 'emit: KIND' or 'transition: EVENT'")
+        return self
+
+
+class Rule(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    trigger: list[str] = Field(default_factory=list, description="events that set the rule off")
+    when: str | None = None
+    once: bool = False
+    actions: list[Action] = Field(min_length=1)
+    _condition: Condition | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> Rule:
+        if not self.trigger and self.when is None:
+            raise ValueError("a rule needs a trigger (a list of events) or a condition ('when')")
+        if self.when is not None:
+            try:
+                self._condition = Condition(self.when)
+            except ValueError as exc:
+                raise _LocatedError("when", str(exc)) from None
+        return self
+
+    @property
+    def condition(self) -> Condition | None:
+        return self._condition
+
+
+class JointSessions(_Strict):
+    who: str = Field(pattern=r"^[a-z][a-z_]*$")
+    sessions: list[Literal["first", "middle", "last"]] = Field(default_factory=list)
+    optional: list[Literal["first", "middle", "last"]] = Field(default_factory=list)
+
+
+class Protocol(_Strict):
+    """One IPT variant, as a rule file states it."""
+
+    schema_version: int
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: str
+    name: str
+    description: str = ""
+    sessions: SessionCounts
+    cadence_weeks: int = Field(ge=1)
+    duration_minutes: int = Field(ge=5, le=480)
+    phases: Phases
+    problem_areas: list[str] = Field(default_factory=lambda: list(BUILTIN_PROBLEM_AREAS))
+    focus_limit: int = Field(ge=1)
+    retarget_min_sessions: int = Field(default=2, ge=1)
+    reschedule_missed: bool = True
+    format: Literal["individual", "group"] = "individual"
+    individual_first: int = Field(default=0, ge=0, description="group protocols: individual sessions first")
+    joint: JointSessions | None = None
+    measures: list[MeasureSchedule] = Field(default_factory=list)
+    reminders: list[ReminderKind] = Field(default_factory=list)
+    follow_ups: list[str] = Field(default_factory=list, description="durations after completion")
+    guards: dict[str, str] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+    _guards: dict[str, Condition] = PrivateAttr(default_factory=dict)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _schema(cls, v: int) -> int:
+        return _check_schema(v)
+
+    @field_validator("follow_ups")
+    @classmethod
+    def _follow_ups(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_duration(item, "follow_ups")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Protocol:
+        from .lifecycle import EVENTS, GUARD_KEYS  # the lifecycle table is the one source
+
+        ph = self.phases
+        if ph.engagement + ph.assessment.max + ph.termination > self.sessions.planned:
+            raise ValueError("phases: engagement + assessment.max + termination exceed sessions.planned")
+        if len(set(self.problem_areas)) != len(self.problem_areas):
+            raise ValueError("problem_areas: an area is listed twice")
+        kinds = self.kinds
+        seen: dict[str, int] = {}
+        for i, rule in enumerate(self.rules):
+            if rule.id in seen:
+                raise _LocatedError(f"rules.{i}.id", f"duplicate rule id '{rule.id}' (also rules[{seen[rule.id]}])")
+            seen[rule.id] = i
+            for name in rule.trigger:
+                if name not in EVENTS:
+                    raise _LocatedError(f"rules.{i}.trigger", f"unknown event '{name}'")
+            for j, action in enumerate(rule.actions):
+                if action.emit is not None and action.emit not in kinds:
+                    raise _LocatedError(f"rules.{i}.actions.{j}.emit", f"unknown reminder kind '{action.emit}'")
+                if action.transition is not None and action.transition not in EVENTS:
+                    raise _LocatedError(f"rules.{i}.actions.{j}.transition", f"unknown event '{action.transition}'")
+        for key, source in self.guards.items():
+            if key not in GUARD_KEYS:
+                raise _LocatedError(f"guards.{key}", f"no transition '{key}' to guard (known: {', '.join(GUARD_KEYS)})")
+            try:
+                self._guards[key] = Condition(source)
+            except ValueError as exc:
+                raise _LocatedError(f"guards.{key}", str(exc)) from None
+        return self
+
+    @cached_property
+    def kinds(self) -> dict[str, str]:
+        """Reminder kind -> audience: the built-in kinds plus the protocol's own."""
+        out = dict(BUILTIN_KINDS)
+        out.update({k.kind: k.audience for k in self.reminders})
+        return out
+
+    def leads(self, kind: str) -> list[timedelta]:
+        """The protocol's own lead times for ``kind`` (empty: use the clinic's)."""
+        for k in self.reminders:
+            if k.kind == kind:
+                return [parse_duration(x) for x in k.leads]
+        return []
+
+    def guard(self, key: str) -> Condition | None:
+        return self._guards.get(key)
+
+    @property
+    def terminal_window(self) -> int:
+        return self.phases.termination
+
+
+class _LocatedError(ValueError):
+    """A validation problem at a location other than the validator's own."""
+
+    def __init__(self, loc: str, message: str) -> None:
+        self.loc = loc
+        super().__init__(message)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Hours(_Strict):
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        parse_time(v)
+        return v
+
+    @cached_property
+    def start_time(self) -> time:
+        return parse_time(self.start)
+
+    @cached_property
+    def end_time(self) -> time:
+        return parse_time(self.end)
+
+
+class HolidayRegion(_Strict):
+    country: str
+    subdivision: str | None = None
+
+
+class Attendance(_Strict):
+    attendance_review_after: int = Field(default=2, ge=1)
+    discharge_review_after: int = Field(default=3, ge=1)
+    no_show_after: str = "15m"
+    late_cancel_window: str = "24h"
+
+
+class Digest(_Strict):
+    cron: str = "0 8 * * mon-fri"
+
+
+class ClinicPolicy(_Strict):
+    """The clinic's calendar and reminder policy (``rules/clinic.yaml``)."""
+
+    schema_version: int
+    timezone: str
+    working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
+    working_hours: Hours
+    holidays: HolidayRegion | None = None
+    closures: list[date] = Field(default_factory=list)
+    holiday_policy: Literal["next_working_day", "skip"] = "next_working_day"
+    quiet_hours: Hours | None = None
+    reminder_leads: list[str] = Field(default_factory=lambda: ["72h", "24h"])
+    attendance: Attendance = Field(default_factory=Attendance)
+    digest: Digest = Field(default_factory=Digest)
+    _holidays: Any = PrivateAttr(default=None)
+
+    @field_validator("schema_version")
+    @classmethod
+    def _schema(cls, v: int) -> int:
+        return _check_schema(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        zone(v)
+        return v
+
+    @field_validator("closures", mode="before")
+    @classmethod
+    def _dates(cls, v: Any) -> Any:
+        # YAML gives dates; JSON gives strings: accept both, strictly ISO.
+        if isinstance(v, list):
+            return [date.fromisoformat(x) if isinstance(x, str) else x for x in v]
+        return v
+
+    @field_validator("reminder_leads")
+    @classmethod
+    def _leads(cls, v: list[str]) -> list[str]:
+        for item in v:
+            parse_duration(item, "reminder_leads")
+        return v
+
+    @model_validator(mode="after")
+    def _calendar(self) -> ClinicPolicy:
+        if self.holidays is not None:
+            import holidays
+
+            try:
+                self._holidays = holidays.country_holidays(
+                    self.holidays.country, subdiv=self.holidays.subdivision
+                )
+            except NotImplementedError:
+                raise _LocatedError("holidays.country", f"unknown country '{self.holidays.country}'") from None
+            except Exception as exc:  # the holidays package raises bare errors for subdivisions
+                raise _LocatedError("holidays.subdivision", _first_line(str(exc))) from None
+        return self
+
+    @cached_property
+    def closed_days(self) -> frozenset[date]:
+        return frozenset(self.closures)
+
+    @cached_property
+    def working_weekdays(self) -> frozenset[int]:
+        return frozenset(WEEKDAYS.index(d) for d in self.working_days)
+
+    @cached_property
+    def lead_times(self) -> list[timedelta]:
+        return [parse_duration(x) for x in self.reminder_leads]
+
+    def is_closed(self, day: date) -> bool:
+        """A public holiday or a closure date."""
+        cache = self.__dict__.get("_closed")  # a plain dict: private attrs are slow to reach
+        if cache is None:
+            cache = self.__dict__["_closed"] = {}
+        known = cache.get(day)
+        if known is None:
+            known = day in self.closed_days or (self._holidays is not None and day in self._holidays)
+            cache[day] = known
+        return bool(known)
+
+    def is_working_day(self, day: date) -> bool:
+        return day.weekday() in self.working_weekdays and not self.is_closed(day)
+
+
+def parse_protocol(data: Any) -> Protocol:
+    """Validate ``data`` (a mapping from a rule file); raises RuleFileError-ready ValidationError
+    or _LocatedError. Use ``rulefiles`` for files."""
+    return Protocol.model_validate(data)
+
+
+def problems(exc: Exception) -> list[tuple[str, str]]:
+    """(location, message) pairs from a validation failure, locations as ``rules[2].when``."""
+    if isinstance(exc, ValidationError):
+        out = []
+        for err in exc.errors():
+            loc = [str(x) for x in err["loc"]]
+            message = err["msg"]
+            ctx_error = (err.get("ctx") or {}).get("error")
+            if isinstance(ctx_error, _LocatedError):
+                loc = loc + ctx_error.loc.split(".")
+                message = str(ctx_error)
+            elif err["type"] == "extra_forbidden":
+                message = "unknown field"
+            elif err["type"] == "missing":
+                message = "required field is missing"
+            message = message.removeprefix("Value error, ")
+            out.append((_dotted(loc), message))
+        return out
+    if isinstance(exc, _LocatedError):
+        return [(_dotted(exc.loc.split(".")), str(exc))]
+    return [("", str(exc))]
+
+
+def _dotted(parts: list[str]) -> str:
+    text = ""
+    for part in parts:
+        if part.isdigit():
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + part
+    return text or "(top)"
+
+
+__all__ = [
+    "ACTIVE_STATES",
+    "FACTS",
+    "ClinicPolicy",
+    "Condition",
+    "Protocol",
+    "Rule",
+    "parse_protocol",
+    "problems",
+]

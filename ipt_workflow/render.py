@@ -1,0 +1,105 @@
+"""Human output: rich tables for the command line. Shell only; the core never imports it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _console() -> Console:
+    import sys
+
+    # Piped output is read by people too: do not cut ids and dates to 80 columns.
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def print_protocols(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Protocols")
+    for col in ("id", "version", "name", "sessions", "cadence", "assessment", "termination", "foci"):
+        table.add_column(col)
+    for r in rows:
+        s = r["sessions"]
+        a = r["assessment"]
+        table.add_row(
+            r["id"], r["version"], r["name"],
+            f"{s['planned']} (min {s['min']}, max {s['max']})",
+            f"every {r['cadence_weeks']} wk, {r['duration_minutes']} min",
+            f"{a['min']}-{a['max']}", str(r["termination"]), str(r["focus_limit"]),
+        )  # fmt: skip
+    _console().print(table)
+
+
+def print_protocol(p: dict[str, Any], source: str) -> None:
+    console = _console()
+    console.print(f"[bold]{p['id']}[/bold] {p['version']}: {p['name']}" + (f"  ({source})" if source else ""))
+    if p.get("description"):
+        console.print(p["description"])
+    s, ph = p["sessions"], p["phases"]
+    console.print(
+        f"sessions {s['planned']} (min {s['min']}, max {s['max']}), every {p['cadence_weeks']} week(s), "
+        f"{p['duration_minutes']} min; engagement {ph['engagement']}, assessment "
+        f"{ph['assessment']['min']}-{ph['assessment']['max']}, termination {ph['termination']}; "
+        f"focus limit {p['focus_limit']}"
+    )
+    console.print(f"problem areas: {', '.join(p['problem_areas'])}")
+    kinds = Table(title="Reminder kinds")
+    kinds.add_column("kind")
+    kinds.add_column("audience")
+    for kind, audience in sorted(p["reminder_kinds"].items()):
+        kinds.add_row(kind, audience)
+    console.print(kinds)
+    guards = Table(title="Guards")
+    guards.add_column("transition")
+    guards.add_column("condition (CEL)")
+    for key, cond in p["guards"].items():
+        guards.add_row(key, cond)
+    console.print(guards)
+    rules = Table(title="Rules")
+    for col in ("id", "trigger", "when", "actions"):
+        rules.add_column(col)
+    for r in p["rules"]:
+        actions = ", ".join(
+            f"emit {a['emit']}" if a.get("emit") else f"transition {a['transition']}" for a in r["actions"]
+        )
+        rules.add_row(r["id"], ", ".join(r["trigger"]) or "(any event)", r.get("when") or "", actions)
+    console.print(rules)
+
+
+def print_simulation(data: dict[str, Any]) -> None:
+    console = _console()
+    focus = ", ".join(data["focus"]) or "none"
+    console.print(
+        f"course [bold]{data['id']}[/bold] ({data['protocol']} {data['protocol_version']}): "
+        f"state [bold]{data['state']}[/bold]; focus {focus}; current {data['current_focus'] or 'none'}"
+    )
+    console.print(sessions_table(data["sessions"]))
+    reminders = Table(title="Reminders")
+    for col in ("due (UTC)", "kind", "audience", "session", "status", "id"):
+        reminders.add_column(col)
+    for r in data["reminders"]:
+        reminders.add_row(
+            r["due"], r["kind"], r["audience"], "" if r["session"] is None else str(r["session"]), r["status"], r["id"]
+        )
+    console.print(reminders)
+    console.print(history_table(data["history"]))
+
+
+def sessions_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Sessions")
+    for col in ("#", "phase", "start (local)", "status", "with"):
+        table.add_column(col)
+    for s in rows:
+        extra = [p for p in s["participants"] if p != "client"] + [f"{p}?" for p in s["optional_participants"]]
+        table.add_row(str(s["number"]), s["phase"], s["start"], s["status"], ", ".join(extra))
+    return table
+
+
+def history_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="History")
+    for col in ("at (UTC)", "event", "from", "to", "rule"):
+        table.add_column(col)
+    for h in rows:
+        table.add_row(h["at"], h["event"], h["from"] or "", h["to"], h["rule"] or "")
+    return table

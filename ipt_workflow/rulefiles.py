@@ -1,0 +1,177 @@
+"""Reading rule files: YAML with a safe loader (duplicate keys refused), validated into
+``Protocol`` / ``ClinicPolicy``. A bad file is refused whole; every problem is reported as
+``FILE: location (line N): message``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import RuleFileError, UnknownName
+from .protocol import ClinicPolicy, Protocol, _LocatedError, problems
+
+CLINIC_FILE = "clinic.yaml"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping and reads booleans the
+    YAML 1.2 way (only true/false), so ``country: NO`` stays Norway."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+@dataclass
+class Rulebook:
+    """Every protocol by id, and the clinic policy, as loaded from one directory."""
+
+    protocols: dict[str, Protocol]
+    clinic: ClinicPolicy
+    sources: dict[str, Path] = field(default_factory=dict)
+
+    def protocol(self, protocol_id: str) -> Protocol:
+        """The protocol ``protocol_id``; raises UnknownName listing the known ones."""
+        try:
+            return self.protocols[protocol_id]
+        except KeyError:
+            known = ", ".join(sorted(self.protocols)) or "none"
+            raise UnknownName(f"unknown protocol '{protocol_id}' (known: {known})") from None
+
+
+def builtin_rules_dir() -> Path:
+    """The built-in ``rules/``: next to the package in a checkout, else inside the wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "rules"
+    if (checkout / CLINIC_FILE).is_file():
+        return checkout
+    return Path(str(resources.files("ipt_workflow.rules")))
+
+
+def is_clinic_file(path: Path, data: Any) -> bool:
+    return path.name in (CLINIC_FILE, "clinic.yml") or (isinstance(data, dict) and "working_days" in data)
+
+
+def load_file(path: Path) -> Protocol | ClinicPolicy:
+    """One rule file, validated; raises RuleFileError with every problem found in it."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleFileError([f"{name}: (file): {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise RuleFileError([f"{name}: (file): not UTF-8 text"]) from None
+    try:
+        node = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        raise RuleFileError([f"{name}: {where}: {exc.problem or exc.context}"]) from None
+    except yaml.YAMLError as exc:
+        raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
+    if not isinstance(data, dict):
+        raise RuleFileError([f"{name}: (top): a rule file must be a mapping, not {type(data).__name__}"])
+    model: type[Protocol] | type[ClinicPolicy] = ClinicPolicy if is_clinic_file(path, data) else Protocol
+    try:
+        return model.model_validate(data)
+    except (ValidationError, _LocatedError) as exc:
+        lines = []
+        for loc, message in problems(exc):
+            line = _line_of(node, loc)
+            where = f"{loc} (line {line})" if line else loc
+            lines.append(f"{name}: {where}: {message}")
+        raise RuleFileError(lines) from None
+
+
+def _line_of(node: Any, loc: str) -> int | None:
+    """The 1-based line of ``loc`` (``rules[2].when``) in a composed YAML tree, if found."""
+    parts = [p for p in loc.replace("[", ".").replace("]", "").split(".") if p and p != "(top)"]
+    line = None
+    for part in parts:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line = match[0].start_mark.line + 1
+            node = match[1]
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def load_rules(directory: Path | None = None) -> Rulebook:
+    """Every ``*.yaml`` in ``directory`` (default: the built-in rules). Protocols replace the
+    built-in ones; a missing ``clinic.yaml`` falls back to the built-in policy.
+    Raises RuleFileError listing the problems of every bad file."""
+    base = directory or builtin_rules_dir()
+    if not base.is_dir():
+        raise RuleFileError([f"{base}: (directory): not a directory of rule files"])
+    protocols: dict[str, Protocol] = {}
+    sources: dict[str, Path] = {}
+    clinic: ClinicPolicy | None = None
+    errors: list[str] = []
+    for path in sorted([*base.glob("*.yaml"), *base.glob("*.yml")]):
+        try:
+            loaded = load_file(path)
+        except RuleFileError as exc:
+            errors.extend(exc.problems)
+            continue
+        if isinstance(loaded, ClinicPolicy):
+            clinic = loaded
+        elif loaded.id in protocols:
+            errors.append(f"{path}: id: protocol '{loaded.id}' is also defined in {sources[loaded.id]}")
+        else:
+            protocols[loaded.id] = loaded
+            sources[loaded.id] = path
+    if errors:
+        raise RuleFileError(errors)
+    if clinic is None:
+        fallback = load_file(builtin_rules_dir() / CLINIC_FILE)
+        assert isinstance(fallback, ClinicPolicy)
+        clinic = fallback
+    return Rulebook(protocols=protocols, clinic=clinic, sources=sources)
+
+
+def check_paths(paths: list[Path]) -> tuple[list[str], list[str]]:
+    """(files that loaded, problems) for rule files or directories of them."""
+    ok: list[str] = []
+    bad: list[str] = []
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
+        else:
+            files.append(p)
+    for path in files:
+        try:
+            load_file(path)
+            ok.append(str(path))
+        except RuleFileError as exc:
+            bad.extend(exc.problems)
+    return ok, bad
