@@ -209,10 +209,17 @@ def simulate(
             events = simulation.parse_events(raw, tz)
         except InvalidInput as exc:
             raise InvalidInput(f"{events_file}: {exc}") from None
-    result = simulation.simulate(
-        protocol, rules.clinic, start=start_date, slot=slot_time, timezone=tz,
-        events=events, course_id=course_id, now=end,
-    )  # fmt: skip
+    from ipt_workflow.errors import IptError
+
+    try:
+        result = simulation.simulate(
+            protocol, rules.clinic, start=start_date, slot=slot_time, timezone=tz,
+            events=events, course_id=course_id, now=end,
+        )  # fmt: skip
+    except IptError as exc:
+        if events_file is not None:
+            exc.args = (f"{events_file}: {exc}",)  # say which file as well as which entry
+        raise
     for warning in slot_warnings(result.course, rules.clinic):
         click.echo(f"warning: {warning}", err=True)
     data = {

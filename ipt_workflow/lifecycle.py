@@ -76,7 +76,7 @@ GUARD_KEYS: tuple[str, ...] = tuple(dict.fromkeys(step.guard for step in TABLE i
 class _Adapter:
     """What the shared machine drives: a state, the facts guards read, and why it refused."""
 
-    __slots__ = ("failed", "facts", "resume_to", "state")
+    __slots__ = ("facts", "failed", "resume_to", "state")
 
     def __init__(self, state: str, facts: Mapping[str, Any], resume_to: str | None) -> None:
         self.state = state
@@ -87,7 +87,8 @@ class _Adapter:
 
 def _guarded(condition: Condition) -> Callable[[EventData], bool]:
     def check(ev: EventData) -> bool:
-        model: _Adapter = ev.model
+        model = ev.model
+        assert isinstance(model, _Adapter)
         ok = condition.check(model.facts)
         if not ok:
             model.failed = condition
@@ -97,7 +98,7 @@ def _guarded(condition: Condition) -> Callable[[EventData], bool]:
 
 
 def _resume_to(state: str) -> Callable[[EventData], bool]:
-    return lambda ev: bool(ev.model.resume_to == state)
+    return lambda ev: bool(getattr(ev.model, "resume_to", None) == state)
 
 
 class Lifecycle:
@@ -187,7 +188,7 @@ def new_course(
             state=S.intake,
             planned_sessions=protocol.sessions.planned,
             created_at=now.astimezone(UTC),
-            history=[HistoryEntry(event="create", at=now.astimezone(UTC), **{"from": None}, to=S.intake)],
+            history=[HistoryEntry.model_validate({"event": "create", "at": now.astimezone(UTC), "from": None, "to": S.intake})],
         )
     except ValidationError as exc:
         err = exc.errors()[0]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from .model import (
@@ -200,7 +200,9 @@ def _slots(
             misses += 1
             continue
         if policy.is_closed(day):
-            moved = _next_working_day(policy, day, day + cadence) if policy.holiday_policy == "next_working_day" else None
+            moved = None
+            if policy.holiday_policy == "next_working_day":
+                moved = _next_working_day(policy, day, day + cadence)
             if moved is None:
                 misses += 1
                 continue
