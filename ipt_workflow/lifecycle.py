@@ -174,7 +174,7 @@ def new_course(
 ) -> Course:
     """A new course in ``intake``, its history opened at ``now``. Raises InvalidInput."""
     zone(timezone)
-    _aware(now, "now")
+    now = _aware(now, "now")
     try:
         return Course(
             id=course_id,
@@ -188,7 +188,7 @@ def new_course(
             state=S.intake,
             planned_sessions=protocol.sessions.planned,
             created_at=now.astimezone(UTC),
-            history=[HistoryEntry.model_validate({"event": "create", "at": now.astimezone(UTC), "from": None, "to": S.intake})],
+            history=[HistoryEntry.model_validate({"event": "create", "at": now, "from": None, "to": S.intake})],
         )
     except ValidationError as exc:
         err = exc.errors()[0]

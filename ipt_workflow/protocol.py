@@ -12,7 +12,6 @@ from datetime import date, time, timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-import cel
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._cel import cel
 from .model import ACTIVE_STATES, BUILTIN_KINDS, BUILTIN_PROBLEM_AREAS
 from .wallclock import parse_duration, parse_time, zone
 

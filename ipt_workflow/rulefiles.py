@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +62,13 @@ class Rulebook:
 
 
 def builtin_rules_dir() -> Path:
-    """The built-in ``rules/``: next to the package in a checkout, else inside the wheel."""
-    checkout = Path(__file__).resolve().parent.parent / "rules"
-    if (checkout / CLINIC_FILE).is_file():
-        return checkout
-    return Path(str(resources.files("ipt_workflow.rules")))
+    """The built-in ``rules/``: inside the installed package (the wheel maps the repo's
+    ``rules/`` to ``ipt_workflow/rules``), else next to the package in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "rules", here.parent / "rules"):
+        if (candidate / CLINIC_FILE).is_file():
+            return candidate
+    raise RuleFileError([f"{here / 'rules'}: (directory): the built-in rules are missing from this install"])
 
 
 def is_clinic_file(path: Path, data: Any) -> bool:

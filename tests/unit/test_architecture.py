@@ -1,0 +1,87 @@
+"""The shape STYLE.md asks for, kept true by tests: the core loads no shell libraries,
+the public API is what ``__all__`` says, and the wheel carries the rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import ipt_workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE = ["errors", "model", "wallclock", "protocol", "lifecycle", "planner", "simulation", "views"]
+
+
+def test_core_imports_no_database_scheduler_or_cli_library() -> None:
+    code = (
+        "import json, sys\n"
+        + "".join(f"import ipt_workflow.{m}\n" for m in CORE)
+        + "print(json.dumps(sorted(m for m in ('sqlalchemy', 'apscheduler', 'click', 'rich', 'httpx')"
+        " if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert json.loads(out.stdout) == []
+
+
+def test_package_import_is_the_public_api_and_loads_no_shell_library() -> None:
+    code = (
+        "import json, sys, ipt_workflow\n"
+        "print(json.dumps(sorted(m for m in ('sqlalchemy', 'apscheduler', 'click', 'rich') if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert json.loads(out.stdout) == []
+
+
+EXPORTED = {
+    "EVENTS", "FACTS", "ClinicPolicy", "Course", "CourseState", "Effects", "HistoryEntry", "InvalidInput",
+    "IptError", "Measurement", "Plan", "Protocol", "Refused", "Reminder", "ReminderStatus", "RuleFileError",
+    "Rulebook", "Session", "SessionStatus", "Simulation", "SimulationEvent", "UnknownName", "__version__",
+    "allowed_events", "apply", "course_json", "history_json", "load_file", "load_rules", "new_course",
+    "parse_events", "plan", "reminder_json", "session_json", "simulate", "why_not",
+}  # fmt: skip
+
+
+def test_exported_members() -> None:
+    assert set(ipt_workflow.__all__) == EXPORTED
+    for name in ipt_workflow.__all__:
+        assert hasattr(ipt_workflow, name), name
+    public = {n for n in dir(ipt_workflow) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(ipt_workflow, n)).__name__ == "module"}
+    assert public - modules - set(ipt_workflow.__all__) == set()
+
+
+@pytest.mark.slow
+def test_wheel_carries_rules_and_works_outside_the_repo(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    wheel = next(wheels.glob("ipt_workflow-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for rule in ("ipt-16", "ipt-b-8", "ipt-a-12", "ipt-g-8", "ipt-m", "clinic"):
+        assert f"ipt_workflow/rules/{rule}.yaml" in names
+    assert "cli.py" in names
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop("IPT_RULES", None)
+    out = subprocess.run(
+        [sys.executable, "-c", "import cli, ipt_workflow; print(ipt_workflow.__file__); cli.main()",
+         "protocols", "list", "--json"],
+        capture_output=True, text=True, cwd=elsewhere, env=env, check=True,
+    )  # fmt: skip
+    first, rest = out.stdout.split("\n", 1)
+    assert first.startswith(str(target))
+    assert sorted(p["id"] for p in json.loads(rest)) == ["ipt-16", "ipt-a-12", "ipt-b-8", "ipt-g-8", "ipt-m"]
