@@ -12,8 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+IPT := $(BIN)/ipt
+DEMO_COURSE := --protocol ipt-16 --start 2026-03-02 --time 10:00 --tz Europe/London
+
 demo: $(STAMP)
-	bash bench/../scripts/demo.sh
+	$(IPT) protocols list
+	$(IPT) rules check
+	$(IPT) diagram --protocol ipt-16
+	$(IPT) simulate $(DEMO_COURSE) --events tests/data/demo_course.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check ipt_workflow cli.py tests bench

@@ -23,8 +23,9 @@ class RuleFileError(IptError):
         super().__init__("\n".join(self.problems))
 
 
-class InvalidInput(IptError):
-    """Input data that cannot be accepted (names what and where)."""
+class InvalidInput(IptError, ValueError):
+    """Input data that cannot be accepted (names what and where). A ValueError too, so a
+    pydantic validator that meets one reports it at the field it came from."""
 
 
 class UnknownName(InvalidInput):

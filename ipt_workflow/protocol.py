@@ -285,32 +285,36 @@ class Protocol(_Strict):
     def _consistent(self) -> Protocol:
         from .lifecycle import EVENTS, GUARD_KEYS  # the lifecycle table is the one source
 
+        found: list[tuple[str, str]] = []
         ph = self.phases
         if ph.engagement + ph.assessment.max + ph.termination > self.sessions.planned:
-            raise ValueError("phases: engagement + assessment.max + termination exceed sessions.planned")
+            found.append(("phases", "engagement + assessment.max + termination exceed sessions.planned"))
         if len(set(self.problem_areas)) != len(self.problem_areas):
-            raise ValueError("problem_areas: an area is listed twice")
+            found.append(("problem_areas", "an area is listed twice"))
         kinds = self.kinds
         seen: dict[str, int] = {}
         for i, rule in enumerate(self.rules):
             if rule.id in seen:
-                raise _LocatedError(f"rules.{i}.id", f"duplicate rule id '{rule.id}' (also rules[{seen[rule.id]}])")
-            seen[rule.id] = i
+                found.append((f"rules.{i}.id", f"duplicate rule id '{rule.id}' (also rules[{seen[rule.id]}])"))
+            seen.setdefault(rule.id, i)
             for name in rule.trigger:
                 if name not in EVENTS:
-                    raise _LocatedError(f"rules.{i}.trigger", f"unknown event '{name}'")
+                    found.append((f"rules.{i}.trigger", f"unknown event '{name}' (known: {', '.join(EVENTS)})"))
             for j, action in enumerate(rule.actions):
                 if action.emit is not None and action.emit not in kinds:
-                    raise _LocatedError(f"rules.{i}.actions.{j}.emit", f"unknown reminder kind '{action.emit}'")
+                    found.append((f"rules.{i}.actions.{j}.emit", f"unknown reminder kind '{action.emit}'"))
                 if action.transition is not None and action.transition not in EVENTS:
-                    raise _LocatedError(f"rules.{i}.actions.{j}.transition", f"unknown event '{action.transition}'")
+                    found.append((f"rules.{i}.actions.{j}.transition", f"unknown event '{action.transition}'"))
         for key, source in self.guards.items():
             if key not in GUARD_KEYS:
-                raise _LocatedError(f"guards.{key}", f"no transition '{key}' to guard (known: {', '.join(GUARD_KEYS)})")
+                found.append((f"guards.{key}", f"no transition '{key}' to guard (known: {', '.join(GUARD_KEYS)})"))
+                continue
             try:
                 self._guards[key] = Condition(source)
             except ValueError as exc:
-                raise _LocatedError(f"guards.{key}", str(exc)) from None
+                found.append((f"guards.{key}", str(exc)))
+        if found:
+            raise _LocatedError(found)
         return self
 
     @cached_property
@@ -336,11 +340,11 @@ class Protocol(_Strict):
 
 
 class _LocatedError(ValueError):
-    """A validation problem at a location other than the validator's own."""
+    """Validation problems at locations (dotted, relative to the validator's model)."""
 
-    def __init__(self, loc: str, message: str) -> None:
-        self.loc = loc
-        super().__init__(message)
+    def __init__(self, found: list[tuple[str, str]] | str, message: str = "") -> None:
+        self.found = [(found, message)] if isinstance(found, str) else list(found)
+        super().__init__("; ".join(m for _, m in self.found))
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -428,14 +432,17 @@ class ClinicPolicy(_Strict):
         if self.holidays is not None:
             import holidays
 
-            try:
-                self._holidays = holidays.country_holidays(
-                    self.holidays.country, subdiv=self.holidays.subdivision
+            region = self.holidays
+            supported = holidays.list_supported_countries()
+            if region.country not in supported:
+                raise _LocatedError("holidays.country", f"unknown country '{region.country}' (ISO 3166 alpha-2)")
+            if region.subdivision is not None and region.subdivision not in supported[region.country]:
+                raise _LocatedError(
+                    "holidays.subdivision",
+                    f"unknown subdivision '{region.subdivision}' of {region.country} "
+                    f"(known: {', '.join(supported[region.country])})",
                 )
-            except NotImplementedError:
-                raise _LocatedError("holidays.country", f"unknown country '{self.holidays.country}'") from None
-            except Exception as exc:  # the holidays package raises bare errors for subdivisions
-                raise _LocatedError("holidays.subdivision", _first_line(str(exc))) from None
+            self._holidays = holidays.country_holidays(region.country, subdiv=region.subdivision)
         return self
 
     @cached_property
@@ -473,25 +480,24 @@ def parse_protocol(data: Any) -> Protocol:
 
 def problems(exc: Exception) -> list[tuple[str, str]]:
     """(location, message) pairs from a validation failure, locations as ``rules[2].when``."""
-    if isinstance(exc, ValidationError):
-        out = []
-        for err in exc.errors():
-            loc = [str(x) for x in err["loc"]]
-            message = err["msg"]
-            ctx_error = (err.get("ctx") or {}).get("error")
-            if isinstance(ctx_error, _LocatedError):
-                loc = loc + ctx_error.loc.split(".")
-                message = str(ctx_error)
-            elif err["type"] == "extra_forbidden":
-                message = "unknown field"
-            elif err["type"] == "missing":
-                message = "required field is missing"
-            message = message.removeprefix("Value error, ")
-            out.append((_dotted(loc), message))
-        return out
     if isinstance(exc, _LocatedError):
-        return [(_dotted(exc.loc.split(".")), str(exc))]
-    return [("", str(exc))]
+        return [(_dotted(loc.split(".")), message) for loc, message in exc.found]
+    if not isinstance(exc, ValidationError):
+        return [("(top)", str(exc))]
+    out = []
+    for err in exc.errors():
+        loc = [str(x) for x in err["loc"]]
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _LocatedError):
+            out.extend((_dotted(loc + where.split(".")), message) for where, message in ctx_error.found)
+            continue
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        out.append((_dotted(loc), message.removeprefix("Value error, ")))
+    return out
 
 
 def _dotted(parts: list[str]) -> str:

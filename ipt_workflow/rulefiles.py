@@ -93,6 +93,8 @@ def load_file(path: Path) -> Protocol | ClinicPolicy:
         raise RuleFileError([f"{name}: {where}: {exc.problem or exc.context}"]) from None
     except yaml.YAMLError as exc:
         raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
+    except ValueError as exc:  # PyYAML's own date parsing, e.g. an unquoted 2026-02-30
+        raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
     if not isinstance(data, dict):
         raise RuleFileError([f"{name}: (top): a rule file must be a mapping, not {type(data).__name__}"])
     model: type[Protocol] | type[ClinicPolicy] = ClinicPolicy if is_clinic_file(path, data) else Protocol

@@ -1,0 +1,37 @@
+"""Helpers shared by the benchmarks: timing, and the line that says how to rerun."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ipt_command() -> list[str]:
+    exe = Path(sys.executable).parent / "ipt"
+    return [str(exe)] if exe.exists() else [shutil.which("ipt") or "ipt"]
+
+
+def wall_times(cmd: list[str], runs: int) -> list[float]:
+    """Wall seconds of ``runs`` runs of ``cmd`` (after one warm-up run)."""
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def summary(seconds: list[float]) -> str:
+    ms = sorted(s * 1000 for s in seconds)
+    return f"median {statistics.median(ms):.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms over {len(ms)} runs"
+
+
+def rerun(script: str) -> str:
+    return f"rerun: .venv/bin/python bench/{script}"
