@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import attrgetter
 from datetime import UTC, date, datetime, time, timedelta
+from operator import attrgetter
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 

@@ -484,7 +484,7 @@ def problems(exc: Exception) -> list[tuple[str, str]]:
         return [(_dotted(loc.split(".")), message) for loc, message in exc.found]
     if not isinstance(exc, ValidationError):
         return [("(top)", str(exc))]
-    out = []
+    out: list[tuple[str, str]] = []
     for err in exc.errors():
         loc = [str(x) for x in err["loc"]]
         ctx_error = (err.get("ctx") or {}).get("error")

@@ -19,7 +19,10 @@ from .protocol import ClinicPolicy, Protocol, _LocatedError, problems
 CLINIC_FILE = "clinic.yaml"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """SafeLoader that refuses a key given twice in one mapping and reads booleans the
     YAML 1.2 way (only true/false), so ``country: NO`` stays Norway."""
 
@@ -32,7 +35,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"key '{key}' is given twice", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 _UniqueKeyLoader.yaml_implicit_resolvers = {
@@ -84,9 +88,10 @@ def load_file(path: Path) -> Protocol | ClinicPolicy:
         raise RuleFileError([f"{name}: (file): {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise RuleFileError([f"{name}: (file): not UTF-8 text"]) from None
+    loader = _UniqueKeyLoader(text)
     try:
-        node = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
@@ -95,6 +100,8 @@ def load_file(path: Path) -> Protocol | ClinicPolicy:
         raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
     except ValueError as exc:  # PyYAML's own date parsing, e.g. an unquoted 2026-02-30
         raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise RuleFileError([f"{name}: (top): a rule file must be a mapping, not {type(data).__name__}"])
     model: type[Protocol] | type[ClinicPolicy] = ClinicPolicy if is_clinic_file(path, data) else Protocol
