@@ -196,7 +196,10 @@ def simulate(
     from ipt_workflow.views import history_json, reminder_json, session_json
     from ipt_workflow.wallclock import parse_date, parse_instant, parse_time, zone
 
-    zone_info = zone(tz)
+    try:
+        zone_info = zone(tz)
+    except InvalidInput as exc:
+        raise InvalidInput(f"--tz: {exc}") from None
     start_date = parse_date(start, "--start")
     slot_time = parse_time(slot, "--time")
     end = parse_instant(now, zone_info, "--now") if now else None
@@ -255,16 +258,13 @@ def read_data_file(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    import yaml
+    from ipt_workflow.errors import RuleFileError
+    from ipt_workflow.rulefiles import read_yaml
 
     try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        raise InvalidInput(f"{path}: {where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
+        return read_yaml(text, str(path))[1]
+    except RuleFileError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def main() -> None:

@@ -220,6 +220,7 @@ class Rule(_Strict):
     once: bool = False
     actions: list[Action] = Field(min_length=1)
     _condition: Condition | None = PrivateAttr(default=None)
+    _when_error: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _compile(self) -> Rule:
@@ -229,7 +230,7 @@ class Rule(_Strict):
             try:
                 self._condition = Condition(self.when)
             except ValueError as exc:
-                raise _LocatedError("when", str(exc)) from None
+                self._when_error = str(exc)  # reported by the protocol, with its other problems
         return self
 
     @property
@@ -294,6 +295,8 @@ class Protocol(_Strict):
         kinds = self.kinds
         seen: dict[str, int] = {}
         for i, rule in enumerate(self.rules):
+            if rule._when_error is not None:
+                found.append((f"rules.{i}.when", rule._when_error))
             if rule.id in seen:
                 found.append((f"rules.{i}.id", f"duplicate rule id '{rule.id}' (also rules[{seen[rule.id]}])"))
             seen.setdefault(rule.id, i)

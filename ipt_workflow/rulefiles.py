@@ -38,7 +38,17 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[valid-type,misc]
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """An unquoted date that does not exist (2026-02-30) is an error at its line."""
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"'{node.value}' is not a real date or time ({exc})", node.start_mark
+            ) from None
 
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _UniqueKeyLoader.construct_yaml_timestamp)
 _UniqueKeyLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -88,20 +98,7 @@ def load_file(path: Path) -> Protocol | ClinicPolicy:
         raise RuleFileError([f"{name}: (file): {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise RuleFileError([f"{name}: (file): not UTF-8 text"]) from None
-    loader = _UniqueKeyLoader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
-        raise RuleFileError([f"{name}: {where}: {exc.problem or exc.context}"]) from None
-    except yaml.YAMLError as exc:
-        raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
-    except ValueError as exc:  # PyYAML's own date parsing, e.g. an unquoted 2026-02-30
-        raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
-    finally:
-        loader.dispose()
+    node, data = read_yaml(text, name)
     if not isinstance(data, dict):
         raise RuleFileError([f"{name}: (top): a rule file must be a mapping, not {type(data).__name__}"])
     model: type[Protocol] | type[ClinicPolicy] = ClinicPolicy if is_clinic_file(path, data) else Protocol
@@ -114,6 +111,23 @@ def load_file(path: Path) -> Protocol | ClinicPolicy:
             where = f"{loc} (line {line})" if line else loc
             lines.append(f"{name}: {where}: {message}")
         raise RuleFileError(lines) from None
+
+
+def read_yaml(text: str, name: str) -> tuple[Any, Any]:
+    """(node tree, data) of YAML ``text``, read safely; raises RuleFileError
+    ``NAME: line L, column C: problem`` for a syntax error, a duplicate key or a bad date."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(yaml)"
+        raise RuleFileError([f"{name}: {where}: {exc.problem or exc.context}"]) from None
+    except yaml.YAMLError as exc:
+        raise RuleFileError([f"{name}: (yaml): {exc}"]) from None
+    finally:
+        loader.dispose()
 
 
 def _line_of(node: Any, loc: str) -> int | None:

@@ -26,7 +26,7 @@ def zone(name: str) -> ZoneInfo:
         if not name or name != name.strip():
             raise ValueError
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError) as exc:  # "Europe" is a directory
         raise InvalidInput(f"unknown time zone '{name}'") from exc
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import ipt_workflow
-from ipt_workflow import ClinicPolicy, InvalidInput, Protocol, RuleFileError, load_file, load_rules
+from ipt_workflow import ClinicPolicy, Protocol, RuleFileError, load_file, load_rules
 from ipt_workflow.rulefiles import builtin_rules_dir
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -257,7 +257,8 @@ def test_unknown_event_in_trigger(tmp_path: Path) -> None:
     text, index = append_rule(ipt16_text(), rule_yaml(trigger="[miss_sesion]"))
     path = write(tmp_path, text)
     line = line_no(text, "[miss_sesion]")
-    assert only_problem(path) == f"{path}: rules[{index}].trigger (line {line}): unknown event 'miss_sesion'"
+    problem = only_problem(path)
+    assert problem.startswith(f"{path}: rules[{index}].trigger (line {line}): unknown event 'miss_sesion'"), problem
 
 
 def test_unknown_event_in_transition_action(tmp_path: Path) -> None:
@@ -352,18 +353,23 @@ def test_several_problems_of_fields_are_all_reported(tmp_path: Path) -> None:
     assert any(p.startswith(f"{path}: focus_limits (line ") for p in problems), problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: Protocol._consistent raises on the first rule/guard problem, so a second one is not reported",
-)
 def test_every_problem_of_the_rules_is_reported(tmp_path: Path) -> None:
     text, first = append_rule(ipt16_text(), rule_yaml(rule_id="test.one", trigger="[miss_sesion]"))
     text, second = append_rule(text, rule_yaml(rule_id="test.two", emit="no_such_kind"))
     path = write(tmp_path, text)
     problems = problems_of(path)
-    assert any(f"rules[{first}].trigger" in p for p in problems), problems
-    assert any(f"rules[{second}].actions[0].emit" in p for p in problems), problems
+    assert len(problems) == 2, problems
+    assert any(p.startswith(f"{path}: rules[{first}].trigger (line ") for p in problems), problems
+    assert any(p.startswith(f"{path}: rules[{second}].actions[0].emit (line ") for p in problems), problems
+
+
+def test_when_and_guard_problems_are_reported_together(tmp_path: Path) -> None:
+    text = replace_line(ipt16_text(), r"guards:\s*", 'guards:\n  complete: "sesions_held > 0"')
+    text, index = append_rule(text, rule_yaml(when='"state > 3"'))
+    path = write(tmp_path, text)
+    problems = problems_of(path)
+    assert any(p.startswith(f"{path}: guards.complete (line ") for p in problems), problems
+    assert any(p.startswith(f"{path}: rules[{index}].when (line ") for p in problems), problems
 
 
 def test_empty_file_and_a_list(tmp_path: Path) -> None:
@@ -388,11 +394,6 @@ def test_python_tags_are_refused(tmp_path: Path) -> None:
     assert re.match(rf"{re.escape(str(path))}: line \d+, column \d+: ", problem), problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidInput,
-    reason="BUG: InvalidInput from parse_duration escapes pydantic, so load_file raises it bare (no FILE: location)",
-)
 @pytest.mark.parametrize(
     ("pattern", "new", "location"),
     [
@@ -406,9 +407,11 @@ def test_python_tags_are_refused(tmp_path: Path) -> None:
     ids=["follow_ups", "reminder-leads"],
 )
 def test_bad_duration_is_a_rule_file_error(tmp_path: Path, pattern: str, new: str, location: str) -> None:
-    path = write(tmp_path, replace_line(ipt16_text(), pattern, new))
+    text = replace_line(ipt16_text(), pattern, new)
+    path = write(tmp_path, text)
     problem = only_problem(path)
     assert problem.startswith(f"{path}: {location}"), problem
+    assert f"(line {line_no(text, new.strip())})" in problem, problem
     assert "is not a duration" in problem
 
 
@@ -444,20 +447,17 @@ def test_unknown_country(tmp_path: Path) -> None:
     path = write_clinic(tmp_path, text)
     problem = only_problem(path)
     line = line_no(text, "country: XX")
-    assert problem == f"{path}: holidays.country (line {line}): unknown country 'XX'"
+    assert problem.startswith(f"{path}: holidays.country (line {line}): unknown country 'XX'"), problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: holidays raises NotImplementedError for an unknown subdivision too; it is reported as "
-    "holidays.country: unknown country 'GB'",
-)
 def test_unknown_subdivision(tmp_path: Path) -> None:
     text = replace_line(clinic_text(), r"holidays: .*", "holidays: {country: GB, subdivision: ZZZ}")
-    problem = only_problem(write_clinic(tmp_path, text))
-    assert "holidays.subdivision" in problem
+    path = write_clinic(tmp_path, text)
+    problem = only_problem(path)
+    line = line_no(text, "subdivision: ZZZ")
+    assert problem.startswith(f"{path}: holidays.subdivision (line {line}): "), problem
     assert "ZZZ" in problem
+    assert "ENG" in problem  # the known subdivisions are listed
 
 
 def test_working_day_typo(tmp_path: Path) -> None:
@@ -474,37 +474,40 @@ def test_quoted_impossible_closure_date(tmp_path: Path) -> None:
     assert problem.startswith(f"{path}: closures (line {line_no(text, 'closures:')}): "), problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: an unquoted impossible date makes PyYAML raise ValueError, which load_file does not catch",
-)
 def test_unquoted_impossible_closure_date(tmp_path: Path) -> None:
     text = replace_line(clinic_text(), r"closures: .*", "closures: [2026-02-30]")
     path = write_clinic(tmp_path, text)
     problem = only_problem(path)
-    assert "closures" in problem or "line" in problem
+    line = line_no(text, "closures:")
+    assert f"line {line}" in problem and "'2026-02-30' is not a real date" in problem, problem
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidInput,
-    reason="BUG: InvalidInput from zone()/parse_time/parse_duration escapes pydantic validation in ClinicPolicy, "
-    "so load_file raises a bare InvalidInput with no FILE: location",
-)
 @pytest.mark.parametrize(
-    ("pattern", "new", "location"),
+    ("pattern", "new", "location", "value"),
     [
-        (r"timezone: .*", "timezone: Mars/Base", "timezone"),
-        (r"working_hours: .*", 'working_hours: {start: "08:00", end: "25:00"}', "working_hours.end"),
-        (r"reminder_leads: .*", "reminder_leads: [72x]", "reminder_leads"),
+        (r"timezone: .*", "timezone: Mars/Base", "timezone", "Mars/Base"),
+        pytest.param(
+            r"timezone: .*",
+            "timezone: Europe",  # a directory of zones, not a zone
+            "timezone",
+            "Europe",
+            id="zone-directory",
+        ),
+        (r"working_hours: .*", 'working_hours: {start: "08:00", end: "25:00"}', "working_hours.end", "25:00"),
+        (r"reminder_leads: .*", "reminder_leads: [72x]", "reminder_leads", "72x"),
+        (r"quiet_hours: .*", 'quiet_hours: {start: "9pm", end: "08:00"}', "quiet_hours.start", "9pm"),
     ],
-    ids=["timezone", "working_hours", "reminder_leads"],
+    ids=["timezone", "zone-directory", "working_hours", "reminder_leads", "quiet_hours"],
 )
-def test_clinic_value_errors_are_rule_file_errors(tmp_path: Path, pattern: str, new: str, location: str) -> None:
-    path = write_clinic(tmp_path, replace_line(clinic_text(), pattern, new))
+def test_clinic_value_errors_are_rule_file_errors(
+    tmp_path: Path, pattern: str, new: str, location: str, value: str
+) -> None:
+    text = replace_line(clinic_text(), pattern, new)
+    path = write_clinic(tmp_path, text)
     problem = only_problem(path)
-    assert problem.startswith(f"{path}: {location} (line "), problem
+    line = line_no(text, new.split("\n")[0])
+    assert problem.startswith(f"{path}: {location} (line {line}): "), problem
+    assert value in problem
 
 
 # ---------------------------------------------------------------- load_rules(dir)
