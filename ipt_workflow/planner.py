@@ -101,7 +101,7 @@ def counts(course: Course, protocol: Protocol) -> Counts:
 def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[Session]:
     """Every session of the course: the recorded ones, then the projected ones, in order."""
     c = counts(course, protocol)
-    recorded = sorted(course.sessions, key=lambda s: s.number)
+    recorded = sorted(course.sessions, key=_in_time_order)
     if c.future == 0:
         return recorded
     tz = zone(course.timezone)
@@ -115,19 +115,29 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     state = course.state
     if state is CourseState.paused and course.pauses:
         state = course.pauses[-1].resume_to
-    total = c.held + c.future
-    window_start = total - protocol.phases.termination  # countable index after which: termination
-    rem_intake = max(0, protocol.phases.engagement - c.intake_held) if state is CourseState.intake else 0
-    rem_assess = 0
-    if state in (CourseState.intake, CourseState.assessment):
-        rem_assess = max(0, protocol.phases.assessment.max - c.assessment_held)
+    # Position k of a session in the course: held sessions count, and where missed ones are
+    # not made up (a group meets anyway) every entry holds its position.
+    base = c.held if protocol.reschedule_missed else c.recorded
+    total = base + c.future
+    window_start = total - protocol.phases.termination  # positions after this: termination
+    engagement, assess_max = protocol.phases.engagement, protocol.phases.assessment.max
+    rem_intake = rem_assess = 0
+    if protocol.reschedule_missed:
+        if state is CourseState.intake:
+            rem_intake = max(0, engagement - c.intake_held)
+        if state in (CourseState.intake, CourseState.assessment):
+            rem_assess = max(0, assess_max - c.assessment_held)
+    elif state in (CourseState.intake, CourseState.assessment):
+        if state is CourseState.intake:
+            rem_intake = max(0, engagement - base)
+        rem_assess = max(0, engagement + assess_max - max(base, engagement))
     middle = (total + 1) // 2
 
     out = list(recorded)
     slots = _slots(course, protocol, policy, tz, first_step, occupied)
     for j in range(c.future):
         step, start = next(slots)
-        k = c.held + j + 1
+        k = base + j + 1
         if k > window_start or state is CourseState.termination:
             phase = "termination"
         elif j < rem_intake:
@@ -137,8 +147,12 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
         else:
             phase = "intervention"
         out.append(_session(protocol, next(numbers), phase, start, step, k, total, middle))
-    out.sort(key=lambda s: (s.start, s.number))
+    out.sort(key=_in_time_order)
     return out
+
+
+def _in_time_order(s: Session) -> tuple[datetime, int]:
+    return (s.start, s.number)
 
 
 def _count_from(n: int) -> Iterator[int]:
@@ -198,10 +212,6 @@ def _slots(
         step += 1
         if this_step in occupied:
             continue
-        start = local_instant(day, course.slot, tz)
-        if any(p0 <= start < p1 for p0, p1 in pauses):
-            misses += 1
-            continue
         if policy.is_closed(day):
             moved = None
             if policy.holiday_policy == "next_working_day":
@@ -209,7 +219,11 @@ def _slots(
             if moved is None:
                 misses += 1
                 continue
-            start = local_instant(moved, course.slot, tz)
+            day = moved
+        start = local_instant(day, course.slot, tz)
+        if any(p0 <= start < p1 for p0, p1 in pauses):  # where the session would really be
+            misses += 1
+            continue
         yield this_step, start
 
 
@@ -237,15 +251,16 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     prep_leads = _keyed(protocol.leads("termination_prep") or DEFAULT_LEADS["termination_prep"])
     measures = [(m.baseline, m.every, _keyed([parse_duration(m.lead)])[0]) for m in protocol.measures]
     quiet = (policy.quiet_hours.start_time, policy.quiet_hours.end_time) if policy.quiet_hours else None
-    total = sum(1 for s in all_sessions if s.status in _COUNTED)
+    positions = _COUNTED if protocol.reschedule_missed else tuple(SessionStatus)
+    total = sum(1 for s in all_sessions if s.status in positions)
     prep_k = total - protocol.phases.termination + 1
     paused = course.state is CourseState.paused
     k = 0
     for s in all_sessions:
-        if s.status not in _COUNTED:
+        if s.status not in positions:
             continue
         k += 1
-        if paused and s.status is SessionStatus.planned:
+        if s.status not in _COUNTED or (paused and s.status is SessionStatus.planned):
             continue
         at = (s.start.astimezone(UTC), s.start.isoformat(), s.number)
         for lead in session_leads:
