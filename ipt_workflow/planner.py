@@ -247,14 +247,14 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
         return Plan(sessions=all_sessions, reminders=[])
     tz = zone(course.timezone)
     reminders: list[Reminder] = []
-    session_leads = _keyed(protocol.leads("session_reminder") or policy.lead_times)
-    prep_leads = _keyed(protocol.leads("termination_prep") or DEFAULT_LEADS["termination_prep"])
-    measures = [(m.baseline, m.every, _keyed([parse_duration(m.lead)])[0]) for m in protocol.measures]
-    quiet = (policy.quiet_hours.start_time, policy.quiet_hours.end_time) if policy.quiet_hours else None
+    leads = _leads_of(protocol, policy)
+    quiet = leads.quiet
     positions = _COUNTED if protocol.reschedule_missed else tuple(SessionStatus)
     total = sum(1 for s in all_sessions if s.status in positions)
     prep_k = total - protocol.phases.termination + 1
     paused = course.state is CourseState.paused
+    cid = course.id
+    add = reminders.append
     k = 0
     for s in all_sessions:
         if s.status not in positions:
@@ -262,15 +262,29 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
         k += 1
         if s.status not in _COUNTED or (paused and s.status is SessionStatus.planned):
             continue
-        at = (s.start.astimezone(UTC), s.start.isoformat(), s.number)
-        for lead in session_leads:
-            reminders.append(_scheduled(course.id, quiet, tz, "session_reminder", "client", at, lead))
-        for baseline, every, lead in measures:
+        items = leads.session
+        for item, (baseline, every) in zip(leads.measure, leads.measure_every, strict=True):
             if (baseline and k == 1) or (k > 1 and (k - 1) % every == 0):
-                reminders.append(_scheduled(course.id, quiet, tz, "measure_due", "client", at, lead))
-        if k == prep_k and prep_k >= 1:
-            for lead in prep_leads:
-                reminders.append(_scheduled(course.id, None, tz, "termination_prep", "therapist", at, lead))
+                items = (*items, item)
+        if k == prep_k:
+            items = items + leads.prep
+        start_utc, start_key, number = s.start.astimezone(UTC), s.start.isoformat(), s.number
+        for kind, audience, lead, lead_key, moves in items:
+            due = start_utc - lead  # exact duration: subtract in UTC, never in wall-clock time
+            if moves and quiet is not None:
+                due = out_of_quiet_hours(due, quiet[0], quiet[1], tz)
+            add(
+                _validate_reminder(
+                    {
+                        "id": reminder_id(cid, kind, number, start_key, lead_key),
+                        "course": cid,
+                        "kind": kind,
+                        "audience": audience,
+                        "due": due,
+                        "session": number,
+                    }
+                )
+            )
     if course.state is CourseState.completed and course.completed_at is not None:
         done = course.completed_at.astimezone(tz)
         for text in protocol.follow_ups:
@@ -291,29 +305,40 @@ _validate_reminder: Callable[[dict[str, Any]], Reminder] = Reminder.__pydantic_v
 _validate_session: Callable[[dict[str, Any]], Session] = Session.__pydantic_validator__.validate_python
 
 
-def _keyed(leads: list[timedelta]) -> list[tuple[timedelta, str]]:
-    return [(lead, format_duration(lead)) for lead in leads]
+@dataclass(frozen=True)
+class _Leads:
+    """What a (protocol, clinic) pair schedules before a session, worked out once:
+    (kind, audience, lead, lead key, kept out of quiet hours) for each reminder."""
+
+    session: tuple[tuple[str, str, timedelta, str, bool], ...]
+    measure: tuple[tuple[str, str, timedelta, str, bool], ...]
+    measure_every: tuple[tuple[bool, int], ...]
+    prep: tuple[tuple[str, str, timedelta, str, bool], ...]
+    quiet: tuple[time, time] | None
 
 
-def _scheduled(
-    course_id: str,
-    quiet: tuple[time, time] | None,
-    tz: ZoneInfo,
-    kind: str,
-    audience: Literal["client", "therapist"],
-    session: tuple[datetime, str, int],
-    lead: tuple[timedelta, str],
-) -> Reminder:
-    """The reminder ``lead`` before a session given as (UTC start, local ISO start, number);
-    with ``quiet`` hours (client reminders) it is kept out of them."""
-    start_utc, start_key, number = session
-    due = start_utc - lead[0]  # exact duration: subtract in UTC, never in wall-clock time
-    if quiet is not None:
-        due = out_of_quiet_hours(due, quiet[0], quiet[1], tz)
-    rid = reminder_id(course_id, kind, number, start_key, lead[1])
-    return _validate_reminder(
-        {"id": rid, "course": course_id, "kind": kind, "audience": audience, "due": due, "session": number}
+_LEADS: dict[tuple[int, int], tuple[Protocol, ClinicPolicy, _Leads]] = {}
+
+
+def _leads_of(protocol: Protocol, policy: ClinicPolicy) -> _Leads:
+    cached = _LEADS.get((id(protocol), id(policy)))
+    if cached is not None and cached[0] is protocol and cached[1] is policy:
+        return cached[2]
+    quiet = (policy.quiet_hours.start_time, policy.quiet_hours.end_time) if policy.quiet_hours else None
+    session = protocol.leads("session_reminder") or policy.lead_times
+    prep = protocol.leads("termination_prep") or DEFAULT_LEADS["termination_prep"]
+    leads = _Leads(
+        session=tuple(("session_reminder", "client", d, format_duration(d), True) for d in session),
+        measure=tuple(
+            ("measure_due", "client", parse_duration(m.lead), format_duration(parse_duration(m.lead)), True)
+            for m in protocol.measures
+        ),
+        measure_every=tuple((m.baseline, m.every) for m in protocol.measures),
+        prep=tuple(("termination_prep", "therapist", d, format_duration(d), False) for d in prep),
+        quiet=quiet,
     )
+    _LEADS[(id(protocol), id(policy))] = (protocol, policy, leads)
+    return leads
 
 
 def out_of_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> datetime:
