@@ -36,6 +36,8 @@ from ipt_workflow import (
 from ipt_workflow.planner import reminder_id
 from ipt_workflow.wallclock import format_duration
 
+from .zones import Change, changes
+
 RULES = load_rules()
 IPT16: Protocol = RULES.protocol("ipt-16")
 CREATED = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
@@ -55,60 +57,6 @@ def policy(zone: str, *, quiet: bool = True, leads: tuple[str, ...] = ("72h", "2
         "reminder_leads": list(leads),
     }
     return ClinicPolicy.model_validate(data)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One UTC-offset change of a zone, as zoneinfo reports it."""
-
-    at: datetime  # the UTC instant of the change
-    before: timedelta  # offset in force just before
-    after: timedelta  # offset in force from ``at`` on
-    local_day: date  # the local date of the change
-
-    @property
-    def shift(self) -> timedelta:
-        return self.after - self.before
-
-    @property
-    def forward(self) -> bool:
-        return self.after > self.before
-
-    @property
-    def wall_from(self) -> time:
-        """Spring forward: first missing local time. Fall back: first repeated local time."""
-        return (self.at + min(self.before, self.after)).time()
-
-    @property
-    def wall_to(self) -> time:
-        """End (exclusive) of the gap or of the overlap, in local time."""
-        return (self.at + max(self.before, self.after)).time()
-
-
-def changes(zone: str, year: int = 2026) -> list[Change]:
-    """Every offset change of ``zone`` in ``year``, found by an hourly scan then bisection."""
-    tz = ZoneInfo(zone)
-    out: list[Change] = []
-    t = datetime(year, 1, 1, tzinfo=UTC)
-    end = datetime(year + 1, 1, 1, tzinfo=UTC)
-    prev = t.astimezone(tz).utcoffset()
-    assert prev is not None
-    while t < end:
-        nxt = t + timedelta(hours=1)
-        off = nxt.astimezone(tz).utcoffset()
-        assert off is not None
-        if off != prev:
-            lo, hi = t, nxt  # offset(lo) == prev, offset(hi) == off
-            while hi - lo > timedelta(minutes=1):
-                mid = lo + timedelta(minutes=(hi - lo) // timedelta(minutes=1) // 2)
-                if mid.astimezone(tz).utcoffset() == prev:
-                    lo = mid
-                else:
-                    hi = mid
-            out.append(Change(at=hi, before=prev, after=off, local_day=hi.astimezone(tz).date()))
-            prev = off
-        t = nxt
-    return out
 
 
 def spring(zone: str) -> Change:

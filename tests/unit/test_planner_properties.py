@@ -42,6 +42,8 @@ from ipt_workflow import (
     plan,
 )
 
+from .zones import changes
+
 RULES = load_rules()
 PROTOCOLS: list[Protocol] = [RULES.protocol(p) for p in ("ipt-16", "ipt-b-8", "ipt-g-8", "ipt-a-12", "ipt-m")]
 
@@ -101,40 +103,6 @@ def expected_instant(day: date, slot: time, zone: str) -> datetime:
     return (naive - before).replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class Change:
-    at: datetime
-    before: timedelta
-    after: timedelta
-
-    def wall(self) -> datetime:
-        """Naive local time where the gap or overlap starts."""
-        return (self.at + min(self.before, self.after)).replace(tzinfo=None)
-
-
-@lru_cache(maxsize=256)
-def changes(zone: str, year: int) -> tuple[Change, ...]:
-    tz = ZoneInfo(zone)
-    out: list[Change] = []
-    t = datetime(year, 1, 1, tzinfo=UTC)
-    end = datetime(year + 1, 1, 1, tzinfo=UTC)
-    prev = t.astimezone(tz).utcoffset()
-    while t < end:
-        nxt = t + timedelta(hours=1)
-        off = nxt.astimezone(tz).utcoffset()
-        if off != prev:
-            lo, hi = t, nxt
-            while hi - lo > timedelta(minutes=1):
-                mid = lo + timedelta(minutes=(hi - lo) // timedelta(minutes=1) // 2)
-                if mid.astimezone(tz).utcoffset() == prev:
-                    lo = mid
-                else:
-                    hi = mid
-            assert prev is not None and off is not None
-            out.append(Change(hi, prev, off))
-            prev = off
-        t = nxt
-    return tuple(out)
 
 
 def test_oracle_agrees_with_known_cases() -> None:
