@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ipt_workflow.rulefiles import Rulebook
+    from ipt_workflow.storage.sql import SqlStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,14 +29,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 class App:
     """Settings read once, and the things built from them on first use."""
 
-    def __init__(self, rules_dir: str | None) -> None:
+    def __init__(self, rules_dir: str | None, db: str | None) -> None:
         self.rules_dir = Path(rules_dir) if rules_dir else None
+        self.db = db
 
     @cached_property
     def rules(self) -> Rulebook:
         from ipt_workflow.rulefiles import load_rules
 
         return load_rules(self.rules_dir)
+
+    @cached_property
+    def store(self) -> SqlStore:
+        from ipt_workflow.bootstrap import store_for
+
+        store = store_for(self.db)
+        click.get_current_context().call_on_close(store.close)
+        store.ensure_schema()
+        return store
+
+    def now(self, text: str | None) -> datetime:
+        """``--now`` read as an instant (naive: UTC), else the clock."""
+        from ipt_workflow.bootstrap import utc_now
+        from ipt_workflow.wallclock import parse_instant
+
+        return parse_instant(text, None, "--now") if text else utc_now()
 
 
 class IptGroup(click.Group):
@@ -71,11 +91,17 @@ def emit_json(value: Any) -> None:
     metavar="DIR",
     help="Directory of protocol files and clinic.yaml (env IPT_RULES; default: built-in rules/).",
 )
+@click.option(
+    "--db",
+    envvar="IPT_DB",
+    metavar="URL|PATH",
+    help="postgresql:// URL, sqlite:/// URL or SQLite file (env IPT_DB; default: the user data directory).",
+)
 @click.version_option(package_name="ipt-workflow", prog_name="ipt")
 @click.pass_context
-def cli(ctx: click.Context, rules_dir: str | None) -> None:
+def cli(ctx: click.Context, rules_dir: str | None, db: str | None) -> None:
     """ipt-workflow: scheduling and workflow for courses of Interpersonal Psychotherapy."""
-    ctx.obj = App(rules_dir)
+    ctx.obj = App(rules_dir, db)
 
 
 # ---------------------------------------------------------------- protocols
@@ -242,6 +268,217 @@ def simulate(
     from ipt_workflow.render import print_simulation
 
     print_simulation(data)
+
+
+# ---------------------------------------------------------------- courses
+
+NOW_HELP = "Act as if it were this instant (ISO 8601; without an offset: UTC)."
+
+
+@cli.group()
+def course() -> None:
+    """Courses in the database: create, list, show, record events."""
+
+
+@course.command("create")
+@click.option("--client", required=True, metavar="REF", help="Pseudonymous client reference (never a name).")
+@click.option("--start", required=True, metavar="DATE", help="Date of the first session (YYYY-MM-DD).")
+@click.option("--time", "slot", required=True, metavar="HH:MM", help="Local time of the weekly slot.")
+@click.option("--tz", required=True, metavar="ZONE", help="IANA time zone, e.g. Europe/London.")
+@click.option("--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID")
+@click.option("--therapist", default="unassigned", show_default=True, metavar="ID")
+@click.option("--id", "course_id", metavar="ID", help="Course id (default: a new random id).")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def course_create(
+    app: App, client: str, start: str, slot: str, tz: str, protocol_id: str, therapist: str,
+    course_id: str | None, now: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Create a course with its plan and reminders; print its id (the course with --json)."""
+    from ipt_workflow import services
+
+    rules = app.rules
+    created = services.create_course(
+        app.store, rules, client=client, start=start, time=slot, tz=tz, now=app.now(now),
+        protocol_id=protocol_id, therapist=therapist, course_id=course_id,
+    )  # fmt: skip
+    for warning in created.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        from ipt_workflow.views import course_json
+
+        emit_json(course_json(created.course, created.plan))
+    else:
+        click.echo(created.course.id)
+
+
+@course.command("list")
+@click.option("--state", type=click.Choice(
+    ["intake", "assessment", "intervention", "retargeting", "termination", "completed", "paused", "withdrawn"]))
+@click.option("--therapist", metavar="ID")
+@json_option
+@click.pass_obj
+def course_list(app: App, state: str | None, therapist: str | None, as_json: bool) -> None:
+    """List courses, by id."""
+    rows = app.store.courses(state, therapist)
+    if as_json:
+        emit_json([{**r, "created_at": r["created_at"].isoformat()} for r in rows])
+        return
+    from ipt_workflow.render import print_course_list
+
+    print_course_list(rows)
+
+
+@course.command("show")
+@click.argument("course_id", metavar="ID")
+@json_option
+@click.pass_obj
+def course_show(app: App, course_id: str, as_json: bool) -> None:
+    """Show one course: state, focus, sessions, measurements and history."""
+    from ipt_workflow import services
+    from ipt_workflow.views import course_json
+
+    course_, plan_ = services.show(app.store, app.rules, course_id)
+    data = course_json(course_, plan_)
+    if as_json:
+        emit_json(data)
+        return
+    from ipt_workflow.render import print_course
+
+    print_course(data)
+
+
+@course.command("event")
+@click.argument("course_id", metavar="ID")
+@click.argument("event")
+@click.option("--at", metavar="ISO", help="When it happened (default: now); without an offset: the course's zone.")
+@click.option("--data", "data_text", metavar="JSON", help="Event data as a JSON object, e.g. for record_measure.")
+@click.option("--expect-version", type=int, metavar="N", help="Refuse (exit 1) unless the course is at version N.")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def course_event(
+    app: App, course_id: str, event: str, at: str | None, data_text: str | None,
+    expect_version: int | None, now: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Record EVENT on a course (one transaction); print the new state."""
+    from ipt_workflow import services
+    from ipt_workflow.errors import InvalidInput
+    from ipt_workflow.wallclock import parse_instant, zone
+
+    data = None
+    if data_text is not None:
+        try:
+            data = json.loads(data_text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"--data: not JSON ({exc.msg} at column {exc.colno})") from None
+    clock = app.now(now)
+    when = clock
+    if at:
+        current = app.store.load(course_id)
+        when = parse_instant(at, zone(current.timezone), "--at")
+    applied = services.apply_event(app.store, app.rules, course_id, event, when, clock, data, expect_version)
+    if as_json:
+        from ipt_workflow.views import course_json
+
+        emit_json(course_json(applied.course, applied.plan))
+        return
+    c = applied.course
+    added = ", ".join(sorted({r.kind for r in applied.effects.added})) or "none"
+    click.echo(
+        f"{c.id}: {applied.effects.history[0].from_.value if applied.effects.history[0].from_ else ''} -> "
+        f"{c.state.value} (version {c.version}); reminders added {len(applied.effects.added)} ({added}), "
+        f"cancelled {len(applied.effects.cancelled)}"
+    )
+
+
+@cli.command("plan")
+@click.argument("course_id", metavar="ID")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)
+@click.option("--now", metavar="ISO", help="DTSTAMP of the calendar export (default: now).")
+@click.pass_obj
+def plan_command(app: App, course_id: str, fmt: str, now: str | None) -> None:
+    """A course's sessions and reminders as a table, JSON, or an iCalendar file."""
+    from ipt_workflow import services
+    from ipt_workflow.views import reminder_json, session_json
+
+    course_, plan_ = services.show(app.store, app.rules, course_id)
+    if fmt == "ics":
+        from ipt_workflow.ics import course_calendar
+
+        sys.stdout.buffer.write(course_calendar(course_, plan_, app.now(now)))
+        return
+    data = {
+        "course": course_.id,
+        "state": course_.state.value,
+        "sessions": [session_json(s) for s in plan_.sessions],
+        "reminders": [reminder_json(r) for r in plan_.reminders],
+    }
+    if fmt == "json":
+        emit_json(data)
+        return
+    from ipt_workflow.render import print_plan
+
+    print_plan(data)
+
+
+@cli.command("reminders")
+@click.option("--course", "course_id", metavar="ID")
+@click.option("--from", "start", metavar="ISO", help="Due at or after (without an offset: UTC).")
+@click.option("--until", metavar="ISO", help="Due before (without an offset: UTC).")
+@click.option("--status", type=click.Choice(["pending", "delivered", "skipped", "cancelled", "failed"]))
+@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many.")
+@json_option
+@click.pass_obj
+def reminders_command(
+    app: App, course_id: str | None, start: str | None, until: str | None, status: str | None, limit: int,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Stored reminders in due order."""
+    from ipt_workflow.views import reminder_json
+    from ipt_workflow.wallclock import parse_instant
+
+    lo = parse_instant(start, None, "--from") if start else None
+    hi = parse_instant(until, None, "--until") if until else None
+    rows = app.store.reminders(course_id, lo, hi, status, limit + 1)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        click.echo(f"warning: more than {limit} reminders match; showing the first {limit} (see --limit)", err=True)
+    data = [reminder_json(r) for r in rows]
+    if as_json:
+        emit_json(data)
+        return
+    from ipt_workflow.render import print_reminders
+
+    print_reminders(data)
+
+
+@cli.command("import")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path))
+@click.option("--skip-bad", is_flag=True, help="Import the good rows, report the bad (default: all or nothing).")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@click.pass_obj
+def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) -> None:
+    """Create many courses from a CSV: client, therapist, protocol, start, time, tz[, id]."""
+    from ipt_workflow import services
+
+    store, rules, clock = app.store, app.rules, app.now(now)
+    if sys.stderr.isatty():
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("planning courses", total=None)
+            report = services.import_csv(
+                store, rules, csv_file, clock, skip_bad=skip_bad,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+    else:
+        report = services.import_csv(store, rules, csv_file, clock, skip_bad=skip_bad)
+    for line in report.problems:
+        click.echo(f"error: {line}", err=True)
+    refused = f", {len(report.problems)} refused" if report.problems else ""
+    click.echo(f"imported {report.imported} of {report.rows} courses{refused}")
 
 
 def read_data_file(path: Path) -> Any:

@@ -5,7 +5,9 @@ is one line naming what was wrong and where.
     ├── RuleFileError        a rule file (or several) failed to load; .problems lists each
     ├── InvalidInput         bad dates, times, zones, event data, CSV rows, ids
     │   └── UnknownName      an unknown protocol, event, problem area or course
-    └── Refused              an event the course's state or a guard does not allow
+    ├── Refused              an event the course's state or a guard does not allow
+    ├── ConflictError        another writer changed the course first (reload and retry)
+    └── StoreError           the database cannot be reached or is not ours
 """
 
 from __future__ import annotations
@@ -40,3 +42,22 @@ class Refused(IptError):
         self.state = state
         self.reason = reason
         super().__init__(f"event '{event}' refused in state '{state}': {reason}")
+
+
+class ConflictError(IptError):
+    """Another writer changed the course since it was read: nothing was written.
+    Reload the course and apply the event again."""
+
+    def __init__(self, course_id: str, expected: int, found: int | None) -> None:
+        self.course_id = course_id
+        self.expected = expected
+        self.found = found
+        now = "no longer exists" if found is None else f"is at version {found}, not version {expected}"
+        super().__init__(
+            f"course '{course_id}' {now}: another writer changed it first; nothing was written "
+            "(reload it and try again)"
+        )
+
+
+class StoreError(IptError):
+    """The database cannot be reached, or its schema is not one this version can use."""

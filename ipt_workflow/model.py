@@ -161,6 +161,7 @@ class Course(_Frozen):
     completed_at: datetime | None = None
     created_at: datetime
     history: list[HistoryEntry] = Field(default_factory=list)
+    version: int = Field(default=0, description="optimistic-concurrency version; the store sets it")
 
 
 class Plan(_Frozen):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .model import (

@@ -103,3 +103,52 @@ def history_table(rows: list[dict[str, Any]]) -> Table:
     for h in rows:
         table.add_row(h["at"], h["event"], h["from"] or "", h["to"], h["rule"] or "")
     return table
+
+
+def reminders_table(rows: list[dict[str, Any]], title: str = "Reminders") -> Table:
+    table = Table(title=title)
+    for col in ("due (UTC)", "kind", "audience", "course", "session", "status", "id"):
+        table.add_column(col)
+    for r in rows:
+        session = "" if r["session"] is None else str(r["session"])
+        table.add_row(r["due"], r["kind"], r["audience"], r["course"], session, r["status"], r["id"])
+    return table
+
+
+def print_reminders(rows: list[dict[str, Any]]) -> None:
+    _console().print(reminders_table(rows))
+
+
+def print_course_list(rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"Courses ({len(rows)})")
+    for col in ("id", "client", "therapist", "protocol", "state", "version"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["client"], r["therapist"], r["protocol"], r["state"], str(r["version"]))
+    _console().print(table)
+
+
+def print_course(data: dict[str, Any]) -> None:
+    console = _console()
+    focus = ", ".join(data["focus"]) or "none"
+    console.print(
+        f"course [bold]{data['id']}[/bold] (client {data['client']}, therapist {data['therapist']}; "
+        f"{data['protocol']} {data['protocol_version']}, {data['timezone']}): state [bold]{data['state']}[/bold], "
+        f"version {data['version']}; focus {focus}; current {data['current_focus'] or 'none'}"
+    )
+    console.print(sessions_table(data["sessions"]))
+    if data["measurements"]:
+        table = Table(title="Measurements")
+        for col in ("at (UTC)", "instrument", "score", "item9", "session"):
+            table.add_column(col)
+        for m in data["measurements"]:
+            table.add_row(m["at"], m["instrument"], str(m["score"]), str(m["item9"]), str(m["session"] or ""))
+        console.print(table)
+    console.print(history_table(data["history"]))
+
+
+def print_plan(data: dict[str, Any]) -> None:
+    console = _console()
+    console.print(f"course [bold]{data['course']}[/bold]: state [bold]{data['state']}[/bold]")
+    console.print(sessions_table(data["sessions"]))
+    console.print(reminders_table(data["reminders"]))

@@ -65,6 +65,7 @@ class Rulebook:
     protocols: dict[str, Protocol]
     clinic: ClinicPolicy
     sources: dict[str, Path] = field(default_factory=dict)
+    directory: Path | None = None
 
     def protocol(self, protocol_id: str) -> Protocol:
         """The protocol ``protocol_id``; raises UnknownName listing the known ones."""
@@ -179,7 +180,7 @@ def load_rules(directory: Path | None = None) -> Rulebook:
         fallback = load_file(builtin_rules_dir() / CLINIC_FILE)
         assert isinstance(fallback, ClinicPolicy)
         clinic = fallback
-    return Rulebook(protocols=protocols, clinic=clinic, sources=sources)
+    return Rulebook(protocols=protocols, clinic=clinic, sources=sources, directory=base)
 
 
 def check_paths(paths: list[Path]) -> tuple[list[str], list[str]]:

@@ -62,6 +62,7 @@ def course_json(course: Course, plan: Plan) -> dict[str, Any]:
         "focus": list(course.focus),
         "current_focus": course.current_focus,
         "planned_sessions": course.planned_sessions,
+        "version": course.version,
         "sessions": [session_json(s) for s in plan.sessions],
         "measurements": [
             {"instrument": m.instrument, "score": m.score, "item9": m.item9, "at": iso_utc(m.at), "session": m.session}

@@ -1,0 +1,41 @@
+"""The one place that picks concrete things from settings: the database, the rules, the clock."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from .rulefiles import Rulebook, load_rules
+from .storage.sql import SqlStore, engine_for
+
+
+def default_db_path() -> Path:
+    """The SQLite file used when neither --db nor IPT_DB is given (the user data directory)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("ipt-workflow", appauthor=False)) / "ipt.sqlite"
+
+
+def database_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("IPT_DB") or str(default_db_path())
+
+
+def store_for(url: str | None = None, engine: Engine | None = None) -> SqlStore:
+    """A store on a host application's engine (left open on close) or on ``url``."""
+    if engine is not None:
+        return SqlStore(engine, owns_engine=False)
+    return SqlStore(engine_for(database_url(url)))
+
+
+def rules_from(rules: str | Path | Rulebook | None) -> Rulebook:
+    if isinstance(rules, Rulebook):
+        return rules
+    return load_rules(Path(rules) if rules is not None else None)
+
+
+def utc_now() -> datetime:
+    """The clock, to whole seconds (what the store and reminders keep)."""
+    return datetime.now(UTC).replace(microsecond=0)

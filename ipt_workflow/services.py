@@ -1,0 +1,324 @@
+"""Use cases: each opens what it needs on the store, calls the core, saves, and returns
+plain results. The clock is read by the caller (CLI or ``Workflow``), never here."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from time import time_ns
+from typing import Any
+
+from .errors import ConflictError, InvalidInput, IptError, StoreError
+from .lifecycle import apply, new_course
+from .model import Course, Effects, Plan
+from .planner import plan, slot_warnings
+from .protocol import Protocol
+from .rulefiles import Rulebook, load_rules
+from .storage.sql import Rows, SqlStore, build_rows
+from .wallclock import parse_date, parse_time, zone
+
+CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
+CSV_OPTIONAL = ("id",)
+DEFAULT_PROTOCOL = "ipt-16"
+
+
+_last_id_ms = 0
+_id_counter = 0
+
+
+def new_course_id() -> str:
+    """A fresh course id that carries nothing about the client: the creation time in
+    milliseconds, a counter and random bits, so ids sort by creation and new rows append to
+    the end of the indexes instead of landing all over them."""
+    global _last_id_ms, _id_counter
+    ms = time_ns() // 1_000_000
+    _id_counter = _id_counter + 1 if ms == _last_id_ms else 0
+    _last_id_ms = ms
+    return f"crs_{ms:011x}{_id_counter:04x}{secrets.token_hex(3)}"
+
+
+def protocol_of(rules: Rulebook, course: Course) -> Protocol:
+    """The protocol a course pinned; refuses a rules directory with another version of it."""
+    protocol = rules.protocol(course.protocol)
+    if protocol.version != course.protocol_version:
+        raise StoreError(
+            f"course '{course.id}' follows {course.protocol} {course.protocol_version}, but the rules "
+            f"directory has {protocol.version}: load the rules it was created with"
+        )
+    return protocol
+
+
+@dataclass(frozen=True)
+class Created:
+    course: Course
+    plan: Plan
+    warnings: list[str]
+
+
+def create_course(
+    store: SqlStore,
+    rules: Rulebook,
+    *,
+    client: str,
+    start: str,
+    time: str,
+    tz: str,
+    now: datetime,
+    protocol_id: str = DEFAULT_PROTOCOL,
+    therapist: str = "unassigned",
+    course_id: str | None = None,
+) -> Created:
+    """Create and store one course; raises InvalidInput/UnknownName naming the bad field."""
+    protocol = rules.protocol(protocol_id)
+    course = new_course(
+        protocol, rules.clinic, course_id=course_id or new_course_id(), client=client, therapist=therapist,
+        start=parse_date(start, "--start"), slot=parse_time(time, "--time"), timezone=_zone_name(tz, "--tz"), now=now,
+    )  # fmt: skip
+    if course_id and store.existing_ids([course_id]):
+        raise InvalidInput(f"--id: course '{course_id}' already exists")
+    p = plan(course, protocol, rules.clinic)
+    stored = store.add(course, p, now)
+    return Created(stored, p, slot_warnings(stored, rules.clinic))
+
+
+def _zone_name(name: str, where: str) -> str:
+    try:
+        zone(name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc}") from None
+    return name
+
+
+@dataclass(frozen=True)
+class Applied:
+    course: Course
+    plan: Plan
+    effects: Effects
+
+
+def apply_event(
+    store: SqlStore,
+    rules: Rulebook,
+    course_id: str,
+    event: str,
+    at: datetime,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+    expected_version: int | None = None,
+) -> Applied:
+    """Apply one event to a stored course in one transaction.
+
+    Raises UnknownName, InvalidInput, Refused, or ConflictError when the course is not at
+    ``expected_version`` or another writer saved it first; then nothing was written.
+    """
+    before = store.load(course_id)
+    if expected_version is not None and before.version != expected_version:
+        raise ConflictError(course_id, expected_version, before.version)
+    protocol = protocol_of(rules, before)
+    after, effects = apply(before, event, at, protocol, rules.clinic, data)
+    p = plan(after, protocol, rules.clinic)
+    stored = store.save(before, after, p, effects, now)
+    return Applied(stored, p, effects)
+
+
+def show(store: SqlStore, rules: Rulebook, course_id: str) -> tuple[Course, Plan]:
+    """The course and its plan, the reminders as stored (with their delivery status)."""
+    course = store.load(course_id)
+    p = plan(course, protocol_of(rules, course), rules.clinic)
+    return course, Plan(sessions=p.sessions, reminders=store.reminders(course=course_id))
+
+
+# ---------------------------------------------------------------- bulk import
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    rows: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    values: dict[str, str]
+
+
+def read_csv(path: Path) -> tuple[list[_Row], list[str]]:
+    """The data rows of a course CSV and the problems of its header. Raises InvalidInput if the
+    file cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"{path}: cannot read: {reason}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InvalidInput(f"{path}:1: empty file (header: {', '.join(CSV_COLUMNS)}[, id])") from None
+    problems = []
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in CSV_COLUMNS + CSV_OPTIONAL]
+    if missing:
+        problems.append(f"{path}:1: missing column '{missing[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
+    if unknown:
+        problems.append(f"{path}:1: unknown column '{unknown[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
+    if problems:
+        return [], problems
+    rows = []
+    for record in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in record):
+            continue
+        if len(record) != len(header):
+            problems.append(f"{path}:{line}: {len(record)} fields, the header has {len(header)}")
+            continue
+        rows.append(_Row(line, {h: v.strip() for h, v in zip(header, record, strict=True)}))
+    return rows, problems
+
+
+def import_csv(
+    store: SqlStore,
+    rules: Rulebook,
+    path: Path,
+    now: datetime,
+    *,
+    skip_bad: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Create every course in a CSV (columns client, therapist, protocol, start, time, tz and
+    an optional id) with its plan and reminders.
+
+    All or nothing by default: any bad row (``FILE:LINE: message``) and nothing is written.
+    With ``skip_bad`` the good rows are imported and the bad ones reported.
+    """
+    rows, problems = read_csv(path)
+    report = ImportReport(rows=len(rows), problems=problems)
+    if problems and not skip_bad:
+        raise InvalidInput("\n".join(problems))
+    seen: dict[str, int] = {}
+    wanted_ids = [r.values["id"] for r in rows if r.values.get("id")]
+    taken = store.existing_ids(wanted_ids) if wanted_ids else set()
+    checked: list[_Row] = []
+    for row in rows:  # ids are checked here, once, before any planning
+        problem = _id_problem(row, seen, taken)
+        if problem:
+            report.problems.append(f"{path}:{row.line}: {problem}")
+        else:
+            checked.append(row)
+    if report.problems and not skip_bad:
+        raise InvalidInput("\n".join(report.problems))
+    sqlite = store.dialect == "sqlite"
+    chunks = list(chunked(checked, IMPORT_CHUNK))
+    done = 0
+
+    def batches(results: Iterator[tuple[list[str], Rows]]) -> Iterator[Rows]:
+        nonlocal done
+        for problems_, rows_ in results:
+            report.problems.extend(f"{path}:{p}" for p in problems_)
+            if problems_ and not skip_bad:
+                raise _Abort
+            done += len(rows_.courses) + len(problems_)
+            if progress is not None:
+                progress(done, len(checked))
+            yield rows_
+
+    workers = _workers(len(checked), rules)
+    try:
+        # Rows are planned and written in batches inside one transaction: memory stays flat,
+        # and a bad row (all or nothing) rolls every batch back. Big files are planned in
+        # worker processes while this one writes.
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+                jobs = [(str(rules.directory), chunk, now, sqlite) for chunk in chunks]
+                report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)))
+        else:
+            report.imported = store.write_batches(batches(_plan_chunk_with(rules, c, now, sqlite) for c in chunks))
+    except _Abort:
+        report.imported = 0
+        raise InvalidInput("\n".join(report.problems)) from None
+    return report
+
+
+IMPORT_CHUNK = 1000
+PARALLEL_FROM = 5000
+
+
+def _workers(rows: int, rules: Rulebook) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if rows < PARALLEL_FROM or cores < 2 or rules.directory is None:
+        return 1
+    return min(cores, 4)
+
+
+_WORKER_RULES: dict[str, Rulebook] = {}
+
+
+def _plan_chunk(job: tuple[str, list[_Row], datetime, bool]) -> tuple[list[str], Rows]:
+    """In a worker process: plan one chunk of rows into database rows."""
+    directory, chunk, now, sqlite = job
+    rules = _WORKER_RULES.get(directory)
+    if rules is None:
+        rules = _WORKER_RULES[directory] = load_rules(Path(directory))
+    return _plan_chunk_with(rules, chunk, now, sqlite)
+
+
+def _plan_chunk_with(rules: Rulebook, chunk: list[_Row], now: datetime, sqlite: bool) -> tuple[list[str], Rows]:
+    problems: list[str] = []
+    built: list[tuple[Course, Plan]] = []
+    gc.disable()
+    try:
+        for row in chunk:
+            try:
+                built.append(_build(rules, row, now))
+            except IptError as exc:
+                problems.append(f"{row.line}: {exc}")
+        return problems, build_rows(built, now, sqlite)
+    finally:
+        gc.enable()
+
+
+class _Abort(Exception):
+    """A bad row in an all-or-nothing import: roll back."""
+
+
+def _id_problem(row: _Row, seen: dict[str, int], taken: set[str]) -> str | None:
+    course_id = row.values.get("id")
+    if not course_id:
+        return None
+    if course_id in seen:
+        return f"id: '{course_id}' is also on line {seen[course_id]}"
+    seen[course_id] = row.line
+    if course_id in taken:
+        return f"id: course '{course_id}' already exists"
+    return None
+
+
+def _build(rules: Rulebook, row: _Row, now: datetime) -> tuple[Course, Plan]:
+    v = row.values
+    for column in CSV_COLUMNS:
+        if not v.get(column):
+            raise InvalidInput(f"{column}: empty")
+    protocol = rules.protocol(v["protocol"])
+    course = new_course(
+        protocol, rules.clinic, course_id=v.get("id") or new_course_id(), client=v["client"],
+        therapist=v["therapist"], start=parse_date(v["start"], "start"), slot=parse_time(v["time"], "time"),
+        timezone=_zone_name(v["tz"], "tz"), now=now,
+    )  # fmt: skip
+    return course, plan(course, protocol, rules.clinic)
+
+
+def chunked(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

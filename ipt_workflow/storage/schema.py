@@ -1,0 +1,171 @@
+"""The database schema (SQLAlchemy Core), mapped explicitly to the core's models.
+
+Tables carry an ``ipt_`` prefix so they can live in a host application's database. Instants
+are timestamptz on PostgreSQL and fixed-format UTC text on SQLite (which sorts in time order).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored in UTC: timestamptz on PostgreSQL, 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+    text elsewhere. Reads back aware, in UTC."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(String(32))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} cannot be stored")
+        if dialect.name == "postgresql":
+            return value
+        return to_text(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return from_text(value)
+
+
+def to_text(value: datetime) -> str:
+    """The SQLite form of an instant: 'YYYY-MM-DD HH:MM:SS' in UTC, '.ffffff' only when there
+    are microseconds (what ``str()`` of a naive datetime gives, fast and in time order)."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return str(value.replace(tzinfo=None))
+
+
+def from_text(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+meta = Table(
+    "ipt_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+courses = Table(
+    "ipt_courses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("client", String(64), nullable=False),
+    Column("therapist", String(64), nullable=False),
+    Column("protocol", String(64), nullable=False),
+    Column("protocol_version", String(32), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("slot", String(5), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("planned_sessions", Integer, nullable=False),
+    Column("focus", JSON, nullable=False),
+    Column("current_focus", String(64)),
+    Column("foci_worked", JSON, nullable=False),
+    Column("pauses", JSON, nullable=False),
+    Column("fired_rules", JSON, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Index("ix_ipt_courses_state", "state"),
+    Index("ix_ipt_courses_therapist", "therapist"),
+)
+
+history = Table(
+    "ipt_history",
+    metadata,
+    Column("course_id", String(64), ForeignKey("ipt_courses.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("event", String(32), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("from_state", String(16)),
+    Column("to_state", String(16), nullable=False),
+    Column("rule", String(64)),
+    Column("data", JSON, nullable=False),
+)
+
+# Recorded sessions only (held, missed, cancelled): planned ones are derived from the rules
+# and recomputed on every read, so they can never disagree with them.
+sessions = Table(
+    "ipt_sessions",
+    metadata,
+    Column("course_id", String(64), ForeignKey("ipt_courses.id", ondelete="CASCADE"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("phase", String(16), nullable=False),
+    Column("start_utc", UTCDateTime, nullable=False),
+    Column("start_local", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("duration_minutes", Integer, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("participants", JSON, nullable=False),
+    Column("optional_participants", JSON, nullable=False),
+    Index("ix_ipt_sessions_start", "start_utc"),
+)
+
+measurements = Table(
+    "ipt_measurements",
+    metadata,
+    Column("course_id", String(64), ForeignKey("ipt_courses.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("instrument", String(16), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("item9", Integer),
+    Column("at", UTCDateTime, nullable=False),
+    Column("session", Integer),
+)
+
+# Clustered by course (the primary key leads with it), so a course's reminders sit together
+# and one course's import or replan touches one place; the daemon reads by (status, due).
+reminders = Table(
+    "ipt_reminders",
+    metadata,
+    Column("course_id", String(64), ForeignKey("ipt_courses.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("audience", String(16), nullable=False),
+    Column("due", UTCDateTime, nullable=False),
+    Column("session", Integer),
+    Column("status", String(16), nullable=False),
+    Column("rule", String(64)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_until", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", Text),
+    Index("ix_ipt_reminders_due", "status", "due"),
+    sqlite_with_rowid=False,
+)

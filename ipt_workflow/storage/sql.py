@@ -1,0 +1,574 @@
+"""The SQL store: courses and their reminders in SQLite (default) or PostgreSQL.
+
+One event is one transaction: the course row is updated only if its ``version`` is the one
+that was read (optimistic concurrency), and the history, sessions, measurements and
+reminders change with it or not at all. On SQLite write transactions start with
+``BEGIN IMMEDIATE`` so two writers queue instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+from ..errors import ConflictError, StoreError, UnknownName
+from ..model import (
+    Course,
+    CourseState,
+    Effects,
+    HistoryEntry,
+    Measurement,
+    Pause,
+    Plan,
+    Reminder,
+    Session,
+    SessionStatus,
+)
+from . import schema as t
+from .schema import to_text
+
+HEAD_REVISION = "0001"
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for ``url``: a ``postgresql://`` URL (psycopg 3), an ``sqlite:///`` URL or a
+    plain file path. A new SQLite file is created readable by its owner only."""
+    if "://" not in url:
+        path = Path(url).expanduser()
+        url = f"sqlite:///{path.resolve()}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"--db: '{url}' is not a database URL or a file path") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername.startswith("sqlite"):
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            _create_private_file(Path(database))
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        _sqlite_setup(engine)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except Exception as exc:  # an unknown dialect or a missing driver
+        raise StoreError(f"--db: cannot use '{parsed.render_as_string(hide_password=True)}': {exc}") from None
+
+
+def _create_private_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we say BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        pragmas = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL",
+                   "cache_size=-65536")
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("immediate", False) else "BEGIN")
+
+
+def upgrade(engine: Engine) -> None:
+    """Create or upgrade ipt-workflow's tables to the current schema (Alembic, version table
+    ``ipt_alembic_version``). Safe to call on every start; a host application may call it
+    from its own migrations."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _describe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+class SqlStore:
+    """Courses, history, sessions, measurements and reminders in one SQL database."""
+
+    def __init__(self, engine: Engine, *, owns_engine: bool = True) -> None:
+        self.engine = engine
+        self.owns_engine = owns_engine
+        self.dialect = engine.dialect.name
+        self._ready = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def ensure_schema(self) -> None:
+        """Check the database answers and holds the current schema; create or upgrade it if
+        not. Raises StoreError naming the database (never its password)."""
+        if self._ready:
+            return
+        try:
+            with self.engine.connect() as conn:
+                current = self._revision(conn)
+            if current != HEAD_REVISION:
+                upgrade(self.engine)
+        except (OperationalError, DBAPIError) as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise StoreError(f"database '{_describe(self.engine)}' cannot be used: {reason}") from None
+        self._ready = True
+
+    @staticmethod
+    def _revision(conn: Connection) -> str | None:
+        from sqlalchemy import inspect
+
+        if not inspect(conn).has_table("ipt_alembic_version"):
+            return None
+        return conn.exec_driver_sql("SELECT version_num FROM ipt_alembic_version").scalar()
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            conn.info["immediate"] = True
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        self.ensure_schema()
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # ------------------------------------------------------------ reads
+
+    def load(self, course_id: str) -> Course:
+        """The stored course; raises UnknownName when there is none."""
+        with self._read() as conn:
+            return self._load(conn, course_id)
+
+    def _load(self, conn: Connection, course_id: str) -> Course:
+        row = conn.execute(select(t.courses).where(t.courses.c.id == course_id)).mappings().first()
+        if row is None:
+            raise UnknownName(f"unknown course '{course_id}'")
+        hist = conn.execute(
+            select(t.history).where(t.history.c.course_id == course_id).order_by(t.history.c.seq)
+        ).mappings()
+        recorded = conn.execute(
+            select(t.sessions)
+            .where(t.sessions.c.course_id == course_id, t.sessions.c.status != SessionStatus.planned.value)
+            .order_by(t.sessions.c.number)
+        ).mappings()
+        measures = conn.execute(
+            select(t.measurements).where(t.measurements.c.course_id == course_id).order_by(t.measurements.c.seq)
+        ).mappings()
+        alerts = conn.execute(
+            select(t.reminders)
+            .where(t.reminders.c.course_id == course_id, t.reminders.c.rule.is_not(None))
+            .order_by(t.reminders.c.due, t.reminders.c.id)
+        ).mappings()
+        return Course(
+            id=row["id"],
+            client=row["client"],
+            therapist=row["therapist"],
+            protocol=row["protocol"],
+            protocol_version=row["protocol_version"],
+            timezone=row["timezone"],
+            start=row["start_date"],
+            slot=time.fromisoformat(row["slot"]),
+            state=CourseState(row["state"]),
+            focus=row["focus"],
+            current_focus=row["current_focus"],
+            foci_worked=row["foci_worked"],
+            planned_sessions=row["planned_sessions"],
+            sessions=[_session(r) for r in recorded],
+            measurements=[
+                Measurement(
+                    instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
+                )
+                for m in measures
+            ],
+            pauses=[Pause.model_validate(p) for p in row["pauses"]],
+            alerts=[_reminder(r) for r in alerts],
+            fired_rules=row["fired_rules"],
+            completed_at=row["completed_at"],
+            created_at=row["created_at"],
+            history=[
+                HistoryEntry.model_validate(
+                    {"event": h["event"], "at": h["at"], "from": h["from_state"], "to": h["to_state"],
+                     "rule": h["rule"], "data": h["data"]}
+                )
+                for h in hist
+            ],
+            version=row["version"],
+        )
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored courses."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in _chunks(list(ids), 500):
+                found.update(conn.execute(select(t.courses.c.id).where(t.courses.c.id.in_(chunk))).scalars())
+        return found
+
+    def courses(self, state: str | None = None, therapist: str | None = None) -> list[dict[str, Any]]:
+        """Summaries ``{id, client, therapist, protocol, state, version, created_at}`` by id."""
+        c = t.courses.c
+        query = select(c.id, c.client, c.therapist, c.protocol, c.state, c.version, c.created_at).order_by(c.id)
+        if state:
+            query = query.where(c.state == state)
+        if therapist:
+            query = query.where(c.therapist == therapist)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def reminders(
+        self,
+        course: str | None = None,
+        start: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[Reminder]:
+        """Reminders in due order, filtered by course, ``start <= due < until`` and status."""
+        r = t.reminders.c
+        query = select(t.reminders).order_by(r.due, r.id)
+        if course:
+            query = query.where(r.course_id == course)
+        if start:
+            query = query.where(r.due >= start)
+        if until:
+            query = query.where(r.due < until)
+        if status:
+            query = query.where(r.status == status)
+        if limit:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [_reminder(row) for row in conn.execute(query).mappings()]
+
+    def count(self, table: str) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(t.metadata.tables[table])).scalar_one())
+
+    # ------------------------------------------------------------ writes
+
+    def add(self, course: Course, plan: Plan, now: datetime) -> Course:
+        """Store a new course with its plan and reminders; returns it at version 1."""
+        self.add_many([(course, plan)], now)
+        return course.model_copy(update={"version": 1})
+
+    def add_many(self, items: Iterable[tuple[Course, Plan]], now: datetime, batch: int = 2000) -> int:
+        """Store many new courses in one transaction (all or nothing); returns how many."""
+        sqlite = self.dialect == "sqlite"
+
+        def batches() -> Iterator[Rows]:
+            pending: list[tuple[Course, Plan]] = []
+            for item in items:
+                pending.append(item)
+                if len(pending) >= batch:
+                    yield build_rows(pending, now, sqlite)
+                    pending = []
+            if pending:
+                yield build_rows(pending, now, sqlite)
+
+        return self.write_batches(batches())
+
+    def write_batches(self, batches: Iterable[Rows]) -> int:
+        """Write batches of new-course rows (from ``build_rows``) in one transaction; returns
+        how many courses. An exception from ``batches`` rolls every batch back."""
+        done = 0
+        gc.disable()  # hundreds of thousands of short-lived objects: the cyclic collector only slows this
+        try:
+            with self._bulk_journal(), self._write() as conn:
+                for rows in batches:
+                    self._insert_rows(conn, t.courses, rows.courses)
+                    self._insert_rows(conn, t.history, rows.history)
+                    self._insert_rows(conn, t.sessions, rows.sessions)
+                    self._insert_rows(conn, t.reminders, rows.reminders, columns=9)
+                    done += len(rows.courses)
+        finally:
+            gc.enable()
+        return done
+
+    @contextmanager
+    def _bulk_journal(self) -> Iterator[None]:
+        """A big SQLite import writes pages once, through a rollback journal, instead of twice
+        (WAL, then checkpoint). Only when no one else has the file open; WAL again after."""
+        if self.dialect != "sqlite":
+            yield
+            return
+        switched = False
+        try:
+            with self.engine.connect() as conn:
+                mode = conn.exec_driver_sql("PRAGMA journal_mode=DELETE").scalar()
+                switched = mode == "delete"
+        except OperationalError:
+            switched = False
+        try:
+            yield
+        finally:
+            if switched:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+    def save(self, before: Course, after: Course, plan: Plan, effects: Effects, now: datetime) -> Course:
+        """Write one applied event atomically; ``before`` is the course as it was read.
+
+        Raises ConflictError (nothing written) when another writer got there first.
+        """
+        expected = before.version
+        with self._write() as conn:
+            result = conn.execute(
+                update(t.courses)
+                .where(t.courses.c.id == after.id, t.courses.c.version == expected)
+                .values(**_course_values(after), updated_at=now, version=expected + 1)
+            )
+            if result.rowcount != 1:
+                found = conn.execute(select(t.courses.c.version).where(t.courses.c.id == after.id)).scalar()
+                raise ConflictError(after.id, expected, found)
+            seq0 = len(before.history)
+            if effects.history:
+                entries = [_history_values(after.id, seq0 + i, h) for i, h in enumerate(effects.history)]
+                conn.execute(insert(t.history), entries)
+            new_measures = after.measurements[len(before.measurements) :]
+            if new_measures:
+                base = len(before.measurements)
+                conn.execute(
+                    insert(t.measurements),
+                    [_measure_values(after.id, base + i, m) for i, m in enumerate(new_measures)],
+                )
+            conn.execute(delete(t.sessions).where(t.sessions.c.course_id == after.id))
+            recorded = [_session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
+            if recorded:
+                conn.execute(insert(t.sessions), recorded)
+            if effects.cancelled:
+                for chunk in _chunks(effects.cancelled, 500):
+                    conn.execute(
+                        update(t.reminders)
+                        .where(
+                            t.reminders.c.course_id == after.id,
+                            t.reminders.c.id.in_(chunk),
+                            t.reminders.c.status == "pending",
+                        )
+                        .values(status="cancelled")
+                    )
+            if effects.added:
+                ids = [r.id for r in effects.added]
+                known = set(
+                    conn.execute(
+                        select(t.reminders.c.id).where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(ids))
+                    ).scalars()
+                )
+                fresh = [r for r in effects.added if r.id not in known]
+                if fresh:
+                    conn.execute(insert(t.reminders), [_reminder_values(r) for r in fresh])
+                for r in effects.added:
+                    if r.id in known:  # planned again after a cancellation: pending once more
+                        conn.execute(
+                            update(t.reminders)
+                            .where(
+                                t.reminders.c.course_id == after.id,
+                                t.reminders.c.id == r.id,
+                                t.reminders.c.status == "cancelled",
+                            )
+                            .values(status="pending", due=r.due, last_error=None)
+                        )
+        return after.model_copy(update={"version": expected + 1})
+
+    def _insert_rows(self, conn: Connection, table: Any, rows: list[tuple[Any, ...]], columns: int = 0) -> None:
+        if not rows:
+            return
+        names = [c.name for c in table.columns][: columns or None]
+        if self.dialect == "postgresql":
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        marks = ", ".join("?" for _ in names)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})", rows)
+
+
+@dataclass
+class Rows:
+    """Plain rows of new courses, ready for executemany (SQLite) or COPY (PostgreSQL);
+    plain tuples, so worker processes can build them and send them over cheaply."""
+
+    courses: list[tuple[Any, ...]] = field(default_factory=list)
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+    sessions: list[tuple[Any, ...]] = field(default_factory=list)
+    reminders: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def build_rows(items: Iterable[tuple[Course, Plan]], now: datetime, sqlite: bool) -> Rows:
+    """The rows that store new courses (at version 1) with their plans and reminders."""
+    def when(d: datetime | None) -> Any:
+        return d if not sqlite or d is None else to_text(d)
+
+    js = json.dumps
+    out = Rows()
+    for course, plan in items:
+        v = _course_values(course)
+        out.courses.append(
+            (course.id, v["client"], v["therapist"], v["protocol"], v["protocol_version"], v["timezone"],
+             course.start.isoformat() if sqlite else course.start, v["slot"], v["state"], v["planned_sessions"],
+             js(v["focus"]), v["current_focus"], js(v["foci_worked"]), js(v["pauses"]), js(v["fired_rules"]),
+             when(v["completed_at"]), when(v["created_at"]), when(now), 1, v["schema_version"])
+        )  # fmt: skip
+        for i, h in enumerate(course.history):
+            out.history.append(
+                (course.id, i, h.event, when(h.at), h.from_.value if h.from_ else None, h.to.value, h.rule, js(h.data))
+            )  # fmt: skip
+        for s in plan.sessions:
+            if s.status is SessionStatus.planned:
+                continue
+            out.sessions.append(
+                (course.id, s.number, s.phase, when(s.start), s.start.isoformat(), s.status.value, s.step,
+                 s.duration_minutes, s.format, _json_list(s.participants), _json_list(s.optional_participants))
+            )  # fmt: skip
+        for r in plan.reminders:
+            out.reminders.append((r.course, r.id, r.kind, r.audience, when(r.due), r.session, "pending", r.rule, 0))
+    return out
+
+
+_JSON_LISTS: dict[tuple[str, ...], str] = {}
+
+
+def _json_list(values: list[str]) -> str:
+    key = tuple(values)
+    text = _JSON_LISTS.get(key)
+    if text is None:
+        text = _JSON_LISTS[key] = json.dumps(values)
+    return text
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _course_values(c: Course) -> dict[str, Any]:
+    return {
+        "client": c.client,
+        "therapist": c.therapist,
+        "protocol": c.protocol,
+        "protocol_version": c.protocol_version,
+        "timezone": c.timezone,
+        "start_date": c.start,
+        "slot": c.slot.strftime("%H:%M"),
+        "state": c.state.value,
+        "planned_sessions": c.planned_sessions,
+        "focus": list(c.focus),
+        "current_focus": c.current_focus,
+        "foci_worked": list(c.foci_worked),
+        "pauses": [p.model_dump(mode="json") for p in c.pauses],
+        "fired_rules": list(c.fired_rules),
+        "completed_at": c.completed_at,
+        "created_at": c.created_at,
+        "schema_version": c.schema_version,
+    }
+
+
+def _history_values(course_id: str, seq: int, h: HistoryEntry) -> dict[str, Any]:
+    return {
+        "course_id": course_id,
+        "seq": seq,
+        "event": h.event,
+        "at": h.at,
+        "from_state": h.from_.value if h.from_ else None,
+        "to_state": h.to.value,
+        "rule": h.rule,
+        "data": h.data,
+    }
+
+
+def _measure_values(course_id: str, seq: int, m: Measurement) -> dict[str, Any]:
+    return {
+        "course_id": course_id,
+        "seq": seq,
+        "instrument": m.instrument,
+        "score": m.score,
+        "item9": m.item9,
+        "at": m.at,
+        "session": m.session,
+    }
+
+
+def _session_values(course_id: str, s: Session) -> dict[str, Any]:
+    return {
+        "course_id": course_id,
+        "number": s.number,
+        "phase": s.phase,
+        "start_utc": s.start,
+        "start_local": s.start.isoformat(),
+        "status": s.status.value,
+        "step": s.step,
+        "duration_minutes": s.duration_minutes,
+        "format": s.format,
+        "participants": list(s.participants),
+        "optional_participants": list(s.optional_participants),
+    }
+
+
+def _reminder_values(r: Reminder) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "course_id": r.course,
+        "kind": r.kind,
+        "audience": r.audience,
+        "due": r.due,
+        "session": r.session,
+        "status": "pending",
+        "rule": r.rule,
+        "attempts": 0,
+    }
+
+
+def _session(row: Any) -> Session:
+    return Session(
+        number=row["number"],
+        phase=row["phase"],
+        start=datetime.fromisoformat(row["start_local"]),
+        status=SessionStatus(row["status"]),
+        step=row["step"],
+        duration_minutes=row["duration_minutes"],
+        format=row["format"],
+        participants=row["participants"],
+        optional_participants=row["optional_participants"],
+    )
+
+
+def _reminder(row: Any) -> Reminder:
+    return Reminder(
+        id=row["id"],
+        course=row["course_id"],
+        kind=row["kind"],
+        audience=row["audience"],
+        due=row["due"],
+        session=row["session"],
+        status=row["status"],
+        rule=row["rule"],
+    )
+
+
+__all__ = ["HEAD_REVISION", "Rows", "SqlStore", "build_rows", "engine_for", "upgrade"]

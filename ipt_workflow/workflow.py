@@ -1,0 +1,124 @@
+"""The library facade: one object for clinic software that embeds ipt-workflow.
+
+    with Workflow("postgresql://clinic@db/ipt") as wf:
+        course = wf.create_course(client="CL-0042", start="2026-03-02", time="10:00", tz="Europe/London")
+        wf.apply(course.id, "complete_intake")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine
+
+from . import services
+from .bootstrap import rules_from, store_for, utc_now
+from .model import Course, Effects, Plan, Reminder
+from .rulefiles import Rulebook
+
+
+class Workflow:
+    """Courses in a database, run by the rules. ``url`` is a ``postgresql://`` URL, an
+    ``sqlite:///`` URL or a file path (default: ``IPT_DB``, else the user data directory);
+    or pass ``engine=`` to share a host application's SQLAlchemy engine, which is then left
+    open. ``clock`` returns the aware "now" (default: the system clock, whole seconds)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        rules: str | Path | Rulebook | None = None,
+        engine: Engine | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.rules = rules_from(rules)
+        self.store = store_for(url, engine)
+        self.clock = clock
+        self.store.ensure_schema()
+        self.last_effects: Effects | None = None
+
+    def __enter__(self) -> Workflow:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Dispose of the connections (not of a host's engine)."""
+        self.store.close()
+
+    def create_course(
+        self,
+        *,
+        client: str,
+        start: str,
+        time: str,
+        tz: str,
+        protocol: str = services.DEFAULT_PROTOCOL,
+        therapist: str = "unassigned",
+        course_id: str | None = None,
+    ) -> Course:
+        """Create a course with its plan and reminders; returns it (version 1)."""
+        created = services.create_course(
+            self.store, self.rules, client=client, start=start, time=time, tz=tz, now=self.clock(),
+            protocol_id=protocol, therapist=therapist, course_id=course_id,
+        )  # fmt: skip
+        return created.course
+
+    def apply(
+        self,
+        course_id: str,
+        event: str,
+        data: dict[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+        expected_version: int | None = None,
+        retries: int = 0,
+    ) -> Course:
+        """Apply ``event`` (at ``at``, default now) in one transaction; returns the new course.
+
+        Raises ConflictError when another writer saved the course first (or it is not at
+        ``expected_version``); with ``retries`` it reloads and tries again that many times.
+        The effects (reminders added and cancelled) are in ``last_effects``."""
+        from .errors import ConflictError
+
+        for attempt in range(retries + 1):
+            now = self.clock()
+            try:
+                applied = services.apply_event(
+                    self.store, self.rules, course_id, event, at or now, now, data, expected_version
+                )
+            except ConflictError:
+                if attempt == retries or expected_version is not None:
+                    raise
+                continue
+            self.last_effects = applied.effects
+            return applied.course
+        raise AssertionError("unreachable")
+
+    def course(self, course_id: str) -> Course:
+        return self.store.load(course_id)
+
+    def plan(self, course_id: str) -> Plan:
+        """Every session and every stored reminder (with its status) of the course."""
+        return services.show(self.store, self.rules, course_id)[1]
+
+    def courses(self, state: str | None = None, therapist: str | None = None) -> list[dict[str, Any]]:
+        return self.store.courses(state, therapist)
+
+    def reminders(
+        self,
+        course: str | None = None,
+        start: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+    ) -> list[Reminder]:
+        """Stored reminders in due order, ``start <= due < until``."""
+        return self.store.reminders(course, start, until, status)
+
+    def import_csv(self, path: str | Path, *, skip_bad: bool = False) -> services.ImportReport:
+        return services.import_csv(self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad)
