@@ -15,11 +15,28 @@ $(STAMP): pyproject.toml
 IPT := $(BIN)/ipt
 DEMO_COURSE := --protocol ipt-16 --start 2026-03-02 --time 10:00 --tz Europe/London
 
+DEMO_DB := .venv/demo.sqlite
+DB := --db $(DEMO_DB)
+
 demo: $(STAMP)
 	$(IPT) protocols list
 	$(IPT) rules check
 	$(IPT) diagram --protocol ipt-16
 	$(IPT) simulate $(DEMO_COURSE) --events tests/data/demo_course.yaml
+	@echo "--- the same course kept in SQLite ($(DEMO_DB))"
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(IPT) $(DB) course create --id demo-1 --client CL-0001 --therapist T-01 $(DEMO_COURSE:--protocol ipt-16=) --now 2026-03-01T09:00
+	$(IPT) $(DB) course event demo-1 complete_intake --at 2026-03-02T09:00 --now 2026-03-02T09:00
+	$(IPT) $(DB) course event demo-1 record_measure --data '{"instrument": "phq9", "score": 18, "item9": 1}' --at 2026-03-02T10:55 --now 2026-03-02T10:55
+	$(IPT) $(DB) course event demo-1 hold_session --at 2026-03-02T11:00 --now 2026-03-02T11:00
+	$(IPT) $(DB) course event demo-1 set_focus --data '{"areas": ["role_transition", "grief"]}' --at 2026-03-09T10:50 --now 2026-03-09T10:50
+	$(IPT) $(DB) course event demo-1 hold_session --at 2026-03-09T11:00 --now 2026-03-09T11:00
+	$(IPT) $(DB) course event demo-1 start_intervention --at 2026-03-09T11:05 --now 2026-03-09T11:05
+	$(IPT) $(DB) course event demo-1 miss_session --at 2026-03-16T11:00 --now 2026-03-16T11:00
+	$(IPT) $(DB) course show demo-1
+	$(IPT) $(DB) reminders --course demo-1 --from 2026-03-16T00:00 --until 2026-04-01T00:00
+	$(IPT) $(DB) plan demo-1 --format ics --now 2026-03-16T12:00 > .venv/demo-1.ics
+	@echo "calendar written to .venv/demo-1.ics"
 
 test: $(STAMP)
 	$(BIN)/ruff check ipt_workflow cli.py tests bench
