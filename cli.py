@@ -41,6 +41,7 @@ class App:
 
     @cached_property
     def store(self) -> SqlStore:
+        """The database, created (empty, mode 0600) if it does not exist yet."""
         from ipt_workflow.bootstrap import store_for
 
         store = store_for(self.db)
@@ -298,11 +299,12 @@ def course_create(
     """Create a course with its plan and reminders; print its id (the course with --json)."""
     from ipt_workflow import services
 
-    rules = app.rules
-    created = services.create_course(
-        app.store, rules, client=client, start=start, time=slot, tz=tz, now=app.now(now),
+    rules, clock = app.rules, app.now(now)
+    course_, plan_ = services.build_course(  # checked in full before a database file is made
+        rules, client=client, start=start, time=slot, tz=tz, now=clock,
         protocol_id=protocol_id, therapist=therapist, course_id=course_id,
     )  # fmt: skip
+    created = services.store_course(app.store, rules, course_, plan_, clock)
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -463,7 +465,12 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
     """Create many courses from a CSV: client, therapist, protocol, start, time, tz[, id]."""
     from ipt_workflow import services
 
-    store, rules, clock = app.store, app.rules, app.now(now)
+    rules, clock = app.rules, app.now(now)
+    if not csv_file.is_file():
+        from ipt_workflow.errors import InvalidInput
+
+        raise InvalidInput(f"{csv_file}: cannot read: no such file")
+    store = app.store
     if sys.stderr.isatty():
         from rich.progress import Progress
 

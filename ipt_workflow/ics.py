@@ -40,7 +40,8 @@ def course_calendar(course: Course, plan: Plan, stamp: datetime) -> bytes:
                 alarm = Alarm()
                 alarm.add("action", "DISPLAY")
                 alarm.add("description", f"IPT session {s.number}")
-                alarm.add("trigger", due)  # an absolute UTC instant: quiet hours already applied
+                # An absolute UTC instant (quiet hours already applied): RFC 5545 wants VALUE=DATE-TIME.
+                alarm.add("trigger", due, parameters={"VALUE": "DATE-TIME"})
                 event.add_component(alarm)
         cal.add_component(event)
     cal.add_missing_timezones()

@@ -76,14 +76,40 @@ def create_course(
     course_id: str | None = None,
 ) -> Created:
     """Create and store one course; raises InvalidInput/UnknownName naming the bad field."""
+    course, p = build_course(
+        rules, client=client, start=start, time=time, tz=tz, now=now, protocol_id=protocol_id,
+        therapist=therapist, course_id=course_id,
+    )  # fmt: skip
+    return store_course(store, rules, course, p, now)
+
+
+def build_course(
+    rules: Rulebook,
+    *,
+    client: str,
+    start: str,
+    time: str,
+    tz: str,
+    now: datetime,
+    protocol_id: str = DEFAULT_PROTOCOL,
+    therapist: str = "unassigned",
+    course_id: str | None = None,
+) -> tuple[Course, Plan]:
+    """A new course and its plan, checked, not yet stored."""
+    if course_id is not None and not course_id.strip():
+        raise InvalidInput("--id: empty (leave it out for a new random id)")
     protocol = rules.protocol(protocol_id)
     course = new_course(
         protocol, rules.clinic, course_id=course_id or new_course_id(), client=client, therapist=therapist,
         start=parse_date(start, "--start"), slot=parse_time(time, "--time"), timezone=_zone_name(tz, "--tz"), now=now,
     )  # fmt: skip
-    if course_id and store.existing_ids([course_id]):
-        raise InvalidInput(f"--id: course '{course_id}' already exists")
-    p = plan(course, protocol, rules.clinic)
+    return course, plan(course, protocol, rules.clinic)
+
+
+def store_course(store: SqlStore, rules: Rulebook, course: Course, p: Plan, now: datetime) -> Created:
+    """Store a course built by ``build_course``; refuses an id that is taken."""
+    if store.existing_ids([course.id]):
+        raise InvalidInput(f"--id: course '{course.id}' already exists")
     stored = store.add(course, p, now)
     return Created(stored, p, slot_warnings(stored, rules.clinic))
 
@@ -151,9 +177,9 @@ class _Row:
     values: dict[str, str]
 
 
-def read_csv(path: Path) -> tuple[list[_Row], list[str]]:
-    """The data rows of a course CSV and the problems of its header. Raises InvalidInput if the
-    file cannot be read."""
+def read_csv(path: Path) -> tuple[list[str], list[_Row], list[str]]:
+    """(problems of the header, the data rows, problems of rows) of a course CSV. Raises
+    InvalidInput if the file cannot be read."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -164,15 +190,16 @@ def read_csv(path: Path) -> tuple[list[_Row], list[str]]:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise InvalidInput(f"{path}:1: empty file (header: {', '.join(CSV_COLUMNS)}[, id])") from None
-    problems = []
+    header_problems: list[str] = []
     missing = [c for c in CSV_COLUMNS if c not in header]
     unknown = [c for c in header if c not in CSV_COLUMNS + CSV_OPTIONAL]
     if missing:
-        problems.append(f"{path}:1: missing column '{missing[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
+        header_problems.append(f"{path}:1: missing column '{missing[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
     if unknown:
-        problems.append(f"{path}:1: unknown column '{unknown[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
-    if problems:
-        return [], problems
+        header_problems.append(f"{path}:1: unknown column '{unknown[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
+    if header_problems:
+        return header_problems, [], []
+    problems: list[str] = []
     rows = []
     for record in reader:
         line = reader.line_num
@@ -182,7 +209,7 @@ def read_csv(path: Path) -> tuple[list[_Row], list[str]]:
             problems.append(f"{path}:{line}: {len(record)} fields, the header has {len(header)}")
             continue
         rows.append(_Row(line, {h: v.strip() for h, v in zip(header, record, strict=True)}))
-    return rows, problems
+    return [], rows, problems
 
 
 def import_csv(
@@ -200,10 +227,10 @@ def import_csv(
     All or nothing by default: any bad row (``FILE:LINE: message``) and nothing is written.
     With ``skip_bad`` the good rows are imported and the bad ones reported.
     """
-    rows, problems = read_csv(path)
-    report = ImportReport(rows=len(rows), problems=problems)
-    if problems and not skip_bad:
-        raise InvalidInput("\n".join(problems))
+    header, rows, problems = read_csv(path)
+    if header:
+        raise InvalidInput("\n".join(header))  # not a bad row: the whole file is unreadable
+    report = ImportReport(rows=len(rows) + len(problems), problems=problems)
     seen: dict[str, int] = {}
     wanted_ids = [r.values["id"] for r in rows if r.values.get("id")]
     taken = store.existing_ids(wanted_ids) if wanted_ids else set()
@@ -214,22 +241,25 @@ def import_csv(
             report.problems.append(f"{path}:{row.line}: {problem}")
         else:
             checked.append(row)
-    if report.problems and not skip_bad:
-        raise InvalidInput("\n".join(report.problems))
+    failed = bool(report.problems) and not skip_bad
     sqlite = store.dialect == "sqlite"
     chunks = list(chunked(checked, IMPORT_CHUNK))
     done = 0
 
     def batches(results: Iterator[tuple[list[str], Rows]]) -> Iterator[Rows]:
-        nonlocal done
+        # All or nothing: after the first bad row nothing more is written, but every row is
+        # still checked so that every problem is reported; then the transaction rolls back.
+        nonlocal done, failed
         for problems_, rows_ in results:
             report.problems.extend(f"{path}:{p}" for p in problems_)
-            if problems_ and not skip_bad:
-                raise _Abort
+            failed = failed or (bool(problems_) and not skip_bad)
             done += len(rows_.courses) + len(problems_)
             if progress is not None:
                 progress(done, len(checked))
-            yield rows_
+            if not failed:
+                yield rows_
+        if failed:
+            raise _Abort
 
     workers = _workers(len(checked), rules)
     try:
@@ -247,8 +277,16 @@ def import_csv(
             report.imported = store.write_batches(batches(_plan_chunk_with(rules, c, now, sqlite) for c in chunks))
     except _Abort:
         report.imported = 0
-        raise InvalidInput("\n".join(report.problems)) from None
+        raise InvalidInput("\n".join(sorted(report.problems, key=_line_order))) from None
+    report.problems.sort(key=_line_order)
     return report
+
+
+def _line_order(problem: str) -> tuple[int, str]:
+    """Sort ``FILE:LINE: message`` lines by line number."""
+    parts = problem.rsplit(": ", 1)[0].split(":")
+    line = next((int(p) for p in reversed(parts) if p.isdigit()), 0)
+    return line, problem
 
 
 IMPORT_CHUNK = 1000

@@ -32,6 +32,7 @@ from ..model import (
     Pause,
     Plan,
     Reminder,
+    ReminderStatus,
     Session,
     SessionStatus,
 )
@@ -258,8 +259,9 @@ class SqlStore:
             query = query.where(r.due >= start)
         if until:
             query = query.where(r.due < until)
-        if status:
-            query = query.where(r.status == status)
+        # Always name the status, so the (status, due) index serves the due window too.
+        statuses = [status] if status else [s.value for s in ReminderStatus]
+        query = query.where(r.status.in_(statuses))
         if limit:
             query = query.limit(limit)
         with self._read() as conn:
