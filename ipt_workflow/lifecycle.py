@@ -485,7 +485,9 @@ def _run_rules(
             if action.emit is not None:
                 alert = _alert(course, protocol, action.emit, at, rule.id)
                 if all(a.id != alert.id for a in course.alerts):
-                    course = course.model_copy(update={"alerts": [*course.alerts, alert]})
+                    # Kept in (due, id) order: the order the store reads them back in.
+                    alerts = sorted([*course.alerts, alert], key=lambda a: (a.due, a.id))
+                    course = course.model_copy(update={"alerts": alerts})
                     fired = True
             elif action.transition is not None:
                 if depth >= _MAX_RULE_DEPTH:

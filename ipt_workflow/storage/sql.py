@@ -57,7 +57,10 @@ def engine_for(url: str) -> Engine:
     if parsed.drivername.startswith("sqlite"):
         database = parsed.database or ""
         if database and database != ":memory:":
-            _create_private_file(Path(database))
+            try:
+                _create_private_file(Path(database))
+            except OSError as exc:
+                raise StoreError(f"--db: cannot create '{database}': {exc.strerror or exc}") from None
         engine = create_engine(parsed, connect_args={"timeout": 30})
         _sqlite_setup(engine)
         return engine
