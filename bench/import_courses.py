@@ -10,7 +10,8 @@ import os
 import subprocess
 import tempfile
 import time
-from datetime import UTC, date, datetime, time as clock_time, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 from _common import ROOT, ipt_command, rerun

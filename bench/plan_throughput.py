@@ -8,7 +8,6 @@ import time as clock
 from datetime import UTC, date, datetime, time, timedelta
 
 from _common import rerun
-
 from ipt_workflow import load_rules, new_course, plan
 
 ZONES = ["Europe/London", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham", "Antarctica/Troll"]
