@@ -325,7 +325,8 @@ def test_attendance_review_after_2_and_discharge_review_after_3_consecutive_miss
     run("miss_session")
     assert run.alerts == ["attendance_review"]
     run("miss_session")  # 12 + 4 missed + 1 cancelled entries > 16: this miss cannot be replaced
-    assert run.alerts == ["attendance_review", "discharge_review", "plan_limit"]
+    assert run.alerts[0] == "attendance_review"
+    assert sorted(run.alerts[1:]) == ["discharge_review", "plan_limit"]  # same instant: (due, id) order
     missed = [s for s in run.course.sessions if s.status is SessionStatus.missed]
     assert len(missed) == 4
 
