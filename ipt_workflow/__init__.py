@@ -1,42 +1,53 @@
 """ipt-workflow: a rules-based scheduling and workflow engine for courses of
-Interpersonal Psychotherapy (IPT). The public API is ``__all__``; the rest is internal."""
+Interpersonal Psychotherapy (IPT). The public API is ``__all__``; the rest is internal.
 
-from typing import TYPE_CHECKING, Any
+Names are imported on first use, so a command that needs only the store does not pay for
+the rule engine, and ``import ipt_workflow`` loads no database, scheduler or CLI library.
+"""
 
-from .errors import ConflictError, InvalidInput, IptError, Refused, RuleFileError, StoreError, UnknownName
-from .lifecycle import EVENTS, allowed_events, apply, new_course, why_not
-from .model import (
-    Course,
-    CourseState,
-    Effects,
-    HistoryEntry,
-    Measurement,
-    Plan,
-    Reminder,
-    ReminderStatus,
-    Session,
-    SessionStatus,
-)
-from .planner import plan
-from .protocol import FACTS, ClinicPolicy, Protocol
-from .rulefiles import Rulebook, load_file, load_rules
-from .simulation import Simulation, SimulationEvent, parse_events, simulate
-from .views import course_json, history_json, reminder_json, session_json
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
+    from .errors import ConflictError, InvalidInput, IptError, Refused, RuleFileError, StoreError, UnknownName
+    from .lifecycle import EVENTS, allowed_events, apply, new_course, why_not
+    from .model import (
+        Course,
+        CourseState,
+        Effects,
+        HistoryEntry,
+        Measurement,
+        Plan,
+        Reminder,
+        ReminderStatus,
+        Session,
+        SessionStatus,
+    )
+    from .planner import plan
+    from .protocol import FACTS, ClinicPolicy, Protocol
+    from .rulefiles import Rulebook, load_file, load_rules
+    from .simulation import Simulation, SimulationEvent, parse_events, simulate
+    from .views import course_json, history_json, reminder_json, session_json
     from .workflow import Workflow
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str) -> Any:
-    # The database facade loads SQLAlchemy: only when asked for, so the core stays light.
-    if name == "Workflow":
-        from .workflow import Workflow
-
-        return Workflow
-    raise AttributeError(f"module 'ipt_workflow' has no attribute {name!r}")
-
+_WHERE = {
+    "errors": ["ConflictError", "InvalidInput", "IptError", "Refused", "RuleFileError", "StoreError", "UnknownName"],
+    "lifecycle": ["EVENTS", "allowed_events", "apply", "new_course", "why_not"],
+    "model": [
+        "Course", "CourseState", "Effects", "HistoryEntry", "Measurement", "Plan", "Reminder", "ReminderStatus",
+        "Session", "SessionStatus",
+    ],
+    "planner": ["plan"],
+    "protocol": ["FACTS", "ClinicPolicy", "Protocol"],
+    "rulefiles": ["Rulebook", "load_file", "load_rules"],
+    "simulation": ["Simulation", "SimulationEvent", "parse_events", "simulate"],
+    "views": ["course_json", "history_json", "reminder_json", "session_json"],
+    "workflow": ["Workflow"],
+}  # fmt: skip
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "EVENTS",
@@ -79,3 +90,17 @@ __all__ = [
     "simulate",
     "why_not",
 ]
+assert set(__all__) == {*_MODULE_OF, "__version__"}
+
+
+def __getattr__(name: str) -> _Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ipt_workflow' has no attribute {name!r}")
+    value = getattr(_import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
