@@ -245,8 +245,35 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     all_sessions = sessions(course, protocol, policy)
     if course.state is CourseState.withdrawn:
         return Plan(sessions=all_sessions, reminders=[])
+    cid = course.id
+    reminders: list[Reminder] = [
+        _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})
+        for rid, kind, audience, due, n in session_reminders(course, protocol, policy, all_sessions)
+    ]
+    if course.state is CourseState.completed and course.completed_at is not None:
+        tz = zone(course.timezone)
+        done = course.completed_at.astimezone(tz)
+        for text in protocol.follow_ups:
+            offset = parse_duration(text)
+            due = local_instant(done.date() + offset, course.slot, tz).astimezone(UTC)
+            rid = reminder_id(course.id, "follow_up", None, course.completed_at.isoformat(), text)
+            reminders.append(
+                Reminder(id=rid, course=course.id, kind="follow_up", audience="therapist", due=due, session=None)
+            )
+    reminders.extend(course.alerts)
+    reminders.sort(key=_by_due)
+    return Plan(sessions=all_sessions, reminders=reminders)
+
+
+RawReminder = tuple[str, str, str, datetime, int]
+
+
+def session_reminders(
+    course: Course, protocol: Protocol, policy: ClinicPolicy, all_sessions: list[Session]
+) -> list[RawReminder]:
+    """(id, kind, audience, due, session) of every reminder scheduled before a session, as
+    plain tuples (``plan`` validates them; a bulk import writes them as they are)."""
     tz = zone(course.timezone)
-    reminders: list[Reminder] = []
     leads = _leads_of(protocol, policy)
     quiet = leads.quiet
     positions = _COUNTED if protocol.reschedule_missed else tuple(SessionStatus)
@@ -254,7 +281,8 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     prep_k = total - protocol.phases.termination + 1
     paused = course.state is CourseState.paused
     cid = course.id
-    add = reminders.append
+    out: list[RawReminder] = []
+    add = out.append
     k = 0
     for s in all_sessions:
         if s.status not in positions:
@@ -273,30 +301,8 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
             due = start_utc - lead  # exact duration: subtract in UTC, never in wall-clock time
             if moves and quiet is not None:
                 due = out_of_quiet_hours(due, quiet[0], quiet[1], tz)
-            add(
-                _validate_reminder(
-                    {
-                        "id": reminder_id(cid, kind, number, start_key, lead_key),
-                        "course": cid,
-                        "kind": kind,
-                        "audience": audience,
-                        "due": due,
-                        "session": number,
-                    }
-                )
-            )
-    if course.state is CourseState.completed and course.completed_at is not None:
-        done = course.completed_at.astimezone(tz)
-        for text in protocol.follow_ups:
-            offset = parse_duration(text)
-            due = local_instant(done.date() + offset, course.slot, tz).astimezone(UTC)
-            rid = reminder_id(course.id, "follow_up", None, course.completed_at.isoformat(), text)
-            reminders.append(
-                Reminder(id=rid, course=course.id, kind="follow_up", audience="therapist", due=due, session=None)
-            )
-    reminders.extend(course.alerts)
-    reminders.sort(key=_by_due)
-    return Plan(sessions=all_sessions, reminders=reminders)
+            add((reminder_id(cid, kind, number, start_key, lead_key), kind, audience, due, number))
+    return out
 
 
 _by_due = attrgetter("due", "id")

@@ -17,11 +17,11 @@ from typing import Any
 
 from .errors import ConflictError, InvalidInput, IptError, StoreError
 from .lifecycle import apply, new_course
-from .model import Course, Effects, Plan
-from .planner import plan, slot_warnings
+from .model import Course, Effects, Plan, Session
+from .planner import plan, session_reminders, sessions, slot_warnings
 from .protocol import Protocol
 from .rulefiles import Rulebook, load_rules
-from .storage.sql import Rows, SqlStore, build_rows
+from .storage.sql import NewReminder, Rows, SqlStore, build_new_rows
 from .wallclock import parse_date, parse_time, zone
 
 CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
@@ -314,15 +314,19 @@ def _plan_chunk(job: tuple[str, list[_Row], datetime, bool]) -> tuple[list[str],
 
 def _plan_chunk_with(rules: Rulebook, chunk: list[_Row], now: datetime, sqlite: bool) -> tuple[list[str], Rows]:
     problems: list[str] = []
-    built: list[tuple[Course, Plan]] = []
+    built: list[tuple[Course, list[Session], list[NewReminder]]] = []
     gc.disable()
     try:
         for row in chunk:
             try:
-                built.append(_build(rules, row, now))
+                course, protocol = _new_course(rules, row, now)
             except IptError as exc:
                 problems.append(f"{row.line}: {exc}")
-        return problems, build_rows(built, now, sqlite)
+                continue
+            planned = sessions(course, protocol, rules.clinic)  # a new course: no alerts, no follow-ups yet
+            raw = session_reminders(course, protocol, rules.clinic, planned)
+            built.append((course, planned, [(rid, kind, aud, due, n, None) for rid, kind, aud, due, n in raw]))
+        return problems, build_new_rows(built, now, sqlite)
     finally:
         gc.enable()
 
@@ -343,7 +347,7 @@ def _id_problem(row: _Row, seen: dict[str, int], taken: set[str]) -> str | None:
     return None
 
 
-def _build(rules: Rulebook, row: _Row, now: datetime) -> tuple[Course, Plan]:
+def _new_course(rules: Rulebook, row: _Row, now: datetime) -> tuple[Course, Protocol]:
     v = row.values
     for column in CSV_COLUMNS:
         if not v.get(column):
@@ -354,7 +358,7 @@ def _build(rules: Rulebook, row: _Row, now: datetime) -> tuple[Course, Plan]:
         therapist=v["therapist"], start=parse_date(v["start"], "start"), slot=parse_time(v["time"], "time"),
         timezone=_zone_name(v["tz"], "tz"), now=now,
     )  # fmt: skip
-    return course, plan(course, protocol, rules.clinic)
+    return course, protocol
 
 
 def chunked(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -304,12 +304,20 @@ class SqlStore:
         gc.disable()  # hundreds of thousands of short-lived objects: the cyclic collector only slows this
         try:
             with self._bulk_journal(), self._write() as conn:
+                # Into an empty table, building the due index once at the end (a sort) beats
+                # keeping it up to date row by row; it is part of the same transaction.
+                rebuild = conn.execute(select(t.reminders.c.id).limit(1)).first() is None
+                due_index = next(i for i in t.reminders.indexes if i.name == "ix_ipt_reminders_due")
+                if rebuild:
+                    due_index.drop(conn)
                 for rows in batches:
                     self._insert_rows(conn, t.courses, rows.courses)
                     self._insert_rows(conn, t.history, rows.history)
                     self._insert_rows(conn, t.sessions, rows.sessions)
                     self._insert_rows(conn, t.reminders, rows.reminders, columns=9)
                     done += len(rows.courses)
+                if rebuild:
+                    due_index.create(conn)
         finally:
             gc.enable()
         return done
@@ -425,14 +433,32 @@ class Rows:
     reminders: list[tuple[Any, ...]] = field(default_factory=list)
 
 
+NewReminder = tuple[str, str, str, datetime, "int | None", "str | None"]  # id, kind, audience, due, session, rule
+
+
 def build_rows(items: Iterable[tuple[Course, Plan]], now: datetime, sqlite: bool) -> Rows:
     """The rows that store new courses (at version 1) with their plans and reminders."""
+    return build_new_rows(
+        (
+            (course, plan.sessions, [(r.id, r.kind, r.audience, r.due, r.session, r.rule) for r in plan.reminders])
+            for course, plan in items
+        ),
+        now,
+        sqlite,
+    )
+
+
+def build_new_rows(
+    items: Iterable[tuple[Course, Sequence[Session], Sequence[NewReminder]]], now: datetime, sqlite: bool
+) -> Rows:
+    """Rows for new courses given their sessions (planned ones are not stored) and their
+    reminders as plain tuples: the bulk import's path, with no model built per reminder."""
     def when(d: datetime | None) -> Any:
         return d if not sqlite or d is None else to_text(d)
 
     js = json.dumps
     out = Rows()
-    for course, plan in items:
+    for course, course_sessions, course_reminders in items:
         v = _course_values(course)
         out.courses.append(
             (course.id, v["client"], v["therapist"], v["protocol"], v["protocol_version"], v["timezone"],
@@ -444,15 +470,16 @@ def build_rows(items: Iterable[tuple[Course, Plan]], now: datetime, sqlite: bool
             out.history.append(
                 (course.id, i, h.event, when(h.at), h.from_.value if h.from_ else None, h.to.value, h.rule, js(h.data))
             )  # fmt: skip
-        for s in plan.sessions:
+        for s in course_sessions:
             if s.status is SessionStatus.planned:
                 continue
             out.sessions.append(
                 (course.id, s.number, s.phase, when(s.start), s.start.isoformat(), s.status.value, s.step,
                  s.duration_minutes, s.format, _json_list(s.participants), _json_list(s.optional_participants))
             )  # fmt: skip
-        for r in plan.reminders:
-            out.reminders.append((r.course, r.id, r.kind, r.audience, when(r.due), r.session, "pending", r.rule, 0))
+        cid = course.id
+        for rid, kind, audience, due, session, rule in course_reminders:
+            out.reminders.append((cid, rid, kind, audience, when(due), session, "pending", rule, 0))
     return out
 
 
@@ -576,4 +603,4 @@ def _reminder(row: Any) -> Reminder:
     )
 
 
-__all__ = ["HEAD_REVISION", "Rows", "SqlStore", "build_rows", "engine_for", "upgrade"]
+__all__ = ["HEAD_REVISION", "NewReminder", "Rows", "SqlStore", "build_new_rows", "build_rows", "engine_for", "upgrade"]
