@@ -268,9 +268,14 @@ def import_csv(
         # worker processes while this one writes.
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
-            from multiprocessing import get_context
+            from multiprocessing import get_all_start_methods, get_context
 
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            # fork where there is one: a spawned worker re-runs the caller's main module, which
+            # breaks a library user's script without an `if __name__ == "__main__"` guard. The
+            # workers are forked before the write transaction starts, touch no connection, and
+            # leave through os._exit, so no inherited SQLite handle is ever closed by them.
+            method = "fork" if "fork" in get_all_start_methods() else "spawn"
+            with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
                 jobs = [(str(rules.directory), chunk, now, sqlite) for chunk in chunks]
                 report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)))
         else:

@@ -334,11 +334,17 @@ class SqlStore:
             with self.engine.connect() as conn:
                 mode = conn.exec_driver_sql("PRAGMA journal_mode=DELETE").scalar()
                 switched = mode == "delete"
+                # Room to sort the due index in memory when it is built at the end.
+                conn.exec_driver_sql("PRAGMA cache_size=-524288")
+                conn.exec_driver_sql("PRAGMA temp_store=MEMORY")
         except OperationalError:
             switched = False
         try:
             yield
         finally:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA cache_size=-65536")
+                conn.exec_driver_sql("PRAGMA temp_store=DEFAULT")
             if switched:
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA journal_mode=WAL")
