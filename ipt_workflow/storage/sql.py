@@ -102,9 +102,11 @@ def upgrade(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        conn.info["immediate"] = True  # SQLite: take the write lock first, so a second process waits
+        with conn.begin():
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
 
 
 def _describe(engine: Engine) -> str:
@@ -131,7 +133,14 @@ class SqlStore:
             with self.engine.connect() as conn:
                 current = self._revision(conn)
             if current != HEAD_REVISION:
-                upgrade(self.engine)
+                try:
+                    upgrade(self.engine)
+                except DBAPIError:
+                    # Two processes opening one new database at once both try to create it;
+                    # the one that lost finds the schema in place and goes on.
+                    with self.engine.connect() as conn:
+                        if self._revision(conn) != HEAD_REVISION:
+                            raise
         except (OperationalError, DBAPIError) as exc:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise StoreError(f"database '{_describe(self.engine)}' cannot be used: {reason}") from None
