@@ -20,6 +20,8 @@ import click
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from sqlalchemy import Engine
+
     from ipt_workflow.rulefiles import Rulebook
     from ipt_workflow.storage.sql import SqlStore
 
@@ -38,6 +40,17 @@ class App:
         from ipt_workflow.rulefiles import load_rules
 
         return load_rules(self.rules_dir)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The database engine alone, for the read-only commands that need no models."""
+        from ipt_workflow.bootstrap import database_url
+        from ipt_workflow.storage.engine import engine_for, ensure_schema
+
+        engine = engine_for(database_url(self.db))
+        click.get_current_context().call_on_close(engine.dispose)
+        ensure_schema(engine)
+        return engine
 
     @cached_property
     def store(self) -> SqlStore:
@@ -338,11 +351,14 @@ def course_list(app: App, state: str | None, therapist: str | None, as_json: boo
 @click.pass_obj
 def course_show(app: App, course_id: str, as_json: bool) -> None:
     """Show one course: state, focus, sessions, measurements and history."""
-    from ipt_workflow import services
-    from ipt_workflow.views import course_json
+    from ipt_workflow.storage.reads import course_document
 
-    course_, plan_ = services.show(app.store, app.rules, course_id)
-    data = course_json(course_, plan_)
+    data = course_document(app.engine, course_id)
+    if data is None:  # stored before plans were kept with courses: ask the planner
+        from ipt_workflow import services
+        from ipt_workflow.views import course_json
+
+        data = course_json(*services.show(app.store, app.rules, course_id))
     if as_json:
         emit_json(data)
         return
@@ -438,16 +454,15 @@ def reminders_command(
     as_json: bool,
 ) -> None:  # fmt: skip
     """Stored reminders in due order."""
-    from ipt_workflow.views import reminder_json
+    from ipt_workflow.storage.reads import reminder_documents
     from ipt_workflow.wallclock import parse_instant
 
     lo = parse_instant(start, None, "--from") if start else None
     hi = parse_instant(until, None, "--until") if until else None
-    rows = app.store.reminders(course_id, lo, hi, status, limit + 1)
-    if len(rows) > limit:
-        rows = rows[:limit]
+    data = reminder_documents(app.engine, course=course_id, start=lo, until=hi, status=status, limit=limit + 1)
+    if len(data) > limit:
+        data = data[:limit]
         click.echo(f"warning: more than {limit} reminders match; showing the first {limit} (see --limit)", err=True)
-    data = [reminder_json(r) for r in rows]
     if as_json:
         emit_json(data)
         return

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+if TYPE_CHECKING:  # imported where used: read-only commands need neither the rules nor the models
+    from sqlalchemy import Engine
 
-from .rulefiles import Rulebook, load_rules
-from .storage.sql import SqlStore, engine_for
+    from .rulefiles import Rulebook
+    from .storage.sql import SqlStore
 
 
 def default_db_path() -> Path:
@@ -25,12 +27,16 @@ def database_url(explicit: str | None = None) -> str:
 
 def store_for(url: str | None = None, engine: Engine | None = None) -> SqlStore:
     """A store on a host application's engine (left open on close) or on ``url``."""
+    from .storage.sql import SqlStore, engine_for
+
     if engine is not None:
         return SqlStore(engine, owns_engine=False)
     return SqlStore(engine_for(database_url(url)))
 
 
 def rules_from(rules: str | Path | Rulebook | None) -> Rulebook:
+    from .rulefiles import Rulebook, load_rules
+
     if isinstance(rules, Rulebook):
         return rules
     return load_rules(Path(rules) if rules is not None else None)

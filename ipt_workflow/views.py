@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .model import Course, HistoryEntry, Plan, Reminder, Session
-from .protocol import Protocol
 from .wallclock import iso_utc
+
+if TYPE_CHECKING:
+    from .protocol import Protocol
 
 
 def session_json(s: Session) -> dict[str, Any]:

@@ -101,6 +101,9 @@ courses = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False),
     Column("schema_version", Integer, nullable=False),
+    # Every session of the plan as last written (SPEC §7 session shape), so a course can be
+    # shown without the rules; NULL in rows written before revision 0002.
+    Column("plan", JSON),
     Index("ix_ipt_courses_state", "state"),
     Index("ix_ipt_courses_therapist", "therapist"),
 )

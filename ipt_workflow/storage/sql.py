@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
-from ..errors import ConflictError, StoreError, UnknownName
+from ..errors import ConflictError, UnknownName
 from ..model import (
     Course,
     CourseState,
@@ -32,85 +29,14 @@ from ..model import (
     Pause,
     Plan,
     Reminder,
-    ReminderStatus,
     Session,
     SessionStatus,
 )
+from ..views import session_json
 from . import schema as t
+from .engine import HEAD_REVISION, engine_for, ensure_schema, upgrade
+from .reads import reminders_query
 from .schema import to_text
-
-HEAD_REVISION = "0001"
-
-
-def engine_for(url: str) -> Engine:
-    """An engine for ``url``: a ``postgresql://`` URL (psycopg 3), an ``sqlite:///`` URL or a
-    plain file path. A new SQLite file is created readable by its owner only."""
-    if "://" not in url:
-        path = Path(url).expanduser()
-        url = f"sqlite:///{path.resolve()}"
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"--db: '{url}' is not a database URL or a file path") from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.drivername.startswith("sqlite"):
-        database = parsed.database or ""
-        if database and database != ":memory:":
-            try:
-                _create_private_file(Path(database))
-            except OSError as exc:
-                raise StoreError(f"--db: cannot create '{database}': {exc.strerror or exc}") from None
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        _sqlite_setup(engine)
-        return engine
-    try:
-        return create_engine(parsed, pool_pre_ping=True)
-    except Exception as exc:  # an unknown dialect or a missing driver
-        raise StoreError(f"--db: cannot use '{parsed.render_as_string(hide_password=True)}': {exc}") from None
-
-
-def _create_private_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-
-
-def _sqlite_setup(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we say BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        pragmas = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL",
-                   "cache_size=-65536")
-        for pragma in pragmas:
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("immediate", False) else "BEGIN")
-
-
-def upgrade(engine: Engine) -> None:
-    """Create or upgrade ipt-workflow's tables to the current schema (Alembic, version table
-    ``ipt_alembic_version``). Safe to call on every start; a host application may call it
-    from its own migrations."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
-    with engine.connect() as conn:
-        conn.info["immediate"] = True  # SQLite: take the write lock first, so a second process waits
-        with conn.begin():
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-
-
-def _describe(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
 
 
 class SqlStore:
@@ -125,34 +51,10 @@ class SqlStore:
     # ------------------------------------------------------------ lifecycle
 
     def ensure_schema(self) -> None:
-        """Check the database answers and holds the current schema; create or upgrade it if
-        not. Raises StoreError naming the database (never its password)."""
-        if self._ready:
-            return
-        try:
-            with self.engine.connect() as conn:
-                current = self._revision(conn)
-            if current != HEAD_REVISION:
-                try:
-                    upgrade(self.engine)
-                except DBAPIError:
-                    # Two processes opening one new database at once both try to create it;
-                    # the one that lost finds the schema in place and goes on.
-                    with self.engine.connect() as conn:
-                        if self._revision(conn) != HEAD_REVISION:
-                            raise
-        except (OperationalError, DBAPIError) as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreError(f"database '{_describe(self.engine)}' cannot be used: {reason}") from None
-        self._ready = True
-
-    @staticmethod
-    def _revision(conn: Connection) -> str | None:
-        from sqlalchemy import inspect
-
-        if not inspect(conn).has_table("ipt_alembic_version"):
-            return None
-        return conn.exec_driver_sql("SELECT version_num FROM ipt_alembic_version").scalar()
+        """Create or upgrade the schema if needed (see ``engine.ensure_schema``)."""
+        if not self._ready:
+            ensure_schema(self.engine)
+            self._ready = True
 
     def close(self) -> None:
         if self.owns_engine:
@@ -263,19 +165,7 @@ class SqlStore:
         limit: int | None = None,
     ) -> list[Reminder]:
         """Reminders in due order, filtered by course, ``start <= due < until`` and status."""
-        r = t.reminders.c
-        query = select(t.reminders).order_by(r.due, r.id)
-        if course:
-            query = query.where(r.course_id == course)
-        if start:
-            query = query.where(r.due >= start)
-        if until:
-            query = query.where(r.due < until)
-        # Always name the status, so the (status, due) index serves the due window too.
-        statuses = [status] if status else [s.value for s in ReminderStatus]
-        query = query.where(r.status.in_(statuses))
-        if limit:
-            query = query.limit(limit)
+        query = reminders_query(course, start, until, status, limit)
         with self._read() as conn:
             return [_reminder(row) for row in conn.execute(query).mappings()]
 
@@ -368,7 +258,12 @@ class SqlStore:
             result = conn.execute(
                 update(t.courses)
                 .where(t.courses.c.id == after.id, t.courses.c.version == expected)
-                .values(**_course_values(after), updated_at=now, version=expected + 1)
+                .values(
+                    **_course_values(after),
+                    updated_at=now,
+                    version=expected + 1,
+                    plan=[session_json(s) for s in plan.sessions],
+                )
             )
             if result.rowcount != 1:
                 found = conn.execute(select(t.courses.c.version).where(t.courses.c.id == after.id)).scalar()
@@ -479,7 +374,8 @@ def build_new_rows(
             (course.id, v["client"], v["therapist"], v["protocol"], v["protocol_version"], v["timezone"],
              course.start.isoformat() if sqlite else course.start, v["slot"], v["state"], v["planned_sessions"],
              js(v["focus"]), v["current_focus"], js(v["foci_worked"]), js(v["pauses"]), js(v["fired_rules"]),
-             when(v["completed_at"]), when(v["created_at"]), when(now), 1, v["schema_version"])
+             when(v["completed_at"]), when(v["created_at"]), when(now), 1, v["schema_version"],
+             js([session_json(s) for s in course_sessions]))
         )  # fmt: skip
         for i, h in enumerate(course.history):
             out.history.append(
