@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from ipt_workflow import Workflow, course_json, reminder_json
 from ipt_workflow.storage.reads import course_document, reminder_documents
 
-
 PHQ9 = {"instrument": "phq9", "score": 14, "item9": 1}
 
 
