@@ -84,7 +84,7 @@ def course_document(engine: Engine, course_id: str) -> dict[str, Any] | None:
             "current_focus": row["current_focus"],
             "planned_sessions": row["planned_sessions"],
             "version": row["version"],
-            "sessions": list(row["plan"]),
+            "sessions": [dict(zip(t.PLAN_FIELDS, s, strict=True)) for s in row["plan"]],
             "measurements": [
                 {"instrument": m["instrument"], "score": m["score"], "item9": m["item9"], "at": iso_utc(m["at"]),
                  "session": m["session"]}

@@ -71,6 +71,11 @@ def from_text(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+#: The fields of a session in ``ipt_courses.plan`` (the SPEC §7 session shape, as lists).
+PLAN_FIELDS = (
+    "number", "phase", "start", "status", "duration_minutes", "format", "participants", "optional_participants",
+)  # fmt: skip
+
 meta = Table(
     "ipt_meta",
     metadata,
@@ -101,8 +106,8 @@ courses = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("version", Integer, nullable=False),
     Column("schema_version", Integer, nullable=False),
-    # Every session of the plan as last written (SPEC §7 session shape), so a course can be
-    # shown without the rules; NULL in rows written before revision 0002.
+    # Every session of the plan as last written, one list a session in PLAN_FIELDS order, so
+    # a course can be shown without the rules; NULL in rows written before revision 0002.
     Column("plan", JSON),
     Index("ix_ipt_courses_state", "state"),
     Index("ix_ipt_courses_therapist", "therapist"),

@@ -32,7 +32,6 @@ from ..model import (
     Session,
     SessionStatus,
 )
-from ..views import session_json
 from . import schema as t
 from .engine import HEAD_REVISION, engine_for, ensure_schema, upgrade
 from .reads import reminders_query
@@ -262,7 +261,7 @@ class SqlStore:
                     **_course_values(after),
                     updated_at=now,
                     version=expected + 1,
-                    plan=[session_json(s) for s in plan.sessions],
+                    plan=plan_lists(plan.sessions),
                 )
             )
             if result.rowcount != 1:
@@ -373,13 +372,15 @@ def build_new_rows(
         out.courses.append(
             (course.id, v["client"], v["therapist"], v["protocol"], v["protocol_version"], v["timezone"],
              course.start.isoformat() if sqlite else course.start, v["slot"], v["state"], v["planned_sessions"],
-             js(v["focus"]), v["current_focus"], js(v["foci_worked"]), js(v["pauses"]), js(v["fired_rules"]),
+             _json_list(v["focus"]), v["current_focus"], _json_list(v["foci_worked"]),
+             js(v["pauses"]) if v["pauses"] else "[]", _json_list(v["fired_rules"]),
              when(v["completed_at"]), when(v["created_at"]), when(now), 1, v["schema_version"],
-             js([session_json(s) for s in course_sessions]))
+             js(plan_lists(course_sessions)))
         )  # fmt: skip
         for i, h in enumerate(course.history):
             out.history.append(
-                (course.id, i, h.event, when(h.at), h.from_.value if h.from_ else None, h.to.value, h.rule, js(h.data))
+                (course.id, i, h.event, when(h.at), h.from_.value if h.from_ else None, h.to.value, h.rule,
+                 js(h.data) if h.data else "{}")
             )  # fmt: skip
         for s in course_sessions:
             if s.status is SessionStatus.planned:
@@ -392,6 +393,15 @@ def build_new_rows(
         for rid, kind, audience, due, session, rule in course_reminders:
             out.reminders.append((cid, rid, kind, audience, when(due), session, "pending", rule, 0))
     return out
+
+
+def plan_lists(sessions: Sequence[Session]) -> list[list[Any]]:
+    """Sessions as stored in ``ipt_courses.plan``: one list a session, in PLAN_FIELDS order."""
+    return [
+        [s.number, s.phase, s.start.isoformat(), s.status.value, s.duration_minutes, s.format,
+         list(s.participants), list(s.optional_participants)]
+        for s in sessions
+    ]  # fmt: skip
 
 
 _JSON_LISTS: dict[tuple[str, ...], str] = {}
