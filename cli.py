@@ -20,8 +20,6 @@ import click
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from sqlalchemy import Engine
-
     from ipt_workflow.rulefiles import Rulebook
     from ipt_workflow.storage.sql import SqlStore
 
@@ -40,17 +38,6 @@ class App:
         from ipt_workflow.rulefiles import load_rules
 
         return load_rules(self.rules_dir)
-
-    @cached_property
-    def engine(self) -> Engine:
-        """The database engine alone, for the read-only commands that need no models."""
-        from ipt_workflow.bootstrap import database_url
-        from ipt_workflow.storage.engine import engine_for, ensure_schema
-
-        engine = engine_for(database_url(self.db))
-        click.get_current_context().call_on_close(engine.dispose)
-        ensure_schema(engine)
-        return engine
 
     @cached_property
     def store(self) -> SqlStore:
@@ -351,9 +338,10 @@ def course_list(app: App, state: str | None, therapist: str | None, as_json: boo
 @click.pass_obj
 def course_show(app: App, course_id: str, as_json: bool) -> None:
     """Show one course: state, focus, sessions, measurements and history."""
+    from ipt_workflow.bootstrap import database_url
     from ipt_workflow.storage.reads import course_document
 
-    data = course_document(app.engine, course_id)
+    data = course_document(database_url(app.db), course_id)
     if data is None:  # stored before plans were kept with courses: ask the planner
         from ipt_workflow import services
         from ipt_workflow.views import course_json
@@ -459,7 +447,10 @@ def reminders_command(
 
     lo = parse_instant(start, None, "--from") if start else None
     hi = parse_instant(until, None, "--until") if until else None
-    data = reminder_documents(app.engine, course=course_id, start=lo, until=hi, status=status, limit=limit + 1)
+    from ipt_workflow.bootstrap import database_url
+
+    db = database_url(app.db)
+    data = reminder_documents(db, course=course_id, start=lo, until=hi, status=status, limit=limit + 1)
     if len(data) > limit:
         data = data[:limit]
         click.echo(f"warning: more than {limit} reminders match; showing the first {limit} (see --limit)", err=True)

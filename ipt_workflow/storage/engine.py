@@ -13,8 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from ..errors import StoreError
-
-HEAD_REVISION = "0002"
+from . import HEAD_REVISION
 
 
 def engine_for(url: str) -> Engine:

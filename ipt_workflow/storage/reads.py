@@ -1,98 +1,184 @@
 """Read-only views of stored courses and reminders as the JSON shapes of SPEC §7, built
-straight from rows: no models, no rules, no planner, so `ipt course show` and
-`ipt reminders` start quickly. ``SqlStore`` shares the reminder query."""
+straight from rows with plain SQL: no models, no rules, no planner. On an SQLite file at the
+current schema they run on the standard library's sqlite3 alone, so `ipt course show` and
+`ipt reminders` start in a fraction of the time SQLAlchemy takes to import; anything else
+(PostgreSQL, a new or older database) goes through the store's engine."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Engine, Select, select
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownName
 from ..wallclock import iso_utc
-from . import schema as t
+from . import HEAD_REVISION, PLAN_FIELDS
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 REMINDER_STATUSES = ("pending", "delivered", "skipped", "cancelled", "failed")
+Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 
 
-def reminders_query(
+@contextmanager
+def open_query(db: str | Engine) -> Iterator[Query]:
+    """A function that runs SQL (``:name`` parameters) and returns rows as dicts."""
+    path = _sqlite_path(db) if isinstance(db, str) else None
+    if path is not None and path.is_file():
+        conn = sqlite3.connect(path, timeout=30)  # only SELECTs run on it
+        try:
+            conn.row_factory = sqlite3.Row
+            if _revision(conn) == HEAD_REVISION:
+                yield lambda sql, params: [dict(r) for r in conn.execute(sql, params)]
+                return
+        finally:
+            conn.close()
+    yield from _engine_query(db)
+
+
+def _engine_query(db: str | Engine) -> Iterator[Query]:
+    from sqlalchemy import text
+
+    from .engine import engine_for, ensure_schema
+
+    engine = engine_for(db) if isinstance(db, str) else db
+    try:
+        ensure_schema(engine)
+        with engine.connect() as conn:
+            yield lambda sql, params: [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    finally:
+        if isinstance(db, str):
+            engine.dispose()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if "://" not in url:
+        return Path(url).expanduser().resolve()
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def _revision(conn: sqlite3.Connection) -> str | None:
+    try:
+        row = conn.execute("SELECT version_num FROM ipt_alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def _instant(value: Any) -> str | None:
+    """An instant as stored (UTC text on SQLite, timestamptz elsewhere) in ISO 8601 UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return iso_utc(value)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _reminder_sql(
+    course: str | None, start: datetime | None, until: datetime | None, status: str | None, limit: int | None
+) -> tuple[str, dict[str, Any]]:
+    statuses = [status] if status else list(REMINDER_STATUSES)
+    params: dict[str, Any] = {f"s{i}": s for i, s in enumerate(statuses)}
+    # Always name the status, so the (status, due) index serves the due window too.
+    where = [f"status IN ({', '.join(':' + k for k in params)})"]
+    if course:
+        where.append("course_id = :course")
+        params["course"] = course
+    if start:
+        where.append("due >= :start")
+        params["start"] = start
+    if until:
+        where.append("due < :until")
+        params["until"] = until
+    sql = (
+        "SELECT id, course_id, kind, audience, due, session, status, rule FROM ipt_reminders "
+        f"WHERE {' AND '.join(where)} ORDER BY due, id" + (f" LIMIT {int(limit)}" if limit else "")
+    )
+    return sql, params
+
+
+def reminder_documents(
+    db: str | Engine,
     course: str | None = None,
     start: datetime | None = None,
     until: datetime | None = None,
     status: str | None = None,
     limit: int | None = None,
-) -> Select[Any]:
-    """Reminders in due order, filtered by course, ``start <= due < until`` and status."""
-    r = t.reminders.c
-    query = select(t.reminders).order_by(r.due, r.id)
-    if course:
-        query = query.where(r.course_id == course)
-    if start:
-        query = query.where(r.due >= start)
-    if until:
-        query = query.where(r.due < until)
-    # Always name the status, so the (status, due) index serves the due window too.
-    query = query.where(r.status.in_([status] if status else list(REMINDER_STATUSES)))
-    if limit:
-        query = query.limit(limit)
-    return query
+) -> list[dict[str, Any]]:
+    """``{id, course, kind, audience, due, session, status, rule}`` for each reminder with
+    ``start <= due < until``, in due order."""
+    sql, params = _reminder_sql(course, start, until, status, limit)
+    with open_query(db) as query:
+        sqlite = _sqlite_path(db) is not None if isinstance(db, str) else db.dialect.name == "sqlite"
+        if sqlite:
+            params = {k: _sqlite_instant(v) for k, v in params.items()}
+        rows = query(sql, params)
+    return [
+        {
+            "id": r["id"],
+            "course": r["course_id"],
+            "kind": r["kind"],
+            "audience": r["audience"],
+            "due": _instant(r["due"]),
+            "session": r["session"],
+            "status": r["status"],
+            "rule": r["rule"],
+        }
+        for r in rows
+    ]
 
 
-def reminder_documents(engine: Engine, **filters: Any) -> list[dict[str, Any]]:
-    """``{id, course, kind, audience, due, session, status, rule}`` for each matching reminder."""
-    with engine.connect() as conn:
-        return [
-            {
-                "id": row["id"],
-                "course": row["course_id"],
-                "kind": row["kind"],
-                "audience": row["audience"],
-                "due": iso_utc(row["due"]),
-                "session": row["session"],
-                "status": row["status"],
-                "rule": row["rule"],
-            }
-            for row in conn.execute(reminders_query(**filters)).mappings()
-        ]
+def _sqlite_instant(value: Any) -> Any:
+    """Bind an instant the way SQLite stores it (see ``schema.to_text``)."""
+    if isinstance(value, datetime):
+        return str(value.astimezone(UTC).replace(tzinfo=None))
+    return value
 
 
-def course_document(engine: Engine, course_id: str) -> dict[str, Any] | None:
+def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
     """The course shape of SPEC §7 from the stored rows; raises UnknownName for an unknown id,
     and returns None for a course stored before its plan was (then ask the planner)."""
-    with engine.connect() as conn:
-        row = conn.execute(select(t.courses).where(t.courses.c.id == course_id)).mappings().first()
-        if row is None:
+    with open_query(db) as query:
+        found = query("SELECT * FROM ipt_courses WHERE id = :id", {"id": course_id})
+        if not found:
             raise UnknownName(f"unknown course '{course_id}'")
+        row = found[0]
         if row["plan"] is None:
             return None
-        measures = conn.execute(
-            select(t.measurements).where(t.measurements.c.course_id == course_id).order_by(t.measurements.c.seq)
-        ).mappings()
-        history = conn.execute(
-            select(t.history).where(t.history.c.course_id == course_id).order_by(t.history.c.seq)
-        ).mappings()
-        return {
-            "id": row["id"],
-            "client": row["client"],
-            "therapist": row["therapist"],
-            "protocol": row["protocol"],
-            "protocol_version": row["protocol_version"],
-            "timezone": row["timezone"],
-            "state": row["state"],
-            "focus": list(row["focus"]),
-            "current_focus": row["current_focus"],
-            "planned_sessions": row["planned_sessions"],
-            "version": row["version"],
-            "sessions": [dict(zip(t.PLAN_FIELDS, s, strict=True)) for s in row["plan"]],
-            "measurements": [
-                {"instrument": m["instrument"], "score": m["score"], "item9": m["item9"], "at": iso_utc(m["at"]),
-                 "session": m["session"]}
-                for m in measures
-            ],
-            "history": [
-                {"event": h["event"], "at": iso_utc(h["at"]), "from": h["from_state"], "to": h["to_state"],
-                 "rule": h["rule"], "data": dict(h["data"])}
-                for h in history
-            ],
-        }
+        measures = query("SELECT * FROM ipt_measurements WHERE course_id = :id ORDER BY seq", {"id": course_id})
+        history = query("SELECT * FROM ipt_history WHERE course_id = :id ORDER BY seq", {"id": course_id})
+    return {
+        "id": row["id"],
+        "client": row["client"],
+        "therapist": row["therapist"],
+        "protocol": row["protocol"],
+        "protocol_version": row["protocol_version"],
+        "timezone": row["timezone"],
+        "state": row["state"],
+        "focus": list(_json(row["focus"])),
+        "current_focus": row["current_focus"],
+        "planned_sessions": row["planned_sessions"],
+        "version": row["version"],
+        "sessions": [dict(zip(PLAN_FIELDS, s, strict=True)) for s in _json(row["plan"])],
+        "measurements": [
+            {"instrument": m["instrument"], "score": m["score"], "item9": m["item9"], "at": _instant(m["at"]),
+             "session": m["session"]}
+            for m in measures
+        ],
+        "history": [
+            {"event": h["event"], "at": _instant(h["at"]), "from": h["from_state"], "to": h["to_state"],
+             "rule": h["rule"], "data": dict(_json(h["data"]))}
+            for h in history
+        ],
+    }

@@ -71,11 +71,6 @@ def from_text(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-#: The fields of a session in ``ipt_courses.plan`` (the SPEC §7 session shape, as lists).
-PLAN_FIELDS = (
-    "number", "phase", "start", "status", "duration_minutes", "format", "participants", "optional_participants",
-)  # fmt: skip
-
 meta = Table(
     "ipt_meta",
     metadata,

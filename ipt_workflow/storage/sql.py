@@ -29,12 +29,13 @@ from ..model import (
     Pause,
     Plan,
     Reminder,
+    ReminderStatus,
     Session,
     SessionStatus,
 )
+from . import HEAD_REVISION
 from . import schema as t
-from .engine import HEAD_REVISION, engine_for, ensure_schema, upgrade
-from .reads import reminders_query
+from .engine import engine_for, ensure_schema, upgrade
 from .schema import to_text
 
 
@@ -164,7 +165,18 @@ class SqlStore:
         limit: int | None = None,
     ) -> list[Reminder]:
         """Reminders in due order, filtered by course, ``start <= due < until`` and status."""
-        query = reminders_query(course, start, until, status, limit)
+        r = t.reminders.c
+        statuses = [status] if status else [s.value for s in ReminderStatus]
+        # Always name the status, so the (status, due) index serves the due window too.
+        query = select(t.reminders).where(r.status.in_(statuses)).order_by(r.due, r.id)
+        if course:
+            query = query.where(r.course_id == course)
+        if start:
+            query = query.where(r.due >= start)
+        if until:
+            query = query.where(r.due < until)
+        if limit:
+            query = query.limit(limit)
         with self._read() as conn:
             return [_reminder(row) for row in conn.execute(query).mappings()]
 

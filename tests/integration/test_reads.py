@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ipt_workflow import Workflow, course_json, reminder_json
+import pytest
+
+from ipt_workflow import UnknownName, Workflow, course_json, reminder_json
 from ipt_workflow.storage.reads import course_document, reminder_documents
 
 PHQ9 = {"instrument": "phq9", "score": 14, "item9": 1}
@@ -26,9 +28,19 @@ def test_course_document_and_reminder_documents_equal_the_model_views(db_url: st
         for event, data, at in steps:
             wf.apply("c-1", event, data, at=at)
         expected = course_json(wf.course("c-1"), wf.plan("c-1"))
-        assert course_document(wf.store.engine, "c-1") == expected
-        assert reminder_documents(wf.store.engine, course="c-1") == [reminder_json(r) for r in wf.reminders("c-1")]
         window = {"start": datetime(2026, 3, 20, tzinfo=UTC), "until": datetime(2026, 4, 20, tzinfo=UTC)}
-        assert reminder_documents(wf.store.engine, **window, status="pending") == [
-            reminder_json(r) for r in wf.reminders(status="pending", **window)
-        ]
+        # The engine, and the URL or path as the CLI passes it (plain sqlite3 on an SQLite file).
+        for source in (wf.store.engine, db_url):
+            assert course_document(source, "c-1") == expected
+            assert reminder_documents(source, course="c-1") == [reminder_json(r) for r in wf.reminders("c-1")]
+            assert reminder_documents(source, **window, status="pending") == [
+                reminder_json(r) for r in wf.reminders(status="pending", **window)
+            ]
+            assert reminder_documents(source, limit=3) == [reminder_json(r) for r in wf.reminders()[:3]]
+
+
+def test_course_document_of_an_unknown_course_names_it(db_url: str) -> None:
+    with Workflow(db_url) as wf:
+        for source in (wf.store.engine, db_url):
+            with pytest.raises(UnknownName, match="unknown course 'nope'"):
+                course_document(source, "nope")
