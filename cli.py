@@ -183,12 +183,19 @@ def rules_check(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 @cli.command()
 @click.option("--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
+@json_option
 @click.pass_obj
-def diagram(app: App, protocol_id: str, fmt: str) -> None:
-    """Draw the lifecycle of a protocol (Mermaid stateDiagram-v2 or Graphviz dot)."""
-    from ipt_workflow.diagram import draw
+def diagram(app: App, protocol_id: str, fmt: str, as_json: bool) -> None:
+    """Draw the lifecycle of a protocol (Mermaid stateDiagram-v2 or Graphviz dot); with --json,
+    its states and transitions as data, with the drawing."""
+    from ipt_workflow.diagram import draw, lifecycle_json
 
-    click.echo(draw(app.rules.protocol(protocol_id), fmt))
+    protocol = app.rules.protocol(protocol_id)
+    text = draw(protocol, fmt)
+    if as_json:
+        emit_json({**lifecycle_json(protocol), "format": fmt, "diagram": text})
+        return
+    click.echo(text)
 
 
 # ---------------------------------------------------------------- simulate
@@ -403,9 +410,12 @@ def course_event(
 @click.argument("course_id", metavar="ID")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)
 @click.option("--now", metavar="ISO", help="DTSTAMP of the calendar export (default: now).")
+@json_option
 @click.pass_obj
-def plan_command(app: App, course_id: str, fmt: str, now: str | None) -> None:
-    """A course's sessions and reminders as a table, JSON, or an iCalendar file."""
+def plan_command(app: App, course_id: str, fmt: str, now: str | None, as_json: bool) -> None:
+    """A course's sessions and reminders as a table, JSON (--json is --format json), or iCalendar."""
+    if as_json:
+        fmt = "json"
     from ipt_workflow import services
     from ipt_workflow.views import reminder_json, session_json
 

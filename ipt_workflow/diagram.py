@@ -12,6 +12,28 @@ from .lifecycle import _ALL, lifecycle_for
 from .protocol import Protocol
 
 
+def lifecycle_json(protocol: Protocol) -> dict[str, Any]:
+    """``{protocol, version, states, initial, transitions: [{event, from, to, guard}]}``: the
+    table the engine runs (``to`` null: the state does not change), with each CEL guard."""
+    from .lifecycle import TABLE
+
+    return {
+        "protocol": protocol.id,
+        "version": protocol.version,
+        "states": list(_ALL),
+        "initial": "intake",
+        "transitions": [
+            {
+                "event": step.event,
+                "from": list(step.sources),
+                "to": step.dest,
+                "guard": (g.source if (g := protocol.guard(step.guard)) is not None else None) if step.guard else None,
+            }
+            for step in TABLE
+        ],
+    }
+
+
 def draw(protocol: Protocol, fmt: str = "mermaid") -> str:
     """The lifecycle of ``protocol`` as Mermaid ``stateDiagram-v2`` or Graphviz dot text."""
     from transitions.extensions import GraphMachine
