@@ -504,6 +504,35 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
     click.echo(f"imported {report.imported} of {report.rows} courses{refused}")
 
 
+# ---------------------------------------------------------------- daemon
+
+
+@cli.command()
+@click.option("--sink", "sinks", multiple=True, metavar="SPEC", help="stdout (default) or file:PATH; repeatable.")
+@click.option("--once", is_flag=True, help="Emit everything due at --now (default: the clock) and exit: for cron.")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@click.pass_obj
+def daemon(app: App, sinks: tuple[str, ...], once: bool, now: str | None) -> None:
+    """Emit due reminders and alerts to the sinks, one JSON object a line.
+
+    This version runs with --once only (safe to run every minute from cron, and safe when two
+    runs overlap); the long-running daemon is still to come.
+    """
+    from ipt_workflow.dispatch import dispatch_due
+    from ipt_workflow.errors import InvalidInput
+    from ipt_workflow.sinks import sink_for
+
+    if not once:
+        raise InvalidInput("only 'ipt daemon --once' is available in this version (run it from cron)")
+    targets = [sink_for(spec) for spec in (sinks or ("stdout",))]
+    try:
+        result = dispatch_due(app.store, app.now(now), targets)
+    finally:
+        for target in targets:
+            target.close()
+    click.echo(f"delivered {result.delivered}, skipped {result.skipped}", err=True)
+
+
 def read_data_file(path: Path) -> Any:
     """YAML (safe) or JSON from ``path``; raises InvalidInput naming the file and line."""
     from ipt_workflow.errors import InvalidInput

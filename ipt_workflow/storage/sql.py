@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from ..errors import ConflictError, UnknownName
@@ -179,6 +179,56 @@ class SqlStore:
             query = query.limit(limit)
         with self._read() as conn:
             return [_reminder(row) for row in conn.execute(query).mappings()]
+
+    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` pending reminders due by ``now`` whose lease is free or has run
+        out (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one write transaction on SQLite): they
+        are leased until ``now + lease``. Each comes with ``session_start`` (local ISO) when it
+        belongs to a session."""
+        r = t.reminders.c
+        with self._write() as conn:
+            rows = [
+                dict(row)
+                for row in conn.execute(
+                    select(r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule)
+                    .where(r.status == "pending", r.due <= now, or_(r.lease_until.is_(None), r.lease_until < now))
+                    .order_by(r.due, r.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).mappings()
+            ]
+            if not rows:
+                return []
+            conn.execute(
+                update(t.reminders)
+                .where(r.course_id == bindparam("c"), r.id == bindparam("i"))
+                .values(lease_until=now + lease, attempts=r.attempts + 1),
+                [{"c": row["course_id"], "i": row["id"]} for row in rows],
+            )
+            courses = sorted({row["course_id"] for row in rows})
+            starts: dict[tuple[str, int], str] = {}
+            for chunk in _chunks(courses, 500):
+                plans = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(chunk))
+                for cid, plan in conn.execute(plans):
+                    for session in plan or []:
+                        starts[(cid, session[0])] = session[2]
+        for row in rows:
+            row["session_start"] = starts.get((row["course_id"], row["session"])) if row["session"] else None
+        return rows
+
+    def finish(self, now: datetime, delivered: list[tuple[str, str]], skipped: list[tuple[str, str]]) -> None:
+        """Record claimed reminders as delivered or skipped (one that was cancelled meanwhile
+        stays cancelled); their leases end."""
+        r = t.reminders.c
+        with self._write() as conn:
+            for status, keys in (("delivered", delivered), ("skipped", skipped)):
+                if keys:
+                    conn.execute(
+                        update(t.reminders)
+                        .where(r.course_id == bindparam("c"), r.id == bindparam("i"), r.status == "pending")
+                        .values(status=status, delivered_at=now, lease_until=None),
+                        [{"c": c, "i": i} for c, i in keys],
+                    )
 
     def count(self, table: str) -> int:
         with self._read() as conn:
