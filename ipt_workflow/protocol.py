@@ -337,10 +337,6 @@ class Protocol(_Strict):
     def guard(self, key: str) -> Condition | None:
         return self._guards.get(key)
 
-    @property
-    def terminal_window(self) -> int:
-        return self.phases.termination
-
 
 class _LocatedError(ValueError):
     """Validation problems at locations (dotted, relative to the validator's model)."""
@@ -475,12 +471,6 @@ class ClinicPolicy(_Strict):
         return day.weekday() in self.working_weekdays and not self.is_closed(day)
 
 
-def parse_protocol(data: Any) -> Protocol:
-    """Validate ``data`` (a mapping from a rule file); raises RuleFileError-ready ValidationError
-    or _LocatedError. Use ``rulefiles`` for files."""
-    return Protocol.model_validate(data)
-
-
 def problems(exc: Exception) -> list[tuple[str, str]]:
     """(location, message) pairs from a validation failure, locations as ``rules[2].when``."""
     if isinstance(exc, _LocatedError):
@@ -520,6 +510,5 @@ __all__ = [
     "Condition",
     "Protocol",
     "Rule",
-    "parse_protocol",
     "problems",
 ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from ..errors import ConflictError, UnknownName
@@ -229,10 +229,6 @@ class SqlStore:
                         .values(status=status, delivered_at=now, lease_until=None),
                         [{"c": c, "i": i} for c, i in keys],
                     )
-
-    def count(self, table: str) -> int:
-        with self._read() as conn:
-            return int(conn.execute(select(func.count()).select_from(t.metadata.tables[table])).scalar_one())
 
     # ------------------------------------------------------------ writes
 
