@@ -511,26 +511,37 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
 @click.option("--sink", "sinks", multiple=True, metavar="SPEC", help="stdout (default) or file:PATH; repeatable.")
 @click.option("--once", is_flag=True, help="Emit everything due at --now (default: the clock) and exit: for cron.")
 @click.option("--now", metavar="ISO", help=NOW_HELP)
+@click.option("--sweep", "sweep_seconds", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+              help="Seconds between polls of the store (the safety sweep).")  # fmt: skip
+@click.option("--health-file", type=click.Path(path_type=Path), help="Touched on every loop.")
 @click.pass_obj
-def daemon(app: App, sinks: tuple[str, ...], once: bool, now: str | None) -> None:
-    """Emit due reminders and alerts to the sinks, one JSON object a line.
+def daemon(
+    app: App, sinks: tuple[str, ...], once: bool, now: str | None, sweep_seconds: float, health_file: Path | None
+) -> None:
+    """Emit due reminders and alerts to the sinks, one JSON object a line, until SIGTERM or
+    SIGINT (exit 0 after the batch in flight). --once: emit what is due and exit (safe to run
+    every minute from cron, and when two runs overlap)."""
+    import logging
 
-    This version runs with --once only (safe to run every minute from cron, and safe when two
-    runs overlap); the long-running daemon is still to come.
-    """
     from ipt_workflow.dispatch import dispatch_due
-    from ipt_workflow.errors import InvalidInput
     from ipt_workflow.sinks import sink_for
 
-    if not once:
-        raise InvalidInput("only 'ipt daemon --once' is available in this version (run it from cron)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per wake-up is noise
     targets = [sink_for(spec) for spec in (sinks or ("stdout",))]
     try:
-        result = dispatch_due(app.store, app.now(now), targets)
+        if once:
+            result = dispatch_due(app.store, app.now(now), targets)
+            click.echo(f"delivered {result.delivered}, skipped {result.skipped}", err=True)
+            return
+        from ipt_workflow.daemon import Daemon
+
+        fixed = app.now(now) if now else None
+        clock = (lambda: fixed) if fixed else (lambda: app.now(None))
+        Daemon(app.store, targets, clock, sweep_seconds, health_file).run()
     finally:
         for target in targets:
             target.close()
-    click.echo(f"delivered {result.delivered}, skipped {result.skipped}", err=True)
 
 
 def read_data_file(path: Path) -> Any:

@@ -180,6 +180,15 @@ class SqlStore:
         with self._read() as conn:
             return [_reminder(row) for row in conn.execute(query).mappings()]
 
+    def next_due(self) -> datetime | None:
+        """The due instant of the earliest pending reminder, or None."""
+        r = t.reminders.c
+        with self._read() as conn:
+            value: datetime | None = conn.execute(
+                select(r.due).where(r.status == "pending").order_by(r.due).limit(1)
+            ).scalar()
+        return value
+
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[dict[str, Any]]:
         """Claim up to ``limit`` pending reminders due by ``now`` whose lease is free or has run
         out (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one write transaction on SQLite): they
