@@ -508,7 +508,8 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
 
 
 @cli.command()
-@click.option("--sink", "sinks", multiple=True, metavar="SPEC", help="stdout (default) or file:PATH; repeatable.")
+@click.option("--sink", "sinks", multiple=True, metavar="SPEC",
+              help="stdout (default), file:PATH or webhook:URL; repeatable.")  # fmt: skip
 @click.option("--once", is_flag=True, help="Emit everything due at --now (default: the clock) and exit: for cron.")
 @click.option("--now", metavar="ISO", help=NOW_HELP)
 @click.option("--sweep", "sweep_seconds", type=click.FloatRange(min=0.05), default=5.0, show_default=True,

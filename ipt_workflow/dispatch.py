@@ -20,12 +20,16 @@ from .wallclock import iso_utc
 
 LATE_AFTER = timedelta(seconds=60)
 LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 5  # then a reminder no sink would take is recorded ``failed``
+RETRY_BASE = timedelta(seconds=30)  # wait 30 s, 60 s, 120 s ... between attempts
 
 
 @dataclass
 class Dispatched:
     delivered: int = 0
     skipped: int = 0
+    retried: int = 0
+    failed: int = 0
     batches: int = 0
 
 
@@ -64,9 +68,19 @@ def dispatch_due(store: SqlStore, now: datetime, sinks: Sequence[Sink], batch: i
                 continue
             events.append(event_of(row, now))
             delivered.append(key)
+        refused: dict[str, str] = {}
         for sink in sinks:
-            sink.deliver(events)
-        store.finish(now, delivered, skipped)
-        result.delivered += len(delivered)
+            refused.update(sink.deliver(events))
+        attempts = {row["id"]: row["attempts"] for row in rows}
+        done = [k for k in delivered if k[1] not in refused]
+        gave_up = [k for k in delivered if k[1] in refused and attempts[k[1]] >= MAX_ATTEMPTS]
+        again = [k for k in delivered if k[1] in refused and attempts[k[1]] < MAX_ATTEMPTS]
+        store.finish(now, done, skipped, gave_up)
+        for key in again:  # exponential backoff by attempt, in the store: it survives restarts
+            wait = RETRY_BASE * 2 ** (attempts[key[1]] - 1)
+            store.retry_later([key], now + wait, refused[key[1]])
+        result.delivered += len(done)
         result.skipped += len(skipped)
+        result.retried += len(again)
+        result.failed += len(gave_up)
         result.batches += 1

@@ -18,18 +18,20 @@ from .errors import InvalidInput
 
 
 class Sink(Protocol):
-    """Receives emitted events; ``deliver`` returns only when they are safely written."""
+    """Receives emitted events. ``deliver`` returns when they are safely written, with the
+    ids it could not take and why (they are tried again later)."""
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> None: ...
+    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]: ...
 
     def close(self) -> None: ...
 
 
 class StdoutSink:
-    def deliver(self, events: Sequence[dict[str, Any]]) -> None:
+    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
         for event in events:
             sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
         sys.stdout.flush()
+        return {}
 
     def close(self) -> None:
         sys.stdout.flush()
@@ -63,26 +65,77 @@ class FileSink:
             if line.strip():
                 self.seen.add(json.loads(line)["id"])
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> None:
+    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
         fresh: dict[str, dict[str, Any]] = {}
         for e in events:
             if e["id"] not in self.seen:
                 fresh.setdefault(e["id"], e)
         if not fresh:
-            return
+            return {}
         self.file.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in fresh.values()))
         self.file.flush()
         os.fsync(self.file.fileno())
         self.seen.update(fresh)  # only once they are on disk
+        return {}
 
     def close(self) -> None:
         self.file.close()
 
 
+class WebhookSink:
+    """POSTs each event as JSON to ``url``. With ``IPT_WEBHOOK_SECRET`` set each request carries
+    ``X-IPT-Signature: sha256=<hex HMAC-SHA256 of the body>``. Each event is tried ``tries``
+    times with exponential backoff and jitter, within a timeout; what still fails is handed
+    back to be tried again later (and recorded ``failed`` after the dispatcher's limit)."""
+
+    def __init__(self, url: str, secret: str | None = None, tries: int = 3, timeout: float = 5.0) -> None:
+        import httpx
+
+        self.url = url
+        self.secret = secret.encode() if secret else None
+        self.tries = tries
+        self.client = httpx.Client(timeout=timeout)
+
+    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+        import hashlib
+        import hmac
+        import random
+        import time
+
+        import httpx
+
+        refused: dict[str, str] = {}
+        for event in events:
+            body = json.dumps(event, separators=(",", ":")).encode()
+            headers = {"Content-Type": "application/json", "Idempotency-Key": event["id"]}
+            if self.secret is not None:
+                headers["X-IPT-Signature"] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+            error = ""
+            for attempt in range(self.tries):
+                try:
+                    response = self.client.post(self.url, content=body, headers=headers)
+                    if response.status_code < 300:
+                        error = ""
+                        break
+                    error = f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    error = type(exc).__name__  # never the body: it is event data
+                if attempt + 1 < self.tries:
+                    time.sleep(0.2 * 2**attempt * (1 + random.random()))
+            if error:
+                refused[event["id"]] = error
+        return refused
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def sink_for(spec: str) -> Sink:
-    """``stdout`` or ``file:PATH``; raises InvalidInput naming the spec otherwise."""
+    """``stdout``, ``file:PATH`` or ``webhook:URL``; raises InvalidInput naming the spec otherwise."""
     if spec == "stdout":
         return StdoutSink()
     if spec.startswith("file:") and len(spec) > len("file:"):
         return FileSink(Path(spec.removeprefix("file:")).expanduser())
-    raise InvalidInput(f"--sink: '{spec}' is not a sink (stdout or file:PATH)")
+    if spec.startswith(("webhook:http://", "webhook:https://")):
+        return WebhookSink(spec.removeprefix("webhook:"), os.environ.get("IPT_WEBHOOK_SECRET"))
+    raise InvalidInput(f"--sink: '{spec}' is not a sink (stdout, file:PATH or webhook:URL)")

@@ -199,7 +199,7 @@ class SqlStore:
             rows = [
                 dict(row)
                 for row in conn.execute(
-                    select(r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule)
+                    select(r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule, r.attempts)
                     .where(r.status == "pending", r.due <= now, or_(r.lease_until.is_(None), r.lease_until < now))
                     .order_by(r.due, r.id)
                     .limit(limit)
@@ -223,14 +223,32 @@ class SqlStore:
                         starts[(cid, session[0])] = session[2]
         for row in rows:
             row["session_start"] = starts.get((row["course_id"], row["session"])) if row["session"] else None
+            row["attempts"] += 1  # this claim is an attempt
         return rows
 
-    def finish(self, now: datetime, delivered: list[tuple[str, str]], skipped: list[tuple[str, str]]) -> None:
-        """Record claimed reminders as delivered or skipped (one that was cancelled meanwhile
-        stays cancelled); their leases end."""
+    def retry_later(self, keys: Sequence[tuple[str, str]], until: datetime, error: str) -> None:
+        """Leave claimed reminders pending, not to be claimed again before ``until``."""
         r = t.reminders.c
         with self._write() as conn:
-            for status, keys in (("delivered", delivered), ("skipped", skipped)):
+            conn.execute(
+                update(t.reminders)
+                .where(r.course_id == bindparam("c"), r.id == bindparam("i"), r.status == "pending")
+                .values(lease_until=until, last_error=error[:500]),
+                [{"c": c, "i": i} for c, i in keys],
+            )
+
+    def finish(
+        self,
+        now: datetime,
+        delivered: Sequence[tuple[str, str]],
+        skipped: Sequence[tuple[str, str]],
+        failed: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Record claimed reminders as delivered, skipped or failed (one that was cancelled
+        meanwhile stays cancelled); their leases end."""
+        r = t.reminders.c
+        with self._write() as conn:
+            for status, keys in (("delivered", delivered), ("skipped", skipped), ("failed", failed)):
                 if keys:
                     conn.execute(
                         update(t.reminders)

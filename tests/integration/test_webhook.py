@@ -1,0 +1,127 @@
+"""The webhook sink against a real receiver on 127.0.0.1: signed bodies, retries, recovery,
+and `failed` after the attempt limit, listed by `ipt reminders --status failed`."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ipt_workflow import Workflow
+from ipt_workflow.dispatch import MAX_ATTEMPTS, RETRY_BASE, dispatch_due
+from ipt_workflow.sinks import WebhookSink
+
+SECRET = "s3cret"
+T0 = datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
+
+
+class Receiver:
+    """Answers 500 to the first ``failures`` requests (forever if None), then 200."""
+
+    def __init__(self, failures: int | None) -> None:
+        self.failures = failures
+        self.requests: list[tuple[bytes, str]] = []
+        self.accepted: list[dict[str, object]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((body, self.headers.get("X-IPT-Signature", "")))
+                failing = receiver.failures is None or len(receiver.requests) <= receiver.failures
+                self.send_response(500 if failing else 200)
+                self.end_headers()
+                if not failing:
+                    receiver.accepted.append(json.loads(body))
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    r = Receiver(request.param)
+    yield r
+    r.close()
+
+
+def alert_course(wf: Workflow) -> None:
+    wf.create_course(client="CL-1", start="2026-03-16", time="10:00", tz="Europe/London", course_id="c-1")
+    wf.apply("c-1", "record_measure", {"instrument": "phq9", "score": 9, "item9": 1},
+             at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC))  # fmt: skip
+
+
+@pytest.mark.parametrize("receiver", [4], indirect=True)
+def test_signed_deliveries_survive_a_failing_receiver(receiver: Receiver, tmp_path: Path) -> None:
+    now = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)  # only the safety alert is due
+    with Workflow(str(tmp_path / "x.sqlite"), clock=lambda: T0) as wf:
+        alert_course(wf)
+        sink = WebhookSink(receiver.url, SECRET, tries=3, timeout=2)
+        first = dispatch_due(wf.store, now, [sink])
+        assert (first.delivered, first.retried) == (0, 1)  # 3 tries, all refused: tried again later
+        assert [r.status for r in wf.reminders(status="pending") if r.kind == "safety_alert"] == ["pending"]
+        assert dispatch_due(wf.store, now + RETRY_BASE / 2, [sink]).delivered == 0  # still backing off
+        second = dispatch_due(wf.store, now + RETRY_BASE * 2, [sink])
+        sink.close()
+        assert second.delivered == 1
+        assert [e["kind"] for e in receiver.accepted] == ["safety_alert"]
+        assert [r.kind for r in wf.reminders(status="delivered")] == ["safety_alert"]
+    for body, signature in receiver.requests:
+        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert signature == expected
+
+
+@pytest.mark.parametrize("receiver", [None], indirect=True)
+def test_a_receiver_that_never_recovers_ends_in_failed(receiver: Receiver, tmp_path: Path) -> None:
+    db = tmp_path / "x.sqlite"
+    now = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+    with Workflow(str(db), clock=lambda: T0) as wf:
+        alert_course(wf)
+        sink = WebhookSink(receiver.url, None, tries=1, timeout=2)
+        at = now
+        for _ in range(MAX_ATTEMPTS):
+            dispatch_due(wf.store, at, [sink])
+            at += RETRY_BASE * 2**MAX_ATTEMPTS
+        sink.close()
+        assert [r.kind for r in wf.reminders(status="failed")] == ["safety_alert"]
+    assert len(receiver.requests) == MAX_ATTEMPTS
+    listed = subprocess.run(
+        [str(Path(sys.executable).parent / "ipt"), "--db", str(db), "reminders", "--status", "failed", "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert [r["kind"] for r in json.loads(listed.stdout)] == ["safety_alert"]
+
+
+@pytest.mark.parametrize("receiver", [0], indirect=True)
+def test_the_cli_signs_with_the_secret_from_the_environment(receiver: Receiver, tmp_path: Path) -> None:
+    db = tmp_path / "x.sqlite"
+    with Workflow(str(db), clock=lambda: T0) as wf:
+        alert_course(wf)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ipt"), "--db", str(db), "daemon", "--once", "--now", "2026-03-01T12:30",
+         "--sink", f"webhook:{receiver.url}"],
+        capture_output=True, text=True, check=False, env={"IPT_WEBHOOK_SECRET": SECRET, "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    body, signature = receiver.requests[0]
+    assert signature == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert json.loads(body)["kind"] == "safety_alert"
