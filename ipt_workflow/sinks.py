@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -128,6 +128,26 @@ class WebhookSink:
 
     def close(self) -> None:
         self.client.close()
+
+
+class CallableSink:
+    """A library user's function, called with each event (a dict); an exception refuses that
+    event, which is tried again later."""
+
+    def __init__(self, deliver: Callable[[dict[str, Any]], object]) -> None:
+        self.function = deliver
+
+    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+        refused: dict[str, str] = {}
+        for event in events:
+            try:
+                self.function(event)
+            except Exception as exc:  # the host's code: any failure means "not taken"
+                refused[event["id"]] = type(exc).__name__
+        return refused
+
+    def close(self) -> None:
+        pass
 
 
 def sink_for(spec: str) -> Sink:

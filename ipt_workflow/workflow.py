@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -19,6 +19,10 @@ from . import services
 from .bootstrap import rules_from, store_for, utc_now
 from .model import Course, Effects, Plan, Reminder
 from .rulefiles import Rulebook
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatched
+    from .sinks import Sink
 
 
 class Workflow:
@@ -119,6 +123,17 @@ class Workflow:
     ) -> list[Reminder]:
         """Stored reminders in due order, ``start <= due < until``."""
         return self.store.reminders(course, start, until, status)
+
+    def dispatch(
+        self, sinks: Sequence[Callable[[dict[str, Any]], object] | Sink], now: datetime | None = None
+    ) -> Dispatched:
+        """Emit every reminder due at ``now`` (default: the clock) to ``sinks``: Python callables
+        taking one event dict (an exception means "try again later"), or sink objects."""
+        from .dispatch import dispatch_due
+        from .sinks import CallableSink
+
+        targets: list[Sink] = [s if not callable(s) else CallableSink(s) for s in sinks]
+        return dispatch_due(self.store, now or self.clock(), targets)
 
     def import_csv(self, path: str | Path, *, skip_bad: bool = False) -> services.ImportReport:
         return services.import_csv(self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad)

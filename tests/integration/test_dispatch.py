@@ -128,3 +128,24 @@ def test_sink_specs(tmp_path: Path) -> None:
         sink.deliver([{"id": "rem_1"}, {"id": "rem_1"}])
         sink.close()
     assert lines(tmp_path / "x.jsonl") == [{"id": "rem_1"}]
+
+
+def test_a_library_callable_receives_each_due_event_and_can_refuse(db_url: str) -> None:
+    received: list[dict[str, object]] = []
+    refusals = {"left": 1}
+
+    def deliver(event: dict[str, object]) -> None:
+        if event["kind"] == "safety_alert" and refusals["left"]:
+            refusals["left"] -= 1
+            raise ConnectionError("pager down")
+        received.append(event)
+
+    with Workflow(db_url, clock=lambda: T0) as wf:
+        course_with_alert(wf)
+        now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        first = wf.dispatch([deliver], now=now)
+        assert (first.delivered, first.retried) == (3, 1)
+        assert wf.dispatch([deliver], now=now).delivered == 0  # backing off
+        assert wf.dispatch([deliver], now=now + timedelta(minutes=5)).delivered == 1
+    kinds = sorted(str(e["kind"]) for e in received)
+    assert kinds == ["measure_due", "safety_alert", "session_reminder", "session_reminder"]
