@@ -62,27 +62,6 @@ class Created:
     warnings: list[str]
 
 
-def create_course(
-    store: SqlStore,
-    rules: Rulebook,
-    *,
-    client: str,
-    start: str,
-    time: str,
-    tz: str,
-    now: datetime,
-    protocol_id: str = DEFAULT_PROTOCOL,
-    therapist: str = "unassigned",
-    course_id: str | None = None,
-) -> Created:
-    """Create and store one course; raises InvalidInput/UnknownName naming the bad field."""
-    course, p = build_course(
-        rules, client=client, start=start, time=time, tz=tz, now=now, protocol_id=protocol_id,
-        therapist=therapist, course_id=course_id,
-    )  # fmt: skip
-    return store_course(store, rules, course, p, now)
-
-
 def build_course(
     rules: Rulebook,
     *,

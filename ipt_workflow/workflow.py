@@ -67,11 +67,12 @@ class Workflow:
         course_id: str | None = None,
     ) -> Course:
         """Create a course with its plan and reminders; returns it (version 1)."""
-        created = services.create_course(
-            self.store, self.rules, client=client, start=start, time=time, tz=tz, now=self.clock(),
+        now = self.clock()
+        course, plan = services.build_course(
+            self.rules, client=client, start=start, time=time, tz=tz, now=now,
             protocol_id=protocol, therapist=therapist, course_id=course_id,
         )  # fmt: skip
-        return created.course
+        return services.store_course(self.store, self.rules, course, plan, now).course
 
     def apply(
         self,

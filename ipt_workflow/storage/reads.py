@@ -46,9 +46,10 @@ def _engine_query(db: str | Engine) -> Iterator[Query]:
 
     from .engine import engine_for, ensure_schema
 
-    engine = engine_for(db) if isinstance(db, str) else db
+    engine = engine_for(db) if isinstance(db, str) else db  # an engine passed in is set up already
     try:
-        ensure_schema(engine)
+        if isinstance(db, str):
+            ensure_schema(engine)
         with engine.connect() as conn:
             yield lambda sql, params: [dict(r) for r in conn.execute(text(sql), params).mappings()]
     finally:

@@ -29,13 +29,13 @@ from ..model import (
     Pause,
     Plan,
     Reminder,
-    ReminderStatus,
     Session,
     SessionStatus,
 )
 from . import HEAD_REVISION
 from . import schema as t
 from .engine import engine_for, ensure_schema, upgrade
+from .reads import reminder_documents
 from .schema import to_text
 
 
@@ -164,21 +164,11 @@ class SqlStore:
         status: str | None = None,
         limit: int | None = None,
     ) -> list[Reminder]:
-        """Reminders in due order, filtered by course, ``start <= due < until`` and status."""
-        r = t.reminders.c
-        statuses = [status] if status else [s.value for s in ReminderStatus]
-        # Always name the status, so the (status, due) index serves the due window too.
-        query = select(t.reminders).where(r.status.in_(statuses)).order_by(r.due, r.id)
-        if course:
-            query = query.where(r.course_id == course)
-        if start:
-            query = query.where(r.due >= start)
-        if until:
-            query = query.where(r.due < until)
-        if limit:
-            query = query.limit(limit)
-        with self._read() as conn:
-            return [_reminder(row) for row in conn.execute(query).mappings()]
+        """Reminders in due order, filtered by course, ``start <= due < until`` and status
+        (the query of ``reads.reminder_documents``, as models)."""
+        self.ensure_schema()
+        documents = reminder_documents(self.engine, course, start, until, status, limit)
+        return [Reminder.model_validate(d) for d in documents]
 
     def next_due(self) -> datetime | None:
         """The due instant of the earliest pending reminder, or None."""
