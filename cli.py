@@ -323,8 +323,12 @@ def course_create(
 
 
 @course.command("list")
-@click.option("--state", type=click.Choice(
-    ["intake", "assessment", "intervention", "retargeting", "termination", "completed", "paused", "withdrawn"]))
+@click.option(
+    "--state",
+    type=click.Choice(
+        ["intake", "assessment", "intervention", "retargeting", "termination", "completed", "paused", "withdrawn"]
+    ),
+)
 @click.option("--therapist", metavar="ID")
 @json_option
 @click.pass_obj
@@ -524,22 +528,31 @@ def daemon(
     every minute from cron, and when two runs overlap)."""
     import logging
 
+    from ipt_workflow.daemon import precise_clock
     from ipt_workflow.dispatch import dispatch_due
     from ipt_workflow.sinks import sink_for
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per wake-up is noise
+    clinic = app.rules.clinic
     targets = [sink_for(spec) for spec in (sinks or ("stdout",))]
     try:
         if once:
-            result = dispatch_due(app.store, app.now(now), targets)
-            click.echo(f"delivered {result.delivered}, skipped {result.skipped}", err=True)
+            from ipt_workflow.digests import record_digests
+
+            at = app.now(now) if now else precise_clock()
+            record_digests(app.store, clinic, at)
+            result = dispatch_due(app.store, at, targets)
+            summary = f"delivered {result.delivered}, skipped {result.skipped}"
+            extra = [f"{n} {what}" for n, what in ((result.digests, "digests"), (result.retried, "to retry"),
+                                                   (result.failed, "failed")) if n]  # fmt: skip
+            click.echo(", ".join([summary, *extra]), err=True)
             return
         from ipt_workflow.daemon import Daemon
 
         fixed = app.now(now) if now else None
-        clock = (lambda: fixed) if fixed else (lambda: app.now(None))
-        Daemon(app.store, targets, clock, sweep_seconds, health_file).run()
+        clock = (lambda: fixed) if fixed else precise_clock
+        Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic).run()
     finally:
         for target in targets:
             target.close()

@@ -1,10 +1,14 @@
 """The long-running daemon: APScheduler 3 only wakes the dispatcher, it never holds reminders.
 
-Two wake-up jobs: ``next`` is a date job at the earliest pending due instant, re-armed after
-every dispatch; ``sweep`` is an interval job that polls the store (cheaply: the earliest due
-instant) and re-arms ``next`` when courses changed, and dispatches whatever is due, so a
-missed wake-up is never more than one sweep late. Both run with coalesce, one instance at a
-time and no misfire grace limit (APScheduler's default of 1 s silently skips jobs).
+Wake-up jobs: ``next`` is a date job at the instant the next pending reminder or digest can
+be claimed, re-armed after every dispatch; ``sweep`` is an interval job that polls the store
+(cheaply: that instant) and re-arms ``next`` when courses changed, and dispatches whatever is
+due, so a missed wake-up is never more than one sweep late; ``digest`` is a cron job in the
+clinic's zone that records the therapist digests of that firing and dispatches them. All run
+with coalesce, one instance at a time and no misfire grace limit (APScheduler's default of
+1 s silently skips jobs). On PostgreSQL a listener thread waits on ``LISTEN ipt_reminders``,
+which every course change notifies, and sweeps at once: an alert recorded by another process
+goes out within milliseconds rather than at the next sweep.
 
 SIGTERM and SIGINT stop the scheduler after the batch in flight; the process exits 0.
 """
@@ -20,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from .dispatch import dispatch_due
+from .protocol import ClinicPolicy
 from .sinks import Sink
-from .storage.sql import SqlStore
+from .storage.sql import NOTIFY_CHANNEL, SqlStore
 
 log = logging.getLogger("ipt_workflow.daemon")
 
 
 class Daemon:
-    """Dispatch due reminders from ``store`` to ``sinks`` until stopped."""
+    """Dispatch due reminders and digests from ``store`` to ``sinks`` until stopped."""
 
     def __init__(
         self,
@@ -36,18 +41,24 @@ class Daemon:
         clock: Callable[[], datetime],
         sweep_seconds: float = 5.0,
         health_file: Path | None = None,
+        clinic: ClinicPolicy | None = None,
     ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.store = store
         self.sinks = sinks
         self.clock = clock
+        self.clinic = clinic
         self.health_file = health_file
         self.stopped = threading.Event()
         self.lock = threading.Lock()  # one dispatch at a time, whichever job woke it
         defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         self.scheduler = BackgroundScheduler(job_defaults=defaults, timezone="UTC")
         self.scheduler.add_job(self.sweep, "interval", seconds=sweep_seconds, id="sweep")
+        if clinic is not None and clinic.digest.cron:
+            from .digests import cron_trigger
+
+            self.scheduler.add_job(self.digest, cron_trigger(clinic.digest.cron, clinic.timezone), id="digest")
         self.armed: datetime | None = None
 
     def dispatch(self) -> None:
@@ -55,10 +66,22 @@ class Daemon:
             now = self.clock()
             result = dispatch_due(self.store, now, self.sinks)
             if result.batches:
-                log.info("dispatched delivered=%d skipped=%d", result.delivered, result.skipped)
+                log.info(
+                    "dispatched delivered=%d skipped=%d retried=%d failed=%d digests=%d",
+                    result.delivered, result.skipped, result.retried, result.failed, result.digests,
+                )  # fmt: skip
             self.arm(self.store.next_due())
-            if self.health_file is not None:
-                self.health_file.touch()
+            self.touch()
+
+    def digest(self) -> None:
+        """Record the digests of the clinic's firings so far today (idempotent) and send them."""
+        from .digests import record_digests
+
+        assert self.clinic is not None
+        added = record_digests(self.store, self.clinic, self.clock())
+        if added:
+            log.info("digests recorded=%d", added)
+        self.dispatch()
 
     def sweep(self) -> None:
         nxt = self.store.next_due()
@@ -66,6 +89,9 @@ class Daemon:
             self.dispatch()
         elif nxt != self.armed:
             self.arm(nxt)
+        self.touch()
+
+    def touch(self) -> None:
         if self.health_file is not None:
             self.health_file.touch()
 
@@ -79,12 +105,37 @@ class Daemon:
         self.scheduler.add_job(self.dispatch, "date", run_date=max(when, self.clock()), id="next",
                                replace_existing=True)  # fmt: skip
 
+    def listen(self) -> None:
+        """PostgreSQL only: sweep as soon as a course change is notified; reconnect on error."""
+        while not self.stopped.is_set():
+            try:
+                raw = self.store.engine.raw_connection()
+                try:
+                    conn: Any = raw.driver_connection
+                    conn.autocommit = True
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    log.info("listening channel=%s", NOTIFY_CHANNEL)
+                    while not self.stopped.is_set():
+                        if any(True for _ in conn.notifies(timeout=0.5, stop_after=1)):
+                            self.sweep()
+                finally:
+                    raw.invalidate()  # never hand a LISTENing connection back to the pool
+            except Exception as exc:  # the periodic sweep covers the gap
+                log.warning("listen error=%s retry_in=5s", type(exc).__name__)
+                self.stopped.wait(5)
+
     def run(self) -> None:
         """Start, dispatch what is already due, and block until SIGTERM/SIGINT (or ``stop``)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopped.set())
         self.scheduler.start()
-        self.dispatch()
+        if self.store.dialect == "postgresql":
+            threading.Thread(target=self.listen, name="ipt-listen", daemon=True).start()
+        log.info("started dialect=%s", self.store.dialect)
+        if self.clinic is not None and self.clinic.digest.cron:
+            self.digest()  # a firing missed earlier today while nothing ran goes out now, late
+        else:
+            self.dispatch()
         while not self.stopped.wait(0.5):
             pass
         self.scheduler.shutdown(wait=True)  # the batch in flight finishes first
@@ -92,3 +143,10 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+def precise_clock() -> datetime:
+    """The system clock with microseconds (``emitted_at`` and lag are measured with it)."""
+    from datetime import UTC
+
+    return datetime.now(UTC)

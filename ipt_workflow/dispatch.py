@@ -1,14 +1,17 @@
-"""Emitting due reminders: claim a batch under a lease, apply the late policy, write it to
-every sink, then record it. A crash anywhere leaves the batch pending; its lease runs out
-and it is claimed again (at least once), and a file sink never writes an id twice.
+"""Emitting due reminders and digests: claim a batch under a lease, apply the late policy,
+write it to every sink, then record it. A crash anywhere leaves the batch pending; its lease
+runs out and it is claimed again (at least once), and a file sink never writes an id twice.
 
 Late policy (SPEC §8): a client reminder whose session has already started is recorded
-``skipped``, not sent; a therapist alert is always sent, with ``late: true`` when it goes out
-more than ``LATE_AFTER`` after its due instant.
+``skipped``, not sent; a therapist alert (and a digest) is always sent, with ``late: true``
+when it goes out more than ``LATE_AFTER`` after its due instant.
+
+Log lines are ``key=value`` and carry counts and ids only, never event data.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,8 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5  # then a reminder no sink would take is recorded ``failed``
 RETRY_BASE = timedelta(seconds=30)  # wait 30 s, 60 s, 120 s ... between attempts
 
+log = logging.getLogger("ipt_workflow.dispatch")
+
 
 @dataclass
 class Dispatched:
@@ -31,6 +36,12 @@ class Dispatched:
     retried: int = 0
     failed: int = 0
     batches: int = 0
+    digests: int = 0
+
+
+def emitted(now: datetime) -> str:
+    """``emitted_at``: UTC ISO 8601, to the millisecond when the clock has them."""
+    return now.astimezone(UTC).isoformat(timespec="milliseconds" if now.microsecond else "seconds")
 
 
 def event_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -43,20 +54,31 @@ def event_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "kind": kind,
         "course": row["course_id"],
         "due": iso_utc(row["due"]),
-        "emitted_at": iso_utc(now),
+        "emitted_at": emitted(now),
         "late": now - row["due"] > LATE_AFTER,
         "audience": row["audience"],
         "session": row["session"],
     }
 
 
-def dispatch_due(store: SqlStore, now: datetime, sinks: Sequence[Sink], batch: int = 500) -> Dispatched:
+def deliver(sinks: Sequence[Sink], events: list[dict[str, Any]]) -> dict[str, str]:
+    """Write ``events`` to every sink; the ids some sink refused, with why."""
+    refused: dict[str, str] = {}
+    for sink in sinks:
+        refused.update(sink.deliver(events))
+    return refused
+
+
+def retry_wait(attempts: int) -> timedelta:
+    """Exponential backoff by attempt, kept in the store so it survives restarts."""
+    factor: int = 2 ** (attempts - 1)
+    return RETRY_BASE * factor
+
+
+def dispatch_due(store: SqlStore, now: datetime, sinks: Sequence[Sink], batch: int = 1000) -> Dispatched:
     """Emit everything due at ``now`` to every sink, batch by batch, until nothing is left."""
     result = Dispatched()
-    while True:
-        rows = store.claim_due(now, batch, LEASE)
-        if not rows:
-            return result
+    while rows := store.claim_due(now, batch, LEASE):
         events: list[dict[str, Any]] = []
         delivered: list[tuple[str, str]] = []
         skipped: list[tuple[str, str]] = []
@@ -68,19 +90,51 @@ def dispatch_due(store: SqlStore, now: datetime, sinks: Sequence[Sink], batch: i
                 continue
             events.append(event_of(row, now))
             delivered.append(key)
-        refused: dict[str, str] = {}
-        for sink in sinks:
-            refused.update(sink.deliver(events))
+        refused = deliver(sinks, events)
         attempts = {row["id"]: row["attempts"] for row in rows}
         done = [k for k in delivered if k[1] not in refused]
         gave_up = [k for k in delivered if k[1] in refused and attempts[k[1]] >= MAX_ATTEMPTS]
         again = [k for k in delivered if k[1] in refused and attempts[k[1]] < MAX_ATTEMPTS]
         store.finish(now, done, skipped, gave_up)
-        for key in again:  # exponential backoff by attempt, in the store: it survives restarts
-            wait = RETRY_BASE * 2 ** (attempts[key[1]] - 1)
-            store.retry_later([key], now + wait, refused[key[1]])
+        for key in again:
+            store.retry_later([key], now + retry_wait(attempts[key[1]]), refused[key[1]])
+            log.warning("retry course=%s id=%s attempt=%d error=%s", *key, attempts[key[1]], refused[key[1]])
+        for key in gave_up:
+            log.error("failed course=%s id=%s attempts=%d error=%s", *key, attempts[key[1]], refused[key[1]])
+        log.info(
+            "batch delivered=%d skipped=%d retried=%d failed=%d first=%s last=%s",
+            len(done), len(skipped), len(again), len(gave_up), rows[0]["id"], rows[-1]["id"],
+        )  # fmt: skip
         result.delivered += len(done)
         result.skipped += len(skipped)
         result.retried += len(again)
+        result.failed += len(gave_up)
+        result.batches += 1
+    dispatch_digests(store, now, sinks, result)
+    return result
+
+
+def dispatch_digests(store: SqlStore, now: datetime, sinks: Sequence[Sink], result: Dispatched) -> None:
+    """Emit the recorded digests due at ``now`` (see ``digests``)."""
+    from .digests import digest_body
+
+    while rows := store.claim_digests(now, 50, LEASE):
+        events = []
+        for row in rows:
+            late = now - row["due"] > LATE_AFTER
+            common = {"id": row["id"], "type": "digest", "kind": "digest", "course": None, "due": iso_utc(row["due"])}
+            extra = {"emitted_at": emitted(now), "late": late, "audience": "therapist", "session": None}
+            events.append({**common, **extra, **digest_body(store, row)})
+        refused = deliver(sinks, events)
+        attempts = {row["id"]: row["attempts"] for row in rows}
+        done = [row["id"] for row in rows if row["id"] not in refused]
+        gave_up = [i for i in refused if attempts[i] >= MAX_ATTEMPTS]
+        store.finish_digests(now, done, gave_up)
+        for i in (i for i in refused if attempts[i] < MAX_ATTEMPTS):
+            store.retry_digests_later([i], now + retry_wait(attempts[i]), refused[i])
+            log.warning("retry digest=%s attempt=%d error=%s", i, attempts[i], refused[i])
+        for i in done:
+            log.info("digest id=%s delivered", i)
+        result.digests += len(done)
         result.failed += len(gave_up)
         result.batches += 1

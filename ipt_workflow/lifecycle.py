@@ -139,9 +139,7 @@ class Lifecycle:
     def sources(self, event: str) -> set[str]:
         return set(self.machine.events[event].transitions)
 
-    def trigger(
-        self, event: str, state: str, facts: Mapping[str, Any], resume_to: str | None
-    ) -> tuple[bool, _Adapter]:
+    def trigger(self, event: str, state: str, facts: Mapping[str, Any], resume_to: str | None) -> tuple[bool, _Adapter]:
         """Run ``event`` from ``state``; (taken, adapter with the new state or the failed guard)."""
         adapter = _Adapter(state, facts, resume_to)
         taken = bool(self.machine.events[event].trigger(adapter))

@@ -99,15 +99,9 @@ class Condition:
         bound = set(_MACRO_VAR.findall(source))
         unknown = [n for n in self.program.variables() if n not in FACTS and n not in bound]
         if unknown:
-            raise ValueError(
-                f"unknown name '{unknown[0]}' in '{source}' (known facts: {', '.join(FACTS)})"
-            )
+            raise ValueError(f"unknown name '{unknown[0]}' in '{source}' (known facts: {', '.join(FACTS)})")
         self.names = [n for n in self.program.variables() if n in FACTS]
-        bad = [
-            f
-            for f in self.program.functions()
-            if not (f.startswith(("_", "@", "!", "-")) or f in _CEL_FUNCTIONS)
-        ]
+        bad = [f for f in self.program.functions() if not (f.startswith(("_", "@", "!", "-")) or f in _CEL_FUNCTIONS)]
         if bad:
             raise ValueError(f"unknown function '{bad[0]}' in '{source}'")
         try:
@@ -380,8 +374,46 @@ class Attendance(_Strict):
     late_cancel_window: str = "24h"
 
 
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+
+
+def check_cron(expr: str) -> str:
+    """A standard five-field crontab expression (numbers or names; ``*``, lists, ranges and
+    steps), checked here so a bad one is a load error; the daemon schedules it with
+    APScheduler. Day of week as in crontab(5): 0 and 7 are Sunday."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"'{expr}' is not a crontab expression: 5 fields (minute hour day month weekday) expected")
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in text.lower().split(","):
+            body, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                raise ValueError(f"'{expr}': {name}: bad step '{step}'")
+            bounds = [] if body == "*" else body.split("-")
+            if len(bounds) > 2 or (not bounds and body != "*"):
+                raise ValueError(f"'{expr}': {name}: cannot read '{part}'")
+            for value in bounds:
+                number = names.index(value) + (0 if name == "day of week" else 1) if value in names else None
+                if number is None and not (value.isdigit() and low <= int(value) <= high):
+                    raise ValueError(f"'{expr}': {name}: '{value}' is not in {low}-{high}")
+    return expr
+
+
 class Digest(_Strict):
-    cron: str = "0 8 * * mon-fri"
+    """The therapist digest: ``cron`` in the clinic's zone; null turns digests off."""
+
+    cron: str | None = "0 8 * * mon-fri"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        return check_cron(v) if v else None
 
 
 class ClinicPolicy(_Strict):

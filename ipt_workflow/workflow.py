@@ -1,8 +1,8 @@
 """The library facade: one object for clinic software that embeds ipt-workflow.
 
-    with Workflow("postgresql://clinic@db/ipt") as wf:
-        course = wf.create_course(client="CL-0042", start="2026-03-02", time="10:00", tz="Europe/London")
-        wf.apply(course.id, "complete_intake")
+with Workflow("postgresql://clinic@db/ipt") as wf:
+    course = wf.create_course(client="CL-0042", start="2026-03-02", time="10:00", tz="Europe/London")
+    wf.apply(course.id, "complete_intake")
 """
 
 from __future__ import annotations

@@ -56,8 +56,13 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we say BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        pragmas = ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=NORMAL",
-                   "cache_size=-65536")
+        pragmas = (
+            "journal_mode=WAL",
+            "foreign_keys=ON",
+            "busy_timeout=30000",
+            "synchronous=NORMAL",
+            "cache_size=-65536",
+        )
         for pragma in pragmas:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()

@@ -173,13 +173,24 @@ def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
         "version": row["version"],
         "sessions": [dict(zip(PLAN_FIELDS, s, strict=True)) for s in _json(row["plan"])],
         "measurements": [
-            {"instrument": m["instrument"], "score": m["score"], "item9": m["item9"], "at": _instant(m["at"]),
-             "session": m["session"]}
+            {
+                "instrument": m["instrument"],
+                "score": m["score"],
+                "item9": m["item9"],
+                "at": _instant(m["at"]),
+                "session": m["session"],
+            }
             for m in measures
         ],
         "history": [
-            {"event": h["event"], "at": _instant(h["at"]), "from": h["from_state"], "to": h["to_state"],
-             "rule": h["rule"], "data": dict(_json(h["data"]))}
+            {
+                "event": h["event"],
+                "at": _instant(h["at"]),
+                "from": h["from_state"],
+                "to": h["to_state"],
+                "rule": h["rule"],
+                "data": dict(_json(h["data"])),
+            }
             for h in history
         ],
     }

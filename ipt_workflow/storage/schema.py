@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -170,5 +171,32 @@ reminders = Table(
     Column("delivered_at", UTCDateTime),
     Column("last_error", Text),
     Index("ix_ipt_reminders_due", "status", "due"),
+    # Only claimed or retrying reminders carry a lease: a small partial index the daemon's
+    # "when is the next one claimable" reads, which bulk inserts (no lease) never touch.
+    Index(
+        "ix_ipt_reminders_lease",
+        "lease_until",
+        sqlite_where=text("lease_until IS NOT NULL"),
+        postgresql_where=text("lease_until IS NOT NULL"),
+    ),
     sqlite_with_rowid=False,
+)
+
+# One row per therapist and firing of the clinic's digest cron; ``fire_local`` is the naive
+# local time of the firing in ``timezone``, so a repeated firing (an overlap hour, a second
+# daemon, a --once run every minute) has the same id and is emitted once.
+digests = Table(
+    "ipt_digests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("therapist", String(64), nullable=False),
+    Column("fire_local", String(19), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("due", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_until", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", Text),
+    Index("ix_ipt_digests_due", "status", "due"),
 )

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import OperationalError
 
 from ..errors import ConflictError, UnknownName
 from ..model import (
+    ACTIVE_STATES,
     Course,
     CourseState,
     Effects,
@@ -37,6 +38,9 @@ from . import schema as t
 from .engine import engine_for, ensure_schema, upgrade
 from .reads import reminder_documents
 from .schema import to_text
+
+#: The PostgreSQL channel a course change notifies and ``ipt daemon`` listens on.
+NOTIFY_CHANNEL = "ipt_reminders"
 
 
 class SqlStore:
@@ -129,8 +133,14 @@ class SqlStore:
             created_at=row["created_at"],
             history=[
                 HistoryEntry.model_validate(
-                    {"event": h["event"], "at": h["at"], "from": h["from_state"], "to": h["to_state"],
-                     "rule": h["rule"], "data": h["data"]}
+                    {
+                        "event": h["event"],
+                        "at": h["at"],
+                        "from": h["from_state"],
+                        "to": h["to_state"],
+                        "rule": h["rule"],
+                        "data": h["data"],
+                    }
                 )
                 for h in hist
             ],
@@ -171,13 +181,17 @@ class SqlStore:
         return [Reminder.model_validate(d) for d in documents]
 
     def next_due(self) -> datetime | None:
-        """The due instant of the earliest pending reminder, or None."""
-        r = t.reminders.c
+        """When the next pending reminder or digest can be claimed, or None: the earliest due
+        instant of one not leased, or the earliest lease to run out (a claim in flight, or a
+        delivery waiting to be tried again)."""
+        candidates: list[datetime] = []
         with self._read() as conn:
-            value: datetime | None = conn.execute(
-                select(r.due).where(r.status == "pending").order_by(r.due).limit(1)
-            ).scalar()
-        return value
+            for table in (t.reminders, t.digests):
+                c = table.c
+                free = select(c.due).where(c.status == "pending", c.lease_until.is_(None)).order_by(c.due).limit(1)
+                leased = select(func.min(c.lease_until)).where(c.status == "pending", c.lease_until.is_not(None))
+                candidates += [v for v in (conn.execute(free).scalar(), conn.execute(leased).scalar()) if v]
+        return min(candidates, default=None)
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[dict[str, Any]]:
         """Claim up to ``limit`` pending reminders due by ``now`` whose lease is free or has run
@@ -247,6 +261,98 @@ class SqlStore:
                         [{"c": c, "i": i} for c, i in keys],
                     )
 
+    # ------------------------------------------------------------ digests
+
+    def active_therapists(self) -> list[str]:
+        """Therapists with at least one course in an active state, sorted."""
+        c = t.courses.c
+        with self._read() as conn:
+            query = select(c.therapist).where(c.state.in_(sorted(ACTIVE_STATES))).distinct().order_by(c.therapist)
+            return list(conn.execute(query).scalars())
+
+    def add_digests(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Record digests to send (``{id, therapist, fire_local, timezone, due}``); an id already
+        recorded is left as it is. Returns how many were new."""
+        if not rows:
+            return 0
+        values = [{**row, "status": "pending", "attempts": 0} for row in rows]
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement: Any = pg_insert(t.digests).on_conflict_do_nothing(index_elements=["id"])
+        else:
+            statement = insert(t.digests).prefix_with("OR IGNORE")
+        with self._write() as conn:
+            return len(conn.execute(statement.returning(t.digests.c.id), values).all())
+
+    def claim_digests(self, now: datetime, limit: int, lease: timedelta) -> list[dict[str, Any]]:
+        """Claim pending digests due by ``now`` as ``claim_due`` claims reminders."""
+        d = t.digests.c
+        with self._write() as conn:
+            rows = [
+                dict(row)
+                for row in conn.execute(
+                    select(d.id, d.therapist, d.fire_local, d.timezone, d.due, d.attempts)
+                    .where(d.status == "pending", d.due <= now, or_(d.lease_until.is_(None), d.lease_until < now))
+                    .order_by(d.due, d.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).mappings()
+            ]
+            if rows:
+                conn.execute(
+                    update(t.digests)
+                    .where(d.id == bindparam("i"))
+                    .values(lease_until=now + lease, attempts=d.attempts + 1),
+                    [{"i": row["id"]} for row in rows],
+                )
+        for row in rows:
+            row["attempts"] += 1
+        return rows
+
+    def digest_sources(
+        self, therapist: str, since: datetime, until: datetime
+    ) -> tuple[list[tuple[str, list[Any]]], list[dict[str, Any]]]:
+        """For a therapist's active courses: each course's id and plan (session lists), and
+        their therapist alerts due in ``[since, until]`` or ``failed`` (``{id, course, kind,
+        due, status}``, in due order)."""
+        c, r = t.courses.c, t.reminders.c
+        with self._read() as conn:
+            active = select(c.id).where(c.therapist == therapist, c.state.in_(sorted(ACTIVE_STATES)))
+            plans = [(cid, plan or []) for cid, plan in conn.execute(select(c.id, c.plan).where(c.id.in_(active)))]
+            alerts = conn.execute(
+                select(r.id, r.course_id.label("course"), r.kind, r.due, r.status)
+                .where(
+                    r.course_id.in_(active),
+                    r.audience == "therapist",
+                    or_(r.due.between(since, until), r.status == "failed"),
+                )
+                .order_by(r.due, r.id)
+            ).mappings()
+            return sorted(plans), [dict(a) for a in alerts]
+
+    def finish_digests(self, now: datetime, delivered: Sequence[str], failed: Sequence[str] = ()) -> None:
+        d = t.digests.c
+        with self._write() as conn:
+            for status, keys in (("delivered", delivered), ("failed", failed)):
+                if keys:
+                    conn.execute(
+                        update(t.digests)
+                        .where(d.id == bindparam("i"), d.status == "pending")
+                        .values(status=status, delivered_at=now, lease_until=None),
+                        [{"i": i} for i in keys],
+                    )
+
+    def retry_digests_later(self, keys: Sequence[str], until: datetime, error: str) -> None:
+        d = t.digests.c
+        with self._write() as conn:
+            conn.execute(
+                update(t.digests)
+                .where(d.id == bindparam("i"), d.status == "pending")
+                .values(lease_until=until, last_error=error[:500]),
+                [{"i": i} for i in keys],
+            )
+
     # ------------------------------------------------------------ writes
 
     def add(self, course: Course, plan: Plan, now: datetime) -> Course:
@@ -291,6 +397,7 @@ class SqlStore:
                     done += len(rows.courses)
                 if rebuild:
                     due_index.create(conn)
+                self._notify(conn)
         finally:
             gc.enable()
         return done
@@ -389,7 +496,14 @@ class SqlStore:
                             )
                             .values(status="pending", due=r.due, last_error=None)
                         )
+            self._notify(conn)
         return after.model_copy(update={"version": expected + 1})
+
+    def _notify(self, conn: Connection) -> None:
+        """On PostgreSQL, tell listening daemons (``NOTIFY ipt_reminders``, no payload) that
+        reminders changed; sent when this transaction commits."""
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
     def _insert_rows(self, conn: Connection, table: Any, rows: list[tuple[Any, ...]], columns: int = 0) -> None:
         if not rows:
@@ -437,6 +551,7 @@ def build_new_rows(
 ) -> Rows:
     """Rows for new courses given their sessions (planned ones are not stored) and their
     reminders as plain tuples: the bulk import's path, with no model built per reminder."""
+
     def when(d: datetime | None) -> Any:
         return d if not sqlite or d is None else to_text(d)
 

@@ -13,8 +13,12 @@ IPT = [str(Path(sys.executable).parent / "ipt")]
 
 def test_processes_creating_one_new_database_at_once_all_succeed(db_url: str) -> None:
     procs = [
-        subprocess.Popen([*IPT, "--db", db_url, "course", "list", "--json"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*IPT, "--db", db_url, "course", "list", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     results = [(*p.communicate(timeout=60), p.returncode) for p in procs]

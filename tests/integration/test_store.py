@@ -716,23 +716,21 @@ def test_a_host_engine_is_used_and_left_open(db_url: str, clock: Clock) -> None:
         host.dispose()
 
 
-def test_the_schema_comes_from_alembic_and_upgrading_again_is_harmless(
-    wf: Workflow, raw_engine: Engine
-) -> None:
+def test_the_schema_comes_from_alembic_and_upgrading_again_is_harmless(wf: Workflow, raw_engine: Engine) -> None:
     new_course(wf)
     with raw_engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
         assert {*TABLES, "ipt_meta", "ipt_alembic_version"} <= tables
-        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0003"]
         assert conn.execute(text("SELECT value FROM ipt_meta WHERE key = 'schema_version'")).scalar() == "1"
         indexes = {ix["name"] for ix in inspect(conn).get_indexes("ipt_reminders")}
         assert "ix_ipt_reminders_due" in indexes
-    assert HEAD_REVISION == "0002"
+    assert HEAD_REVISION == "0003"
     before = snapshot(raw_engine)
     upgrade(raw_engine)
     upgrade(raw_engine)
     with raw_engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0003"]
         assert conn.execute(text("SELECT count(*) FROM ipt_meta")).scalar() == 1
     assert snapshot(raw_engine) == before
     store = SqlStore(raw_engine, owns_engine=False)
@@ -816,4 +814,3 @@ def test_workflow_apply_uses_the_clock_for_at(wf: Workflow, raw_engine: Engine, 
     history = rows(raw_engine, "ipt_history")
     assert [h["at"] for h in history[1:]] == [clock.now, at]
     assert rows(raw_engine, "ipt_courses")[0]["updated_at"] == clock.now  # the clock, not ``at``
-

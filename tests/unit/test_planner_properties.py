@@ -103,8 +103,6 @@ def expected_instant(day: date, slot: time, zone: str) -> datetime:
     return (naive - before).replace(tzinfo=UTC)
 
 
-
-
 def test_oracle_agrees_with_known_cases() -> None:
     """The oracle itself, on the SPEC's examples."""
     assert expected_instant(date(2026, 3, 29), time(1, 30), "Europe/London").isoformat() == "2026-03-29T01:30:00+00:00"

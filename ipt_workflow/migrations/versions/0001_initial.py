@@ -19,9 +19,7 @@ depends_on = None
 
 
 def _course_fk() -> sa.Column[str]:
-    return sa.Column(
-        "course_id", sa.String(64), sa.ForeignKey("ipt_courses.id", ondelete="CASCADE"), primary_key=True
-    )
+    return sa.Column("course_id", sa.String(64), sa.ForeignKey("ipt_courses.id", ondelete="CASCADE"), primary_key=True)
 
 
 def upgrade() -> None:
