@@ -515,7 +515,9 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
 @click.option("--sink", "sinks", multiple=True, metavar="SPEC",
               help="stdout (default), file:PATH or webhook:URL; repeatable.")  # fmt: skip
 @click.option("--once", is_flag=True, help="Emit everything due at --now (default: the clock) and exit: for cron.")
-@click.option("--now", metavar="ISO", help=NOW_HELP)
+@click.option("--now", metavar="ISO",
+              help="Start the daemon's clock at this instant (ISO 8601; without an offset: UTC); it runs on "
+                   "from there at real speed. With --once: dispatch as of this instant.")  # fmt: skip
 @click.option("--sweep", "sweep_seconds", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
               help="Seconds between polls of the store (the safety sweep).")  # fmt: skip
 @click.option("--health-file", type=click.Path(path_type=Path), help="Touched on every loop.")
@@ -528,12 +530,13 @@ def daemon(
     every minute from cron, and when two runs overlap)."""
     import logging
 
-    from ipt_workflow.daemon import precise_clock
+    from ipt_workflow.daemon import clock_from, precise_clock
     from ipt_workflow.dispatch import dispatch_due
     from ipt_workflow.sinks import sink_for
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per wake-up is noise
+    # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     clinic = app.rules.clinic
     targets = [sink_for(spec) for spec in (sinks or ("stdout",))]
     try:
@@ -550,8 +553,7 @@ def daemon(
             return
         from ipt_workflow.daemon import Daemon
 
-        fixed = app.now(now) if now else None
-        clock = (lambda: fixed) if fixed else precise_clock
+        clock = clock_from(app.now(now)) if now else precise_clock
         Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic).run()
     finally:
         for target in targets:

@@ -11,15 +11,18 @@ which every course change notifies, and sweeps at once: an alert recorded by ano
 goes out within milliseconds rather than at the next sweep.
 
 SIGTERM and SIGINT stop the scheduler after the batch in flight; the process exits 0.
+SIGUSR1 writes every thread's stack to stderr (for a daemon that seems stuck).
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,8 @@ class Daemon:
         self.clinic = clinic
         self.health_file = health_file
         self.stopped = threading.Event()
-        self.lock = threading.Lock()  # one dispatch at a time, whichever job woke it
+        self.signalled = False
+        self.lock = threading.RLock()  # one dispatch at a time, whichever job woke it
         defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         self.scheduler = BackgroundScheduler(job_defaults=defaults, timezone="UTC")
         self.scheduler.add_job(self.sweep, "interval", seconds=sweep_seconds, id="sweep")
@@ -63,8 +67,10 @@ class Daemon:
 
     def dispatch(self) -> None:
         with self.lock:
+            if self.stopped.is_set():
+                return
             now = self.clock()
-            result = dispatch_due(self.store, now, self.sinks)
+            result = dispatch_due(self.store, now, self.sinks, stop=self.stopped.is_set)
             if result.batches:
                 log.info(
                     "dispatched delivered=%d skipped=%d retried=%d failed=%d digests=%d",
@@ -78,31 +84,42 @@ class Daemon:
         from .digests import record_digests
 
         assert self.clinic is not None
-        added = record_digests(self.store, self.clinic, self.clock())
-        if added:
-            log.info("digests recorded=%d", added)
-        self.dispatch()
+        with self.lock:
+            if self.stopped.is_set():
+                return
+            added = record_digests(self.store, self.clinic, self.clock())
+            if added:
+                log.info("digests recorded=%d", added)
+            self.dispatch()
 
     def sweep(self) -> None:
-        nxt = self.store.next_due()
-        if nxt is not None and nxt <= self.clock():
-            self.dispatch()
-        elif nxt != self.armed:
-            self.arm(nxt)
-        self.touch()
+        with self.lock:
+            if self.stopped.is_set():
+                return
+            nxt = self.store.next_due()
+            if nxt is not None and nxt <= self.clock():
+                self.dispatch()
+            elif nxt != self.armed:
+                self.arm(nxt)
+            self.touch()
 
     def touch(self) -> None:
         if self.health_file is not None:
             self.health_file.touch()
 
     def arm(self, when: datetime | None) -> None:
-        """(Re-)schedule the ``next`` wake-up at ``when``; none when nothing is pending."""
+        """(Re-)schedule the ``next`` wake-up at ``when`` (an instant on the daemon's clock,
+        which ``--now`` may have set in the past or future; APScheduler runs on the real one);
+        none when nothing is pending."""
+        if self.stopped.is_set():
+            return
         self.armed = when
         if when is None:
             if self.scheduler.get_job("next"):
                 self.scheduler.remove_job("next")
             return
-        self.scheduler.add_job(self.dispatch, "date", run_date=max(when, self.clock()), id="next",
+        delay = max(when - self.clock(), timedelta(0))
+        self.scheduler.add_job(self.dispatch, "date", run_date=datetime.now(UTC) + delay, id="next",
                                replace_existing=True)  # fmt: skip
 
     def listen(self) -> None:
@@ -126,8 +143,11 @@ class Daemon:
 
     def run(self) -> None:
         """Start, dispatch what is already due, and block until SIGTERM/SIGINT (or ``stop``)."""
+        # The handler only sets a flag: Event.set() takes a lock that the interrupted main
+        # thread may be holding inside Event.wait(), and would deadlock it.
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stopped.set())
+            signal.signal(sig, self._on_signal)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack on stderr
         self.scheduler.start()
         if self.store.dialect == "postgresql":
             threading.Thread(target=self.listen, name="ipt-listen", daemon=True).start()
@@ -136,10 +156,18 @@ class Daemon:
             self.digest()  # a firing missed earlier today while nothing ran goes out now, late
         else:
             self.dispatch()
-        while not self.stopped.wait(0.5):
-            pass
-        self.scheduler.shutdown(wait=True)  # the batch in flight finishes first
+        while not (self.signalled or self.stopped.is_set()):
+            time.sleep(0.1)
+        log.info("stopping")
+        self.stopped.set()  # a dispatch in flight ends after its current batch
+        with self.lock:  # wait for it; any job that runs later sees ``stopped`` and returns
+            # Not shutdown(wait=True): it holds APScheduler's job-store lock while it waits, and
+            # a job that re-arms ``next`` would wait for that lock for ever.
+            self.scheduler.shutdown(wait=False)
         log.info("stopped")
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.signalled = True
 
     def stop(self) -> None:
         self.stopped.set()
@@ -147,6 +175,10 @@ class Daemon:
 
 def precise_clock() -> datetime:
     """The system clock with microseconds (``emitted_at`` and lag are measured with it)."""
-    from datetime import UTC
-
     return datetime.now(UTC)
+
+
+def clock_from(start: datetime) -> Callable[[], datetime]:
+    """A clock set to ``start`` now, running at real speed from there (``ipt daemon --now``)."""
+    t0 = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - t0)

@@ -12,7 +12,7 @@ Log lines are ``key=value`` and carry counts and ids only, never event data.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,10 +75,17 @@ def retry_wait(attempts: int) -> timedelta:
     return RETRY_BASE * factor
 
 
-def dispatch_due(store: SqlStore, now: datetime, sinks: Sequence[Sink], batch: int = 1000) -> Dispatched:
-    """Emit everything due at ``now`` to every sink, batch by batch, until nothing is left."""
+def dispatch_due(
+    store: SqlStore,
+    now: datetime,
+    sinks: Sequence[Sink],
+    batch: int = 1000,
+    stop: Callable[[], bool] | None = None,
+) -> Dispatched:
+    """Emit everything due at ``now`` to every sink, batch by batch, until nothing is left
+    (or ``stop()`` is true: then after the batch in flight)."""
     result = Dispatched()
-    while rows := store.claim_due(now, batch, LEASE):
+    while not (stop and stop()) and (rows := store.claim_due(now, batch, LEASE)):
         events: list[dict[str, Any]] = []
         delivered: list[tuple[str, str]] = []
         skipped: list[tuple[str, str]] = []
@@ -110,7 +117,8 @@ def dispatch_due(store: SqlStore, now: datetime, sinks: Sequence[Sink], batch: i
         result.retried += len(again)
         result.failed += len(gave_up)
         result.batches += 1
-    dispatch_digests(store, now, sinks, result)
+    if not (stop and stop()):
+        dispatch_digests(store, now, sinks, result)
     return result
 
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from ..errors import ConflictError, UnknownName
@@ -38,6 +38,8 @@ from . import schema as t
 from .engine import engine_for, ensure_schema, upgrade
 from .reads import reminder_documents
 from .schema import to_text
+
+_T = TypeVar("_T")
 
 #: The PostgreSQL channel a course change notifies and ``ipt daemon`` listens on.
 NOTIFY_CHANNEL = "ipt_reminders"
@@ -183,41 +185,40 @@ class SqlStore:
     def next_due(self) -> datetime | None:
         """When the next pending reminder or digest can be claimed, or None: the earliest due
         instant of one not leased, or the earliest lease to run out (a claim in flight, or a
-        delivery waiting to be tried again)."""
+        delivery waiting to be tried again). Only pending rows carry a lease, so the second is
+        read off the small partial lease index."""
         candidates: list[datetime] = []
         with self._read() as conn:
             for table in (t.reminders, t.digests):
                 c = table.c
                 free = select(c.due).where(c.status == "pending", c.lease_until.is_(None)).order_by(c.due).limit(1)
-                leased = select(func.min(c.lease_until)).where(c.status == "pending", c.lease_until.is_not(None))
+                leased = select(func.min(c.lease_until)).where(c.lease_until.is_not(None))
                 candidates += [v for v in (conn.execute(free).scalar(), conn.execute(leased).scalar()) if v]
         return min(candidates, default=None)
 
     def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[dict[str, Any]]:
         """Claim up to ``limit`` pending reminders due by ``now`` whose lease is free or has run
         out (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one write transaction on SQLite): they
-        are leased until ``now + lease``. Each comes with ``session_start`` (local ISO) when it
-        belongs to a session."""
+        are leased until ``now + lease``, in one set-based UPDATE. Each comes with
+        ``session_start`` (local ISO) when it belongs to a session; in due order."""
         r = t.reminders.c
         with self._write() as conn:
-            rows = [
-                dict(row)
-                for row in conn.execute(
-                    select(r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule, r.attempts)
-                    .where(r.status == "pending", r.due <= now, or_(r.lease_until.is_(None), r.lease_until < now))
-                    .order_by(r.due, r.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).mappings()
-            ]
+            due = (
+                select(r.course_id, r.id)
+                .where(r.status == "pending", r.due <= now, or_(r.lease_until.is_(None), r.lease_until < now))
+                .order_by(r.due, r.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            claimed = (
+                update(t.reminders)
+                .where(tuple_(r.course_id, r.id).in_(due))
+                .values(lease_until=now + lease, attempts=r.attempts + 1)
+                .returning(r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule, r.attempts)
+            )
+            rows = [dict(row) for row in conn.execute(claimed).mappings()]
             if not rows:
                 return []
-            conn.execute(
-                update(t.reminders)
-                .where(r.course_id == bindparam("c"), r.id == bindparam("i"))
-                .values(lease_until=now + lease, attempts=r.attempts + 1),
-                [{"c": row["course_id"], "i": row["id"]} for row in rows],
-            )
             courses = sorted({row["course_id"] for row in rows})
             starts: dict[tuple[str, int], str] = {}
             for chunk in _chunks(courses, 500):
@@ -225,9 +226,9 @@ class SqlStore:
                 for cid, plan in conn.execute(plans):
                     for session in plan or []:
                         starts[(cid, session[0])] = session[2]
+        rows.sort(key=lambda row: (row["due"], row["id"]))
         for row in rows:
             row["session_start"] = starts.get((row["course_id"], row["session"])) if row["session"] else None
-            row["attempts"] += 1  # this claim is an attempt
         return rows
 
     def retry_later(self, keys: Sequence[tuple[str, str]], until: datetime, error: str) -> None:
@@ -253,12 +254,11 @@ class SqlStore:
         r = t.reminders.c
         with self._write() as conn:
             for status, keys in (("delivered", delivered), ("skipped", skipped), ("failed", failed)):
-                if keys:
+                for chunk in _chunks(list(keys), 1000):  # one set-based UPDATE per 1,000
                     conn.execute(
                         update(t.reminders)
-                        .where(r.course_id == bindparam("c"), r.id == bindparam("i"), r.status == "pending")
-                        .values(status=status, delivered_at=now, lease_until=None),
-                        [{"c": c, "i": i} for c, i in keys],
+                        .where(tuple_(r.course_id, r.id).in_(chunk), r.status == "pending")
+                        .values(status=status, delivered_at=now, lease_until=None)
                     )
 
     # ------------------------------------------------------------ digests
@@ -473,7 +473,7 @@ class SqlStore:
                             t.reminders.c.id.in_(chunk),
                             t.reminders.c.status == "pending",
                         )
-                        .values(status="cancelled")
+                        .values(status="cancelled", lease_until=None)
                     )
             if effects.added:
                 ids = [r.id for r in effects.added]
@@ -605,7 +605,7 @@ def _json_list(values: list[str]) -> str:
     return text
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 

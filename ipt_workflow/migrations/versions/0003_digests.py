@@ -37,6 +37,9 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text),
     )
     op.create_index("ix_ipt_digests_due", "ipt_digests", ["status", "due"])
+    # Only pending reminders carry a lease from now on (the daemon reads the earliest lease
+    # off the partial index below); rows cancelled mid-lease by earlier versions kept theirs.
+    op.execute("UPDATE ipt_reminders SET lease_until = NULL WHERE status <> 'pending'")
     where = sa.text("lease_until IS NOT NULL")
     op.create_index(
         "ix_ipt_reminders_lease", "ipt_reminders", ["lease_until"], sqlite_where=where, postgresql_where=where
