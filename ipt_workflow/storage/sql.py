@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from ..errors import ConflictError, UnknownName
@@ -254,6 +254,16 @@ class SqlStore:
         r = t.reminders.c
         with self._write() as conn:
             for status, keys in (("delivered", delivered), ("skipped", skipped), ("failed", failed)):
+                if keys and self.dialect == "postgresql":  # two array parameters, joined by unnest
+                    conn.execute(
+                        text(
+                            "UPDATE ipt_reminders AS r SET status = :status, delivered_at = :now, lease_until = NULL"
+                            " FROM unnest(CAST(:courses AS text[]), CAST(:ids AS text[])) AS k(course_id, id)"
+                            " WHERE r.course_id = k.course_id AND r.id = k.id AND r.status = 'pending'"
+                        ).bindparams(bindparam("now", type_=t.UTCDateTime())),
+                        {"status": status, "now": now, "courses": [c for c, _ in keys], "ids": [i for _, i in keys]},
+                    )
+                    continue
                 for chunk in _chunks(list(keys), 1000):  # one set-based UPDATE per 1,000
                     conn.execute(
                         update(t.reminders)
