@@ -107,6 +107,7 @@ courses = Table(
     Column("plan", JSON),
     Index("ix_ipt_courses_state", "state"),
     Index("ix_ipt_courses_therapist", "therapist"),
+    Index("ix_ipt_courses_therapist_state", "therapist", "state"),
 )
 
 history = Table(

@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text),
     )
     op.create_index("ix_ipt_digests_due", "ipt_digests", ["status", "due"])
+    # Which therapists have an active course, read off an index instead of every course row.
+    op.create_index("ix_ipt_courses_therapist_state", "ipt_courses", ["therapist", "state"])
     # Only pending reminders carry a lease from now on (the daemon reads the earliest lease
     # off the partial index below); rows cancelled mid-lease by earlier versions kept theirs.
     op.execute("UPDATE ipt_reminders SET lease_until = NULL WHERE status <> 'pending'")
@@ -47,6 +49,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ipt_courses_therapist_state", "ipt_courses")
     op.drop_index("ix_ipt_reminders_lease", "ipt_reminders")
     op.drop_index("ix_ipt_digests_due", "ipt_digests")
     op.drop_table("ipt_digests")
