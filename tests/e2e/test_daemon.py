@@ -63,6 +63,9 @@ def test_daemon_emits_on_time_and_stops_cleanly(tmp_path: Path, stop: signal.Sig
         err = (tmp_path / "daemon.log").read_text()
         assert daemon.returncode == 0, err
         assert "Traceback" not in err and "stopped" in err
+        # Structured lines that carry ids and counts, never the client reference or event data.
+        assert "delivered=1 " in err and "course=" not in err.replace("course=c-1", "")
+        assert "CL-1" not in err and "phq9" not in err and "item9" not in err
     finally:
         if daemon.poll() is None:
             daemon.kill()
