@@ -70,7 +70,7 @@ class Daemon:
             if self.stopped.is_set():
                 return
             now = self.clock()
-            result = dispatch_due(self.store, now, self.sinks, stop=self.stopped.is_set)
+            result = dispatch_due(self.store, now, self.sinks, stop=self.stopping)
             if result.batches:
                 log.info(
                     "dispatched delivered=%d skipped=%d retried=%d failed=%d digests=%d",
@@ -168,6 +168,10 @@ class Daemon:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signalled = True
+
+    def stopping(self) -> bool:
+        """Asked between batches: a signal or ``stop()`` came."""
+        return self.signalled or self.stopped.is_set()
 
     def stop(self) -> None:
         self.stopped.set()

@@ -274,3 +274,29 @@ def test_on_postgresql_a_change_wakes_the_daemon_at_once(postgres_url: str, tmp_
         proc.wait(timeout=20)
         log.close()
     assert proc.returncode == 0
+
+
+def test_sigterm_mid_drain_finishes_the_batch_in_flight_and_exits_0(tmp_path: Path) -> None:
+    """100,000 due reminders take seconds to drain; SIGTERM once the first lines are written.
+    The daemon stops after its current batch: what is in the file is exactly what is recorded
+    delivered, the rest stays pending for the next run, and the exit status is 0."""
+    db, out = tmp_path / "x.sqlite", tmp_path / "out.jsonl"
+    seed_due(str(db), 100_000, T - timedelta(hours=1), T)
+    log = (tmp_path / "daemon.log").open("w")
+    proc = subprocess.Popen([*IPT, "--db", str(db), "daemon", "--now", T.isoformat(), "--sink", f"file:{out}"],
+                            stdout=log, stderr=log)  # fmt: skip
+    try:
+        assert wait_for(lambda: out.exists() and out.stat().st_size > 0, 30)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "daemon.log").read_text()
+    written = [e["id"] for e in lines(out)]
+    counts = statuses(str(db))
+    assert len(written) == len(set(written)) == counts["delivered"]
+    assert 0 < counts["delivered"] < 100_000
+    assert "stopped" in (tmp_path / "daemon.log").read_text()
