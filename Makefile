@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(IPT) diagram --protocol ipt-16
 	$(IPT) simulate $(DEMO_COURSE) --events tests/data/demo_course.yaml
 	@echo "--- the same course kept in SQLite ($(DEMO_DB))"
-	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm .venv/demo-emitted.jsonl
 	$(IPT) $(DB) course create --id demo-1 --client CL-0001 --therapist T-01 $(DEMO_COURSE:--protocol ipt-16=) --now 2026-03-01T09:00
 	$(IPT) $(DB) course event demo-1 complete_intake --at 2026-03-02T09:00 --now 2026-03-02T09:00
 	$(IPT) $(DB) course event demo-1 record_measure --data '{"instrument": "phq9", "score": 18, "item9": 1}' --at 2026-03-02T10:55 --now 2026-03-02T10:55
@@ -37,6 +37,9 @@ demo: $(STAMP)
 	$(IPT) $(DB) reminders --course demo-1 --from 2026-03-16T00:00 --until 2026-04-01T00:00
 	$(IPT) $(DB) plan demo-1 --format ics --now 2026-03-16T12:00 > .venv/demo-1.ics
 	@echo "calendar written to .venv/demo-1.ics"
+	@echo "--- the daemon in cron mode: what is due by then goes out once (a second run emits nothing)"
+	$(IPT) $(DB) daemon --once --now 2026-03-16T12:00 --sink file:.venv/demo-emitted.jsonl --sink stdout
+	$(IPT) $(DB) daemon --once --now 2026-03-16T12:00 --sink file:.venv/demo-emitted.jsonl
 
 test: $(STAMP)
 	$(BIN)/ruff check ipt_workflow cli.py tests bench
