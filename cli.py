@@ -521,9 +521,17 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
 @click.option("--sweep", "sweep_seconds", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
               help="Seconds between polls of the store (the safety sweep).")  # fmt: skip
 @click.option("--health-file", type=click.Path(path_type=Path), help="Touched on every loop.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
+              help="Reminders claimed, written and recorded together.")  # fmt: skip
 @click.pass_obj
 def daemon(
-    app: App, sinks: tuple[str, ...], once: bool, now: str | None, sweep_seconds: float, health_file: Path | None
+    app: App,
+    sinks: tuple[str, ...],
+    once: bool,
+    now: str | None,
+    sweep_seconds: float,
+    health_file: Path | None,
+    batch: int,
 ) -> None:
     """Emit due reminders and alerts to the sinks, one JSON object a line, until SIGTERM or
     SIGINT (exit 0 after the batch in flight). --once: emit what is due and exit (safe to run
@@ -545,7 +553,7 @@ def daemon(
 
             at = app.now(now) if now else precise_clock()
             record_digests(app.store, clinic, at)
-            result = dispatch_due(app.store, at, targets)
+            result = dispatch_due(app.store, at, targets, batch=batch)
             summary = f"delivered {result.delivered}, skipped {result.skipped}"
             extra = [f"{n} {what}" for n, what in ((result.digests, "digests"), (result.retried, "to retry"),
                                                    (result.failed, "failed")) if n]  # fmt: skip
@@ -554,7 +562,7 @@ def daemon(
         from ipt_workflow.daemon import Daemon
 
         clock = clock_from(app.now(now)) if now else precise_clock
-        Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic).run()
+        Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic, batch=batch).run()
     finally:
         for target in targets:
             target.close()

@@ -45,6 +45,7 @@ class Daemon:
         sweep_seconds: float = 5.0,
         health_file: Path | None = None,
         clinic: ClinicPolicy | None = None,
+        batch: int = 1000,
     ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -52,6 +53,7 @@ class Daemon:
         self.sinks = sinks
         self.clock = clock
         self.clinic = clinic
+        self.batch = batch
         self.health_file = health_file
         self.stopped = threading.Event()
         self.signalled = False
@@ -70,7 +72,7 @@ class Daemon:
             if self.stopped.is_set():
                 return
             now = self.clock()
-            result = dispatch_due(self.store, now, self.sinks, stop=self.stopping)
+            result = dispatch_due(self.store, now, self.sinks, batch=self.batch, stop=self.stopping)
             if result.batches:
                 log.info(
                     "dispatched delivered=%d skipped=%d retried=%d failed=%d digests=%d",

@@ -43,19 +43,20 @@ def statuses(url: str) -> Counter[str]:
         engine.dispose()
 
 
-def wait_for(predicate: Any, seconds: float) -> bool:
+def wait_for(predicate: Any, seconds: float, step: float = 0.05) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(step)
     return False
 
 
 def test_sigkill_fifty_times_while_draining_5000_loses_and_repeats_nothing(tmp_path: Path) -> None:
-    """Each run is killed after a random delay (startup takes ~0.4 s, the drain ~0.3 s, so the
-    kills land before, during and after writing batches). A killed run's claims stay leased
-    for ``LEASE``; each run's ``--now`` is one lease later, as the wall clock would be."""
+    """Fifty runs of the long-running daemon, each killed with SIGKILL a random moment after
+    its first batch reached the file (batches of 5, so every kill lands mid-drain: while
+    writing, fsyncing, recording or claiming). A killed run's claims stay leased for
+    ``LEASE``; each run's ``--now`` is one lease later, as the wall clock would be."""
     db, out = tmp_path / "x.sqlite", tmp_path / "out.jsonl"
     ids = seed_due(str(db), 5000, T - timedelta(hours=1), T)
     seed = random.randrange(1 << 30)
@@ -64,16 +65,19 @@ def test_sigkill_fifty_times_while_draining_5000_loses_and_repeats_nothing(tmp_p
     kills = 0
     for _ in range(50):
         now += LEASE + timedelta(seconds=1)
-        cmd = [*IPT, "--db", str(db), "daemon", "--now", now.isoformat(), "--sink", f"file:{out}"]
+        cmd = [*IPT, "--db", str(db), "daemon", "--batch", "5", "--now", now.isoformat(), "--sink", f"file:{out}"]
+        size = out.stat().st_size if out.exists() else 0
         with (tmp_path / "daemon.log").open("a") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=log)  # the long-running daemon
-            time.sleep(rng.uniform(0.2, 0.9))
+            grown = wait_for(lambda size=size: out.exists() and out.stat().st_size > size, 30, step=0.002)
+            assert grown, f"seed {seed}: no line"
+            time.sleep(rng.uniform(0, 0.01))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
         kills += proc.returncode == -signal.SIGKILL
-        if len(lines(out)) == len(ids):
-            break
-    assert kills >= 10, f"seed {seed}: the kills did not land"
+        left = len(ids) - sum(e["type"] != "digest" for e in lines(out))
+        assert left > 0, f"seed {seed}: the drain ended before the kills"
+    assert kills == 50, f"seed {seed}: only {kills} runs were killed"
     last = (now + 2 * LEASE).isoformat()
     finish = [*IPT, "--db", str(db), "daemon", "--once", "--now", last, "--sink", f"file:{out}"]
     done = subprocess.run(finish, capture_output=True, text=True, timeout=120)
