@@ -59,7 +59,8 @@ class Daemon:
         self.signalled = False
         self.lock = threading.RLock()  # one dispatch at a time, whichever job woke it
         defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
-        self.scheduler = BackgroundScheduler(job_defaults=defaults, timezone="UTC")
+        zone = clinic.timezone if clinic is not None else "UTC"  # wake-ups are aware instants either way
+        self.scheduler = BackgroundScheduler(job_defaults=defaults, timezone=zone)
         self.scheduler.add_job(self.sweep, "interval", seconds=sweep_seconds, id="sweep")
         if clinic is not None and clinic.digest.cron:
             from .digests import cron_trigger

@@ -9,8 +9,9 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,17 +20,24 @@ import pytest
 from ipt_workflow import Workflow
 from ipt_workflow.dispatch import MAX_ATTEMPTS, RETRY_BASE, dispatch_due
 from ipt_workflow.sinks import WebhookSink
+from ipt_workflow.testing import seed_due
 
 SECRET = "s3cret"
 T0 = datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
 
 
 class Receiver:
-    """Answers 500 to the first ``failures`` requests (forever if None), then 200."""
+    """Answers 500 to the first ``failures`` requests (forever if None), then 200; the
+    ``slow`` requests after those take ``SLOW`` seconds to answer (200), longer than the
+    sink's timeout."""
 
-    def __init__(self, failures: int | None) -> None:
+    SLOW = 1.0
+
+    def __init__(self, failures: int | None, slow: int = 0) -> None:
         self.failures = failures
+        self.slow = slow
         self.requests: list[tuple[bytes, str]] = []
+        self.keys: list[str] = []
         self.accepted: list[dict[str, object]] = []
         receiver = self
 
@@ -37,7 +45,11 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((body, self.headers.get("X-IPT-Signature", "")))
-                failing = receiver.failures is None or len(receiver.requests) <= receiver.failures
+                receiver.keys.append(self.headers.get("Idempotency-Key", ""))
+                seen = len(receiver.requests)
+                failing = receiver.failures is None or seen <= receiver.failures
+                if not failing and seen <= (receiver.failures or 0) + receiver.slow:
+                    time.sleep(receiver.SLOW)  # the sink has given up by now: a timeout
                 self.send_response(500 if failing else 200)
                 self.end_headers()
                 if not failing:
@@ -58,7 +70,8 @@ class Receiver:
 
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
-    r = Receiver(request.param)
+    failures, slow = request.param if isinstance(request.param, tuple) else (request.param, 0)
+    r = Receiver(failures, slow)
     yield r
     r.close()
 
@@ -87,6 +100,32 @@ def test_signed_deliveries_survive_a_failing_receiver(receiver: Receiver, tmp_pa
     for body, signature in receiver.requests:
         expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         assert signature == expected
+
+
+@pytest.mark.parametrize("receiver", [(2, 2)], indirect=True)
+def test_a_receiver_that_fails_then_times_out_then_recovers_gets_every_reminder(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """Five due alerts, one try each per run: two get 500, two time out, one goes through;
+    the next run after the backoff delivers the four. None is lost; an id the receiver saw
+    more than once (a timed-out request it still answered) carries the same Idempotency-Key."""
+    db = tmp_path / "x.sqlite"
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    ids = seed_due(str(db), 5, now - timedelta(minutes=5), now)
+    with Workflow(str(db), clock=lambda: T0) as wf:
+        sink = WebhookSink(receiver.url, SECRET, tries=1, timeout=Receiver.SLOW / 4)
+        first = dispatch_due(wf.store, now, [sink])
+        assert (first.delivered, first.retried) == (1, 4)
+        second = dispatch_due(wf.store, now + RETRY_BASE * 2, [sink])
+        sink.close()
+        assert (second.delivered, second.retried) == (4, 0)
+        assert sorted(r.id for r in wf.reminders(status="delivered")) == sorted(ids)
+    time.sleep(Receiver.SLOW)  # the slow answers finish
+    assert set(receiver.keys) == set(ids)
+    assert {str(e["id"]) for e in receiver.accepted} == set(ids)
+    for (body, signature), key in zip(receiver.requests, receiver.keys, strict=True):
+        assert json.loads(body)["id"] == key
+        assert signature == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
 @pytest.mark.parametrize("receiver", [None], indirect=True)
