@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import subprocess
 import tempfile
@@ -20,17 +19,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import ROOT, ipt_command, rerun
+from _common import ROOT, cpu_seconds, ipt_command, rerun
 from ipt_workflow.testing import seed_due
 
-TICK = os.sysconf("SC_CLK_TCK")
 IDLE = timedelta(seconds=3)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def pct(values: list[float], p: float) -> float:

@@ -28,10 +28,9 @@ from pathlib import Path
 
 from import_courses import write_csv
 
-from _common import ROOT, ipt_command, rerun
+from _common import ROOT, cpu_seconds, ipt_command, rerun
 from ipt_workflow.testing import seed_due
 
-TICK = os.sysconf("SC_CLK_TCK")
 STOP_WAIT = 10.0  # seconds to wait for an exit after SIGTERM, then SIGKILL
 
 
@@ -43,11 +42,6 @@ def status_mb(pid: int) -> dict[str, float]:
             key, value = line.split(":", 1)
             out[key] = int(value.split()[0]) / 1024
     return out
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def build(cache: Path, courses: int) -> None:

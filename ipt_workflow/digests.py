@@ -60,17 +60,13 @@ def _weekday_names(field: str) -> str:
     for part in field.lower().split(","):
         body, _, step_text = part.partition("/")
         step = int(step_text) if step_text else 1
-
-        def number(value: str) -> int:
-            return _CRON_DAYS.index(value) if value in _CRON_DAYS else int(value)
-
         if body == "*":
             low, high = 0, 6
         elif "-" in body:
             first, last = body.split("-")
-            low, high = number(first), number(last)
+            low, high = _cron_day(first), _cron_day(last)
         else:
-            low = number(body)
+            low = _cron_day(body)
             high = 6 if step_text else low
         if high < low:  # a range across the week's end: fri-mon, sat-sun
             high += 7
@@ -78,6 +74,11 @@ def _weekday_names(field: str) -> str:
     if len(days) == 7:
         return "*"
     return ",".join(_CRON_DAYS[d] for d in sorted(days, key=lambda d: (d - 1) % 7))
+
+
+def _cron_day(value: str) -> int:
+    """A crontab day of week, a name or 0-7, as 0-7 (0 and 7 are Sunday)."""
+    return _CRON_DAYS.index(value) if value in _CRON_DAYS else int(value)
 
 
 def fires_between(trigger: CronTrigger, start: datetime, end: datetime) -> list[datetime]:

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from operator import itemgetter
+from typing import Any, TypeVar
 
 from .sinks import Sink
 from .storage.sql import SqlStore
@@ -27,6 +28,7 @@ MAX_ATTEMPTS = 5  # then a reminder no sink would take is recorded ``failed``
 RETRY_BASE = timedelta(seconds=30)  # wait 30 s, 60 s, 120 s ... between attempts
 
 log = logging.getLogger("ipt_workflow.dispatch")
+_K = TypeVar("_K")
 
 
 @dataclass
@@ -69,6 +71,21 @@ def deliver(sinks: Sequence[Sink], events: list[dict[str, Any]]) -> dict[str, st
     return refused
 
 
+def settle(
+    keys: Sequence[_K], id_of: Callable[[_K], str], attempts: dict[str, int], refused: dict[str, str], now: datetime
+) -> tuple[list[_K], list[_K], list[tuple[_K, datetime, str]]]:
+    """Sort a delivered batch: (taken by every sink, refused for the last time, refused and to
+    be tried again ``(key, not before, why)``)."""
+    done = [k for k in keys if id_of(k) not in refused]
+    gave_up = [k for k in keys if id_of(k) in refused and attempts[id_of(k)] >= MAX_ATTEMPTS]
+    again = [
+        (k, now + retry_wait(attempts[id_of(k)]), refused[id_of(k)])
+        for k in keys
+        if id_of(k) in refused and attempts[id_of(k)] < MAX_ATTEMPTS
+    ]
+    return done, gave_up, again
+
+
 def retry_wait(attempts: int) -> timedelta:
     """Exponential backoff by attempt, kept in the store so it survives restarts."""
     factor: int = 2 ** (attempts - 1)
@@ -99,13 +116,11 @@ def dispatch_due(
             delivered.append(key)
         refused = deliver(sinks, events)
         attempts = {row["id"]: row["attempts"] for row in rows}
-        done = [k for k in delivered if k[1] not in refused]
-        gave_up = [k for k in delivered if k[1] in refused and attempts[k[1]] >= MAX_ATTEMPTS]
-        again = [k for k in delivered if k[1] in refused and attempts[k[1]] < MAX_ATTEMPTS]
+        done, gave_up, again = settle(delivered, itemgetter(1), attempts, refused, now)
         store.finish(now, done, skipped, gave_up)
-        for key in again:
-            store.retry_later([key], now + retry_wait(attempts[key[1]]), refused[key[1]])
-            log.warning("retry course=%s id=%s attempt=%d error=%s", *key, attempts[key[1]], refused[key[1]])
+        store.retry_later(again)
+        for key, _, error in again:
+            log.warning("retry course=%s id=%s attempt=%d error=%s", *key, attempts[key[1]], error)
         for key in gave_up:
             log.error("failed course=%s id=%s attempts=%d error=%s", *key, attempts[key[1]], refused[key[1]])
         log.info(
@@ -135,12 +150,11 @@ def dispatch_digests(store: SqlStore, now: datetime, sinks: Sequence[Sink], resu
             events.append({**common, **extra, **digest_body(store, row)})
         refused = deliver(sinks, events)
         attempts = {row["id"]: row["attempts"] for row in rows}
-        done = [row["id"] for row in rows if row["id"] not in refused]
-        gave_up = [i for i in refused if attempts[i] >= MAX_ATTEMPTS]
+        done, gave_up, again = settle([row["id"] for row in rows], str, attempts, refused, now)
         store.finish_digests(now, done, gave_up)
-        for i in (i for i in refused if attempts[i] < MAX_ATTEMPTS):
-            store.retry_digests_later([i], now + retry_wait(attempts[i]), refused[i])
-            log.warning("retry digest=%s attempt=%d error=%s", i, attempts[i], refused[i])
+        store.retry_digests_later(again)
+        for i, _, error in again:
+            log.warning("retry digest=%s attempt=%d error=%s", i, attempts[i], error)
         for i in done:
             log.info("digest id=%s delivered", i)
         result.digests += len(done)

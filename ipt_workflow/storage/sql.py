@@ -200,47 +200,66 @@ class SqlStore:
         """Claim up to ``limit`` pending reminders due by ``now`` whose lease is free or has run
         out (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one write transaction on SQLite): they
         are leased until ``now + lease``, in one set-based UPDATE. Each comes with
-        ``session_start`` (local ISO) when it belongs to a session; in due order."""
+        ``session_start`` (local ISO) when it is a client's session reminder (the late policy
+        needs it); in due order."""
         r = t.reminders.c
+        columns = (r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule, r.attempts)
         with self._write() as conn:
-            due = (
-                select(r.course_id, r.id)
-                .where(r.status == "pending", r.due <= now, or_(r.lease_until.is_(None), r.lease_until < now))
-                .order_by(r.due, r.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            claimed = (
-                update(t.reminders)
-                .where(tuple_(r.course_id, r.id).in_(due))
-                .values(lease_until=now + lease, attempts=r.attempts + 1)
-                .returning(r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule, r.attempts)
-            )
-            rows = [dict(row) for row in conn.execute(claimed).mappings()]
-            if not rows:
-                return []
-            courses = sorted({row["course_id"] for row in rows})
+            rows = self._claim(conn, t.reminders, now, limit, lease, columns)
+            courses = sorted({row["course_id"] for row in rows if row["audience"] == "client" and row["session"]})
             starts: dict[tuple[str, int], str] = {}
             for chunk in _chunks(courses, 500):
                 plans = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(chunk))
                 for cid, plan in conn.execute(plans):
                     for session in plan or []:
                         starts[(cid, session[0])] = session[2]
-        rows.sort(key=lambda row: (row["due"], row["id"]))
         for row in rows:
             row["session_start"] = starts.get((row["course_id"], row["session"])) if row["session"] else None
         return rows
 
-    def retry_later(self, keys: Sequence[tuple[str, str]], until: datetime, error: str) -> None:
-        """Leave claimed reminders pending, not to be claimed again before ``until``."""
-        r = t.reminders.c
+    @staticmethod
+    def _claim(
+        conn: Connection, table: Any, now: datetime, limit: int, lease: timedelta, columns: Sequence[Any]
+    ) -> list[dict[str, Any]]:
+        """Lease up to ``limit`` pending rows of ``table`` (reminders or digests) due by ``now``
+        whose lease is free or has run out, in one ``UPDATE … RETURNING``; in due order."""
+        c = table.c
+        due = (
+            select(*_key_columns(table))
+            .where(c.status == "pending", c.due <= now, or_(c.lease_until.is_(None), c.lease_until < now))
+            .order_by(c.due, c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = (
+            update(table)
+            .where(_in_keys(table, due))
+            .values(lease_until=now + lease, attempts=c.attempts + 1)
+            .returning(*columns)
+        )
+        rows = [dict(row) for row in conn.execute(claimed).mappings()]
+        rows.sort(key=lambda row: (row["due"], row["id"]))
+        return rows
+
+    def retry_later(self, items: Sequence[tuple[tuple[str, str], datetime, str]]) -> None:
+        """Leave claimed reminders ``((course, id), until, error)`` pending, each not to be
+        claimed again before its ``until``."""
+        self._retry(t.reminders, items)
+
+    def _retry(self, table: Any, items: Sequence[tuple[Any, datetime, str]]) -> None:
+        if not items:
+            return
+        groups: dict[tuple[datetime, str], list[Any]] = {}
+        for key, until, error in items:
+            groups.setdefault((until, error[:500]), []).append(key)
         with self._write() as conn:
-            conn.execute(
-                update(t.reminders)
-                .where(r.course_id == bindparam("c"), r.id == bindparam("i"), r.status == "pending")
-                .values(lease_until=until, last_error=error[:500]),
-                [{"c": c, "i": i} for c, i in keys],
-            )
+            for (until, error), keys in groups.items():  # one UPDATE per backoff step and error
+                for chunk in _chunks(keys, 1000):
+                    conn.execute(
+                        update(table)
+                        .where(_in_keys(table, chunk), table.c.status == "pending")
+                        .values(lease_until=until, last_error=error)
+                    )
 
     def finish(
         self,
@@ -267,7 +286,7 @@ class SqlStore:
                 for chunk in _chunks(list(keys), 1000):  # one set-based UPDATE per 1,000
                     conn.execute(
                         update(t.reminders)
-                        .where(tuple_(r.course_id, r.id).in_(chunk), r.status == "pending")
+                        .where(_in_keys(t.reminders, chunk), r.status == "pending")
                         .values(status=status, delivered_at=now, lease_until=None)
                     )
 
@@ -306,26 +325,8 @@ class SqlStore:
         """Claim pending digests due by ``now`` as ``claim_due`` claims reminders."""
         d = t.digests.c
         with self._write() as conn:
-            rows = [
-                dict(row)
-                for row in conn.execute(
-                    select(d.id, d.therapist, d.fire_local, d.timezone, d.due, d.attempts)
-                    .where(d.status == "pending", d.due <= now, or_(d.lease_until.is_(None), d.lease_until < now))
-                    .order_by(d.due, d.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                ).mappings()
-            ]
-            if rows:
-                conn.execute(
-                    update(t.digests)
-                    .where(d.id == bindparam("i"))
-                    .values(lease_until=now + lease, attempts=d.attempts + 1),
-                    [{"i": row["id"]} for row in rows],
-                )
-        for row in rows:
-            row["attempts"] += 1
-        return rows
+            return self._claim(conn, t.digests, now, limit, lease,
+                               (d.id, d.therapist, d.fire_local, d.timezone, d.due, d.attempts))  # fmt: skip
 
     def digest_sources(
         self, therapist: str, since: datetime, until: datetime
@@ -352,23 +353,16 @@ class SqlStore:
         d = t.digests.c
         with self._write() as conn:
             for status, keys in (("delivered", delivered), ("failed", failed)):
-                if keys:
+                for chunk in _chunks(list(keys), 1000):
                     conn.execute(
                         update(t.digests)
-                        .where(d.id == bindparam("i"), d.status == "pending")
-                        .values(status=status, delivered_at=now, lease_until=None),
-                        [{"i": i} for i in keys],
+                        .where(_in_keys(t.digests, chunk), d.status == "pending")
+                        .values(status=status, delivered_at=now, lease_until=None)
                     )
 
-    def retry_digests_later(self, keys: Sequence[str], until: datetime, error: str) -> None:
-        d = t.digests.c
-        with self._write() as conn:
-            conn.execute(
-                update(t.digests)
-                .where(d.id == bindparam("i"), d.status == "pending")
-                .values(lease_until=until, last_error=error[:500]),
-                [{"i": i} for i in keys],
-            )
+    def retry_digests_later(self, items: Sequence[tuple[str, datetime, str]]) -> None:
+        """Leave claimed digests ``(id, until, error)`` pending until then."""
+        self._retry(t.digests, items)
 
     # ------------------------------------------------------------ writes
 
@@ -620,6 +614,17 @@ def _json_list(values: list[str]) -> str:
     if text is None:
         text = _JSON_LISTS[key] = json.dumps(values)
     return text
+
+
+def _key_columns(table: Any) -> tuple[Any, ...]:
+    """The primary key of a leased table: (course_id, id) for reminders, id for digests."""
+    return (table.c.course_id, table.c.id) if table is t.reminders else (table.c.id,)
+
+
+def _in_keys(table: Any, keys: Any) -> Any:
+    """``key IN keys`` for a leased table; ``keys`` is a list of keys or a subquery."""
+    columns = _key_columns(table)
+    return tuple_(*columns).in_(keys) if len(columns) > 1 else columns[0].in_(keys)
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:

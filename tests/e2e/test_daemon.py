@@ -4,7 +4,6 @@ SIGTERM / SIGINT end it with status 0 after the batch in flight."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -15,23 +14,13 @@ from pathlib import Path
 import pytest
 
 from ipt_workflow import Workflow
+from tests.sinkfiles import lines, wait_for
 
 IPT = [str(Path(sys.executable).parent / "ipt")]
 
 
-def wait_for(predicate: object, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def ids(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+    return [e["id"] for e in lines(path)]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])

@@ -14,7 +14,6 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -23,15 +22,12 @@ from ipt_workflow import Workflow
 from ipt_workflow.dispatch import LEASE
 from ipt_workflow.rulefiles import builtin_rules_dir
 from ipt_workflow.testing import seed_due
+from tests.sinkfiles import lines, wait_for
 
 from .conftest import sqlalchemy_url
 
 IPT = [str(Path(sys.executable).parent / "ipt")]
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def statuses(url: str) -> Counter[str]:
@@ -41,15 +37,6 @@ def statuses(url: str) -> Counter[str]:
             return Counter(dict(conn.execute(text("SELECT status, count(*) FROM ipt_reminders GROUP BY status")).all()))
     finally:
         engine.dispose()
-
-
-def wait_for(predicate: Any, seconds: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def test_sigkill_fifty_times_while_draining_5000_loses_and_repeats_nothing(tmp_path: Path) -> None:

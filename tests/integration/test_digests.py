@@ -4,13 +4,11 @@ firing however many daemons or ``--once`` runs see it, with that day's sessions 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,14 +19,11 @@ from ipt_workflow.dispatch import dispatch_due
 from ipt_workflow.protocol import ClinicPolicy, Digest
 from ipt_workflow.rulefiles import builtin_rules_dir
 from ipt_workflow.sinks import FileSink
+from tests.sinkfiles import lines
 
 IPT = [str(Path(sys.executable).parent / "ipt")]
 LONDON = ZoneInfo("Europe/London")
 ZONES = ["Europe/London", "America/New_York", "Australia/Lord_Howe", "Pacific/Chatham", "Antarctica/Troll"]
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def daily(wf: Workflow, cron: str = "0 8 * * *") -> ClinicPolicy:

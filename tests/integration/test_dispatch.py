@@ -12,13 +12,10 @@ from pathlib import Path
 from ipt_workflow import Workflow
 from ipt_workflow.dispatch import LEASE, dispatch_due
 from ipt_workflow.sinks import FileSink, sink_for
+from tests.sinkfiles import lines
 
 IPT = [str(Path(sys.executable).parent / "ipt")]
 T0 = datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
-
-
-def lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def course_with_alert(wf: Workflow, course_id: str = "c-1") -> None:
