@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-anytime lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ test: $(STAMP)
 	$(BIN)/ruff check ipt_workflow cli.py tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The suite under fixed wall clocks and TZ=Pacific/Chatham (libfaketime; see tests/anytime.py).
+# ANYTIME_ARGS narrows it, e.g. make test-anytime ANYTIME_ARGS="-q tests/e2e".
+test-anytime: $(STAMP)
+	@command -v faketime >/dev/null || { apt-get update -qq && apt-get install -y -qq faketime; }
+	$(BIN)/python tests/anytime.py $(ANYTIME_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check ipt_workflow cli.py tests bench

@@ -1,6 +1,8 @@
 """Emission lag of the long-running reminder daemon: N reminders (default 10,000) due evenly over
 one minute starting ~10 s from now (real clock, UTC) in an SQLite file, drained by
-`ipt --db FILE daemon --sink file:OUT --sweep 1` until every line is in OUT, then SIGTERM.
+`ipt --db FILE --rules RULES daemon --sink file:OUT --sweep 1` until every line is in OUT, then
+SIGTERM. RULES is the built-in rules with digests off (``ipt_workflow.testing.clinic_rules``):
+on the real clock a weekday's 08:00 digest would otherwise add a line nobody seeded.
 Lag is measured against each reminder's exact due instant (known from the seeding; the
 output's `due` field has whole seconds only), two ways: the daemon's own `emitted_at` stamp,
 and the moment the bench saw the line appear in OUT (polled every 10 ms). Also: the daemon's
@@ -20,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from _common import ROOT, cpu_seconds, ipt_command, rerun
-from ipt_workflow.testing import seed_due
+from ipt_workflow.testing import clinic_rules, seed_due
 
 IDLE = timedelta(seconds=3)
 
@@ -82,7 +84,9 @@ def main() -> None:
         print(f"seeded {n:,} reminders due {first:%H:%M:%S.%f}..{last:%H:%M:%S.%f} UTC "
               f"(one every {step.total_seconds() * 1000:.1f} ms); first due in "
               f"{(first - datetime.now(UTC)).total_seconds():.1f} s")  # fmt: skip
-        cmd = [*ipt_command(), "--db", str(db), "daemon", "--sink", f"file:{out}", "--sweep", str(args.sweep)]
+        rules = clinic_rules(tmp / "rules")
+        cmd = [*ipt_command(), "--db", str(db), "--rules", str(rules), "daemon", "--sink", f"file:{out}",
+               "--sweep", str(args.sweep)]  # fmt: skip
         tail = Tail(out)
         with log.open("wb") as log_file:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, cwd=ROOT)

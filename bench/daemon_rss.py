@@ -29,7 +29,7 @@ from pathlib import Path
 from import_courses import write_csv
 
 from _common import ROOT, cpu_seconds, ipt_command, rerun
-from ipt_workflow.testing import seed_due
+from ipt_workflow.testing import clinic_rules, seed_due
 
 STOP_WAIT = 10.0  # seconds to wait for an exit after SIGTERM, then SIGKILL
 
@@ -97,9 +97,13 @@ class Run:
 
 
 def run_daemon(db: Path, tmp: Path, seconds: float, now: datetime | None) -> Run:
-    """Run `ipt --db DB daemon --sink file:OUT` for ``seconds``, sampling its memory, then SIGTERM."""
+    """Run `ipt --db DB --rules RULES daemon --sink file:OUT` for ``seconds``, sampling its memory,
+    then SIGTERM. RULES has digests off, so the figures do not depend on the hour or weekday."""
     out, log = tmp / f"{db.stem}.jsonl", tmp / f"{db.stem}.log"
-    cmd = [*ipt_command(), "--db", str(db), "daemon", "--sink", f"file:{out}"]
+    rules = tmp / f"{db.stem}-rules"
+    if not rules.exists():
+        clinic_rules(rules)
+    cmd = [*ipt_command(), "--db", str(db), "--rules", str(rules), "daemon", "--sink", f"file:{out}"]
     if now is not None:
         cmd += ["--now", now.isoformat()]
     samples: list[tuple[float, float]] = []

@@ -31,7 +31,8 @@ def clean_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
             "HOME": str(tmp / "home"),
             "NO_COLOR": "1",
             "COLUMNS": "200",
-            "PYTHONPATH": str(REPO),  # for the ``python -m cli`` fallback
+            # REPO for the ``python -m cli`` fallback; the caller's path after it (tests/anytime.py)
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         }
     )
     env.update(extra or {})

@@ -8,9 +8,7 @@ and only then write.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from sqlalchemy import Engine, create_engine
 
 import ipt_workflow
 from ipt_workflow import ConflictError, Course, Workflow
+from tests.e2e.conftest import clean_env, ipt_command
 
 from .test_store import Clock, assert_pending_matches_plan, new_course, rows, same_course, snapshot
 
@@ -193,18 +192,6 @@ def test_many_writers_with_retries_lose_nothing(db_url: str, raw_engine: Engine)
 # ---------------------------------------------------------------- the command line
 
 
-def ipt_command() -> list[str]:
-    script = Path(sys.executable).parent / "ipt"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "cli"]
-
-
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IPT_")}
-    env.update({"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), "NO_COLOR": "1",
-                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})  # fmt: skip
-    return env
-
-
 PAIRS = 10
 NOW_ISO = "2026-03-01T12:00:00Z"
 
@@ -218,7 +205,7 @@ def test_two_cli_processes_never_lose_an_update(tmp_path: Path) -> None:
         wf.apply("crs-m", "extend", {"sessions": 2 * PAIRS})  # monthly, room for every hold
         initial = len(wf.course("crs-m").history)
     command = [*ipt_command(), "--db", db_file, "course", "event", "crs-m", "hold_session", "--now", NOW_ISO]
-    env = cli_env(tmp_path)
+    env = clean_env(tmp_path)
     successes = conflicts = 0
     for _ in range(PAIRS):
         landed = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,8 +19,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from ipt_workflow import Workflow
 from ipt_workflow.dispatch import LEASE
-from ipt_workflow.rulefiles import builtin_rules_dir
 from ipt_workflow.testing import seed_due
+from tests.rulesets import clinic_rules
 from tests.sinkfiles import lines, wait_for
 
 from .conftest import sqlalchemy_url
@@ -82,11 +81,14 @@ def test_sigkill_fifty_times_while_draining_5000_loses_and_repeats_nothing(tmp_p
 def test_daemons_sharing_one_postgresql_database_deliver_each_of_20000_once(
     postgres_url: str, tmp_path: Path, replicas: int
 ) -> None:
+    """Real clock; the rules have no digests (they would add one id per therapist after
+    08:00 on a weekday), so the files hold exactly the seeded reminders at any hour."""
     now = datetime.now(UTC)
     ids = seed_due(postgres_url, 20_000, now - timedelta(hours=1), now - timedelta(seconds=1))
     outs = [tmp_path / f"out{i}.jsonl" for i in range(replicas)]
     logs = [(tmp_path / f"daemon{i}.log").open("w") for i in range(replicas)]
-    command = [*IPT, "--db", postgres_url, "daemon", "--sweep", "0.5"]
+    rules = clinic_rules(tmp_path)
+    command = [*IPT, "--db", postgres_url, "--rules", str(rules), "daemon", "--sweep", "0.5"]
     procs = [
         subprocess.Popen([*command, "--sink", f"file:{out}"], stdout=log, stderr=log)
         for out, log in zip(outs, logs, strict=True)
@@ -113,19 +115,6 @@ def test_daemons_sharing_one_postgresql_database_deliver_each_of_20000_once(
     assert set(written) == set(ids)
     for log in logs:
         assert "Traceback" not in Path(log.name).read_text()
-
-
-def clinic_rules(tmp_path: Path, leads: str, calendar: bool = True) -> Path:
-    rules = tmp_path / "rules"
-    shutil.copytree(builtin_rules_dir(), rules)
-    clinic = rules / "clinic.yaml"
-    text_ = clinic.read_text().replace("reminder_leads: [72h, 24h]", f"reminder_leads: {leads}")
-    text_ = text_.replace('cron: "0 8 * * mon-fri"', "cron: null")
-    if not calendar:  # the real-clock test must not depend on the date or the hour
-        text_ = text_.replace("holidays: {country: GB, subdivision: ENG}", "holidays: null")
-        text_ = text_.replace('quiet_hours: {start: "21:00", end: "08:00"}', "quiet_hours: null")
-    clinic.write_text(text_)
-    return rules
 
 
 def test_an_hour_of_downtime_skips_past_sessions_sends_alerts_late_and_drops_nothing(
@@ -244,18 +233,20 @@ def test_a_moved_session_gets_a_new_reminder_and_the_old_one_never_goes_out(db_u
 @pytest.mark.external_service
 def test_on_postgresql_a_change_wakes_the_daemon_at_once(postgres_url: str, tmp_path: Path) -> None:
     """The sweep is a minute apart; an alert recorded by another process goes out within
-    seconds because the change is notified (LISTEN/NOTIFY) and the daemon re-arms."""
+    seconds because the change is notified (LISTEN/NOTIFY) and the daemon re-arms. Real
+    clock; the rules have no digests and no calendar, so the hour and date change nothing."""
     out, log_path = tmp_path / "out.jsonl", tmp_path / "daemon.log"
+    rules = clinic_rules(tmp_path, calendar=False)
     start = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
-    with Workflow(postgres_url) as wf:
+    with Workflow(postgres_url, rules=rules) as wf:
         wf.create_course(client="CL-1", start=start, time="10:00", tz="Europe/London", course_id="c-1")
     log = log_path.open("w")
-    proc = subprocess.Popen([*IPT, "--db", postgres_url, "daemon", "--sweep", "60", "--sink", f"file:{out}"],
-                            stdout=log, stderr=log)  # fmt: skip
+    proc = subprocess.Popen([*IPT, "--db", postgres_url, "--rules", str(rules), "daemon", "--sweep", "60",
+                             "--sink", f"file:{out}"], stdout=log, stderr=log)  # fmt: skip
     try:
         assert wait_for(lambda: "listening" in log_path.read_text(), 15)
         time.sleep(1.5)  # the first sweep came and went
-        with Workflow(postgres_url) as wf:
+        with Workflow(postgres_url, rules=rules) as wf:
             wf.apply("c-1", "record_measure", {"instrument": "phq9", "score": 9, "item9": 1})
         recorded = time.monotonic()
         assert wait_for(lambda: any(e["kind"] == "safety_alert" for e in lines(out)), 20)
