@@ -13,6 +13,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from ipt_workflow.rulefiles import builtin_rules_dir
 from ipt_workflow.sinks import FileSink
 from ipt_workflow.testing import seed_due
 from tests.e2e.conftest import clean_env, error_line, ipt_command, run_ipt
-from tests.sinkfiles import lines
+from tests.sinkfiles import lines, wait_for
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 ONCE = ["daemon", "--once", "--now", NOW.isoformat()]
@@ -269,18 +270,24 @@ def test_a_write_that_fails_records_nothing_and_the_batch_goes_out_later(
     assert [e["id"] for e in lines(out)] == ["rem_old", *ids]
 
 
-def test_a_full_disk_ends_a_once_run_with_one_error_line(tmp_path: Path) -> None:
-    """A real process whose file size limit is the sink file's size (EFBIG, as ENOSPC would)."""
-    db, ids = due_db(tmp_path)
+def full_sink_file(tmp_path: Path) -> tuple[Path, bytes, Callable[[], None]]:
+    """A sink file of 2 MB (more than the database and its WAL) and, to run in a child
+    process, a file size limit at that size: a write to it then fails (EFBIG, as ENOSPC would)."""
     out = tmp_path / "out.jsonl"
-    out.write_bytes(OURS * (2 * 2**20 // len(OURS)))  # bigger than the database and its WAL
-    before = out.read_bytes()
-    rules = rules_without_digests(tmp_path)
+    out.write_bytes(OURS * (2 * 2**20 // len(OURS)))
+    size = out.stat().st_size
 
     def small_disk() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 10, len(before) + 10))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the process is killed instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, size + 10))
 
+    return out, out.read_bytes(), small_disk
+
+
+def test_a_full_disk_ends_a_once_run_with_one_error_line(tmp_path: Path) -> None:
+    db, ids = due_db(tmp_path)
+    out, before, small_disk = full_sink_file(tmp_path)
+    rules = rules_without_digests(tmp_path)
     result = subprocess.run(
         [*ipt_command(), "--db", str(db), "--rules", str(rules), *ONCE, "--sink", f"file:{out}"],
         cwd=tmp_path, env=clean_env(tmp_path), capture_output=True, text=True, timeout=30,
@@ -288,6 +295,34 @@ def test_a_full_disk_ends_a_once_run_with_one_error_line(tmp_path: Path) -> None
     )  # fmt: skip
     line = error_line(result)
     assert f"file:{out}: cannot write" in line
+    assert out.read_bytes() == before
+    assert statuses(db, ids) == {"pending": len(ids)}
+
+
+def test_a_full_disk_is_one_log_line_for_the_long_running_daemon(tmp_path: Path) -> None:
+    """It keeps running; the batch stays pending (claimed again when its lease runs out)."""
+    db, ids = due_db(tmp_path)
+    out, before, small_disk = full_sink_file(tmp_path)
+    rules = rules_without_digests(tmp_path)
+    log = tmp_path / "daemon.log"
+    args = ["daemon", "--now", NOW.isoformat(), "--sweep", "0.2", "--sink", f"file:{out}"]
+    with log.open("wb") as f:
+        proc = subprocess.Popen([*ipt_command(), "--db", str(db), "--rules", str(rules), *args], cwd=tmp_path,
+                                env=clean_env(tmp_path), stdout=f, stderr=f, preexec_fn=small_disk)  # fmt: skip
+    try:
+        assert wait_for(lambda: "cannot write" in log.read_text())
+        time.sleep(1)  # a few sweeps
+        assert proc.poll() is None, log.read_text()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0 and "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and f"file:{out}: cannot write" in errors[0], errors
     assert out.read_bytes() == before
     assert statuses(db, ids) == {"pending": len(ids)}
 
