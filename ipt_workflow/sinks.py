@@ -94,7 +94,8 @@ def _identity(kind: str, target: str) -> tuple[object, ...]:
 def open_sinks(specs: Sequence[str]) -> list[Sink]:
     """The sinks of ``specs``, in order: every spec is checked before any is opened, and a bad
     spec, one sink named twice (a file by two names or links too) or a file that is not a sink
-    file raises InvalidInput naming it, leaving nothing open, created or changed."""
+    file raises InvalidInput naming it, leaving nothing open or created (and no file changed,
+    but for a crash's torn last line dropped from a sink file opened before)."""
     parsed = [(spec, *parse_sink(spec)) for spec in specs]
     named: dict[tuple[object, ...], str] = {}
     for spec, kind, target in parsed:
