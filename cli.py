@@ -540,13 +540,15 @@ def daemon(
 
     from ipt_workflow.daemon import clock_from, precise_clock
     from ipt_workflow.dispatch import dispatch_due
-    from ipt_workflow.sinks import sink_for
+    from ipt_workflow.sinks import WebhookSink, open_sinks
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     clinic = app.rules.clinic
-    targets = [sink_for(spec) for spec in (sinks or ("stdout",))]
+    if health_file is not None:
+        check_health_file(health_file)
+    targets = open_sinks(sinks or ("stdout",))  # all checked before any is opened; nothing claimed yet
     try:
         if once:
             from ipt_workflow.digests import record_digests
@@ -562,10 +564,30 @@ def daemon(
         from ipt_workflow.daemon import Daemon
 
         clock = clock_from(app.now(now)) if now else precise_clock
-        Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic, batch=batch).run()
+        running = Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic, batch=batch)
+        for target in targets:
+            if isinstance(target, WebhookSink):
+                target.stopping = running.stopping  # after SIGTERM: no new request, only the one in flight
+        running.run()
     finally:
         for target in targets:
             target.close()
+
+
+def check_health_file(path: Path) -> None:
+    """Raise InvalidInput unless ``path`` can be created or touched (checked at start, so the
+    daemon does not claim reminders and then die at its first touch)."""
+    import os
+
+    from ipt_workflow.errors import InvalidInput
+
+    parent = path.parent
+    if path.is_dir():
+        raise InvalidInput(f"--health-file {path}: is a directory")
+    if not parent.is_dir():
+        raise InvalidInput(f"--health-file {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InvalidInput(f"--health-file {path}: not writable")
 
 
 def read_data_file(path: Path) -> Any:

@@ -26,7 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .dispatch import dispatch_due
+from .dispatch import Dispatched, dispatch_due
+from .errors import SinkError
 from .protocol import ClinicPolicy
 from .sinks import Sink
 from .storage.sql import NOTIFY_CHANNEL, SqlStore
@@ -73,7 +74,11 @@ class Daemon:
             if self.stopped.is_set():
                 return
             now = self.clock()
-            result = dispatch_due(self.store, now, self.sinks, batch=self.batch, stop=self.stopping)
+            try:
+                result = dispatch_due(self.store, now, self.sinks, batch=self.batch, stop=self.stopping)
+            except SinkError as exc:  # a full disk: the batch stays pending and goes out after its lease
+                log.error("sink error=%r", str(exc))
+                result = Dispatched()
             if result.batches:
                 log.info(
                     "dispatched delivered=%d skipped=%d retried=%d failed=%d digests=%d",

@@ -7,7 +7,8 @@ is one line naming what was wrong and where.
     │   └── UnknownName      an unknown protocol, event, problem area or course
     ├── Refused              an event the course's state or a guard does not allow
     ├── ConflictError        another writer changed the course first (reload and retry)
-    └── StoreError           the database cannot be reached or is not ours
+    ├── StoreError           the database cannot be reached or is not ours
+    └── SinkError            a sink cannot take a batch now (disk full, I/O error)
 """
 
 from __future__ import annotations
@@ -61,3 +62,8 @@ class ConflictError(IptError):
 
 class StoreError(IptError):
     """The database cannot be reached, or its schema is not one this version can use."""
+
+
+class SinkError(IptError):
+    """A sink cannot take a batch now (a full disk, an I/O error, a file that is no longer a
+    sink file): nothing of the batch was recorded delivered, and it goes out again later."""

@@ -1,8 +1,11 @@
-"""Where emitted reminders go: standard output or a file, one JSON object a line.
+"""Where emitted reminders go: standard output, a file (one JSON object a line), a webhook,
+or a library user's function.
 
 A file sink is safe against a crash at any point: it appends and fsyncs each batch before the
-store marks it delivered, and on opening it reads the ids already in the file, so a batch
-claimed again after a crash is not written twice.
+store marks it delivered, and it reads the ids already in the file (also those another
+writer appends), so a batch claimed again after a crash is not written twice (``filesink``).
+``open_sinks`` checks every ``--sink`` before opening any: nothing is claimed, created or
+changed when one of them is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import InvalidInput
+from .filesink import FileSink
+from .webhook import WEBHOOK_DEADLINE, WebhookSink, check_url, redact
+
+__all__ = [
+    "WEBHOOK_DEADLINE", "CallableSink", "FileSink", "Sink", "StdoutSink", "WebhookSink", "open_sinks", "sink_for",
+]  # fmt: skip
 
 
 class Sink(Protocol):
@@ -37,99 +46,6 @@ class StdoutSink:
         sys.stdout.flush()
 
 
-class FileSink:
-    """Appends JSON lines to ``path``; an id already in the file is never written again."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.seen: set[str] = set()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                self._reconcile()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as exc:
-            raise InvalidInput(f"--sink file:{path}: {exc.strerror or exc}") from None
-        self.file = os.fdopen(fd, "a", encoding="utf-8")
-
-    def _reconcile(self) -> None:
-        with self.path.open("rb") as f:
-            data = f.read()
-        lines = data.split(b"\n")
-        if data and not data.endswith(b"\n"):
-            # A line cut short by a crash: drop it, so the reminder is written again whole.
-            with self.path.open("r+b") as f:
-                f.truncate(len(data) - len(lines[-1]))
-            lines = lines[:-1]
-        for line in lines:
-            if line.strip():
-                self.seen.add(json.loads(line)["id"])
-
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
-        fresh: dict[str, dict[str, Any]] = {}
-        for e in events:
-            if e["id"] not in self.seen:
-                fresh.setdefault(e["id"], e)
-        if not fresh:
-            return {}
-        self.file.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in fresh.values()))
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.seen.update(fresh)  # only once they are on disk
-        return {}
-
-    def close(self) -> None:
-        self.file.close()
-
-
-class WebhookSink:
-    """POSTs each event as JSON to ``url``. With ``IPT_WEBHOOK_SECRET`` set each request carries
-    ``X-IPT-Signature: sha256=<hex HMAC-SHA256 of the body>``. Each event is tried ``tries``
-    times with exponential backoff and jitter, within a timeout; what still fails is handed
-    back to be tried again later (and recorded ``failed`` after the dispatcher's limit)."""
-
-    def __init__(self, url: str, secret: str | None = None, tries: int = 3, timeout: float = 5.0) -> None:
-        import httpx
-
-        self.url = url
-        self.secret = secret.encode() if secret else None
-        self.tries = tries
-        self.client = httpx.Client(timeout=timeout)
-
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
-        import hashlib
-        import hmac
-        import random
-        import time
-
-        import httpx
-
-        refused: dict[str, str] = {}
-        for event in events:
-            body = json.dumps(event, separators=(",", ":")).encode()
-            headers = {"Content-Type": "application/json", "Idempotency-Key": event["id"]}
-            if self.secret is not None:
-                headers["X-IPT-Signature"] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-            error = ""
-            for attempt in range(self.tries):
-                try:
-                    response = self.client.post(self.url, content=body, headers=headers)
-                    if response.status_code < 300:
-                        error = ""
-                        break
-                    error = f"HTTP {response.status_code}"
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__  # never the body: it is event data
-                if attempt + 1 < self.tries:
-                    time.sleep(0.2 * 2**attempt * (1 + random.random()))
-            if error:
-                refused[event["id"]] = error
-        return refused
-
-    def close(self) -> None:
-        self.client.close()
-
-
 class CallableSink:
     """A library user's function, called with each event (a dict); an exception refuses that
     event, which is tried again later."""
@@ -150,12 +66,64 @@ class CallableSink:
         pass
 
 
+def parse_sink(spec: str) -> tuple[str, str]:
+    """``(kind, target)`` of one ``--sink`` spec, checked but not opened; raises InvalidInput."""
+    if spec == "stdout":
+        return "stdout", ""
+    if spec.startswith("file:") and len(spec) > len("file:"):
+        return "file", spec.removeprefix("file:")
+    if spec.startswith("webhook:"):
+        check_url(spec.removeprefix("webhook:"))
+        return "webhook", spec.removeprefix("webhook:")
+    raise InvalidInput(f"--sink: '{spec}' is not a sink (stdout, file:PATH or webhook:URL)")
+
+
+def _identity(kind: str, target: str) -> tuple[object, ...]:
+    """What makes two sinks one: a file's device and inode (its resolved path while it does
+    not exist), a webhook's URL."""
+    if kind != "file":
+        return kind, target
+    path = Path(target).expanduser()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return kind, os.path.realpath(path)
+    return kind, st.st_dev, st.st_ino
+
+
+def open_sinks(specs: Sequence[str]) -> list[Sink]:
+    """The sinks of ``specs``, in order: every spec is checked before any is opened, and a bad
+    spec, one sink named twice (a file by two names or links too) or a file that is not a sink
+    file raises InvalidInput naming it, leaving nothing open or created (and no file changed,
+    but for a crash's torn last line dropped from a sink file opened before)."""
+    parsed = [(spec, *parse_sink(spec)) for spec in specs]
+    named: dict[tuple[object, ...], str] = {}
+    for spec, kind, target in parsed:
+        key = _identity(kind, target)
+        if key in named:
+            what = "file" if kind == "file" else "sink"
+            shown, first = (redact(s) if s.startswith("webhook:") else s for s in (spec, named[key]))
+            raise InvalidInput(f"--sink {shown}: the same {what} as --sink {first}: it would get every event twice")
+        named[key] = spec
+    opened: list[Sink] = []
+    try:
+        for _, kind, target in parsed:
+            if kind == "stdout":
+                opened.append(StdoutSink())
+            elif kind == "file":
+                opened.append(FileSink(Path(target).expanduser()))
+            else:
+                opened.append(WebhookSink(target, os.environ.get("IPT_WEBHOOK_SECRET")))
+    except BaseException:
+        for sink in reversed(opened):
+            if isinstance(sink, FileSink):
+                sink.discard()
+            else:
+                sink.close()
+        raise
+    return opened
+
+
 def sink_for(spec: str) -> Sink:
     """``stdout``, ``file:PATH`` or ``webhook:URL``; raises InvalidInput naming the spec otherwise."""
-    if spec == "stdout":
-        return StdoutSink()
-    if spec.startswith("file:") and len(spec) > len("file:"):
-        return FileSink(Path(spec.removeprefix("file:")).expanduser())
-    if spec.startswith(("webhook:http://", "webhook:https://")):
-        return WebhookSink(spec.removeprefix("webhook:"), os.environ.get("IPT_WEBHOOK_SECRET"))
-    raise InvalidInput(f"--sink: '{spec}' is not a sink (stdout, file:PATH or webhook:URL)")
+    return open_sinks([spec])[0]
