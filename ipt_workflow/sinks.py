@@ -10,25 +10,35 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import InvalidInput
 
+#: The dispatcher's re-check: which of these ids may still go out (not cancelled meanwhile,
+#: still held by this run). A sink asks it right before every attempt and drops the others.
+StillDue = Callable[[Sequence[str]], Collection[str]]
+
+
+def _everything(ids: Sequence[str]) -> Collection[str]:
+    return ids
+
 
 class Sink(Protocol):
     """Receives emitted events. ``deliver`` returns when they are safely written, with the
-    ids it could not take and why (they are tried again later)."""
+    ids it could not take and why (they are tried again later); before each attempt it keeps
+    only the ids ``still_due`` allows."""
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]: ...
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]: ...
 
     def close(self) -> None: ...
 
 
 class StdoutSink:
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
-        for event in events:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]:
+        live = set(still_due([e["id"] for e in events]))
+        for event in (e for e in events if e["id"] in live):
             sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
         sys.stdout.flush()
         return {}
@@ -65,11 +75,13 @@ class FileSink:
             if line.strip():
                 self.seen.add(json.loads(line)["id"])
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]:
         fresh: dict[str, dict[str, Any]] = {}
         for e in events:
             if e["id"] not in self.seen:
                 fresh.setdefault(e["id"], e)
+        live = set(still_due(list(fresh))) if fresh else set()
+        fresh = {i: e for i, e in fresh.items() if i in live}
         if not fresh:
             return {}
         self.file.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in fresh.values()))
@@ -96,7 +108,7 @@ class WebhookSink:
         self.tries = tries
         self.client = httpx.Client(timeout=timeout)
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]:
         import hashlib
         import hmac
         import random
@@ -112,6 +124,9 @@ class WebhookSink:
                 headers["X-IPT-Signature"] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
             error = ""
             for attempt in range(self.tries):
+                if not still_due([event["id"]]):
+                    error = ""  # cancelled or taken over meanwhile: not sent
+                    break
                 try:
                     response = self.client.post(self.url, content=body, headers=headers)
                     if response.status_code < 300:
@@ -137,9 +152,11 @@ class CallableSink:
     def __init__(self, deliver: Callable[[dict[str, Any]], object]) -> None:
         self.function = deliver
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]:
         refused: dict[str, str] = {}
         for event in events:
+            if not still_due([event["id"]]):
+                continue
             try:
                 self.function(event)
             except Exception as exc:  # the host's code: any failure means "not taken"
