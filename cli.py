@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,9 +19,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
+    from ipt_workflow.protocol import ClinicPolicy
     from ipt_workflow.rulefiles import Rulebook
+    from ipt_workflow.sinks import Sink
     from ipt_workflow.storage.sql import SqlStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -511,15 +514,37 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
 # ---------------------------------------------------------------- daemon
 
 
+class Seconds(click.FloatRange):
+    """A finite number of seconds within a range: ``nan``, ``inf`` and ``1e308`` are usage errors."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        return seconds
+
+
 @cli.command()
 @click.option("--sink", "sinks", multiple=True, metavar="SPEC",
               help="stdout (default), file:PATH or webhook:URL; repeatable.")  # fmt: skip
 @click.option("--once", is_flag=True, help="Emit everything due at --now (default: the clock) and exit: for cron.")
 @click.option("--now", metavar="ISO",
               help="Start the daemon's clock at this instant (ISO 8601; without an offset: UTC); it runs on "
-                   "from there at real speed. With --once: dispatch as of this instant.")  # fmt: skip
-@click.option("--sweep", "sweep_seconds", type=click.FloatRange(min=0.05), default=5.0, show_default=True,
+                   "from there at real speed. With --once: dispatch as of this instant. Not a what-if: what "
+                   "is due then really goes out and is recorded (see --dry-run).")  # fmt: skip
+@click.option("--dry-run", is_flag=True,
+              help="With --once: print on stdout what would go out at --now; record nothing.")  # fmt: skip
+@click.option("--sweep", "sweep_seconds", type=Seconds(min=0.05, max=86400), default=5.0, show_default=True,
               help="Seconds between polls of the store (the safety sweep).")  # fmt: skip
+@click.option("--lock-wait", type=Seconds(min=0, max=3600), default=30.0, show_default=True,
+              help="Seconds to wait for another process's lock on an SQLite database; then --once fails "
+                   "(exit 1) and the daemon logs a line and tries again at the next sweep.")  # fmt: skip
+@click.option("--lease", "lease_seconds", type=Seconds(min=0.1, max=86400), default=300.0, hidden=True,
+              help="Seconds a claimed batch is leased, renewed while it is delivered (for tests).")  # fmt: skip
 @click.option("--health-file", type=click.Path(path_type=Path), help="Touched on every loop.")
 @click.option("--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
               help="Reminders claimed, written and recorded together.")  # fmt: skip
@@ -529,18 +554,27 @@ def daemon(
     sinks: tuple[str, ...],
     once: bool,
     now: str | None,
+    dry_run: bool,
     sweep_seconds: float,
+    lock_wait: float,
+    lease_seconds: float,
     health_file: Path | None,
     batch: int,
 ) -> None:
     """Emit due reminders and alerts to the sinks, one JSON object a line, until SIGTERM or
-    SIGINT (exit 0 after the batch in flight). --once: emit what is due and exit (safe to run
-    every minute from cron, and when two runs overlap)."""
+    SIGINT (exit 0 after the batch in flight; 1 if the SQLite file is deleted). --once: emit
+    what is due and exit (safe to run every minute from cron, and when two runs overlap)."""
+    if dry_run and not once:
+        raise click.UsageError("--dry-run needs --once (it shows what one run would send)")
+    if dry_run and any(spec != "stdout" for spec in sinks):
+        raise click.UsageError("--dry-run prints on stdout only and takes no other --sink")
     import logging
+    from datetime import timedelta
 
+    from ipt_workflow.bootstrap import store_for
     from ipt_workflow.daemon import clock_from, precise_clock
-    from ipt_workflow.dispatch import dispatch_due
     from ipt_workflow.sinks import WebhookSink, open_sinks
+    from ipt_workflow.storage.sqlite_file import wait_for_locks
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
@@ -548,30 +582,82 @@ def daemon(
     clinic = app.rules.clinic
     if health_file is not None:
         check_health_file(health_file)
-    targets = open_sinks(sinks or ("stdout",))  # all checked before any is opened; nothing claimed yet
+    # All sinks are checked before any is opened, and before anything is claimed.
+    targets: list[Sink] = [] if dry_run else open_sinks(sinks or ("stdout",))
+    store = store_for(app.db)
+    click.get_current_context().call_on_close(store.close)
+    wait_for_locks(store.engine, lock_wait)
+    lease = timedelta(seconds=lease_seconds)
     try:
         if once:
-            from ipt_workflow.digests import record_digests
-
             at = app.now(now) if now else precise_clock()
-            record_digests(app.store, clinic, at)
-            result = dispatch_due(app.store, at, targets, batch=batch)
-            summary = f"delivered {result.delivered}, skipped {result.skipped}"
-            extra = [f"{n} {what}" for n, what in ((result.digests, "digests"), (result.retried, "to retry"),
-                                                   (result.failed, "failed")) if n]  # fmt: skip
-            click.echo(", ".join([summary, *extra]), err=True)
+            with once_errors(store, lock_wait):
+                run_once(store, clinic, at, targets, batch, lease, dry_run)
             return
         from ipt_workflow.daemon import Daemon
 
         clock = clock_from(app.now(now)) if now else precise_clock
-        running = Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic, batch=batch)
+        running = Daemon(store, targets, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
+                         lock_wait=lock_wait)  # fmt: skip
         for target in targets:
             if isinstance(target, WebhookSink):
                 target.stopping = running.stopping  # after SIGTERM: no new request, only the one in flight
-        running.run()
+        status = running.run()
     finally:
         for target in targets:
             target.close()
+    if status:
+        sys.exit(status)
+
+
+def run_once(
+    store: SqlStore, clinic: ClinicPolicy, at: datetime, targets: list[Sink], batch: int, lease: timedelta,
+    dry_run: bool,
+) -> None:  # fmt: skip
+    """``ipt daemon --once``: record today's digests so far, send what is due at ``at``, and
+    say how it went on stderr; with ``dry_run`` print on stdout what would go out, record nothing."""
+    store.ensure_schema()
+    if dry_run:
+        from ipt_workflow.digests import unrecorded_digests
+        from ipt_workflow.dispatch import preview
+        from ipt_workflow.sinks import StdoutSink
+
+        events, skipped = preview(store, at, unrecorded_digests(store, clinic, at))
+        StdoutSink().deliver(events)
+        digests = sum(e["type"] == "digest" for e in events)
+        click.echo(f"dry run: would deliver {len(events) - digests}, skip {skipped}, send {digests} digests; "
+                   "nothing recorded", err=True)  # fmt: skip
+        return
+    from ipt_workflow.digests import record_digests
+    from ipt_workflow.dispatch import dispatch_due
+
+    record_digests(store, clinic, at)
+    result = dispatch_due(store, at, targets, batch=batch, lease=lease)
+    summary = f"delivered {result.delivered}, skipped {result.skipped}"
+    extra = [f"{n} {what}" for n, what in ((result.digests, "digests"), (result.retried, "to retry"),
+                                           (result.failed, "failed"), (result.dropped, "dropped")) if n]  # fmt: skip
+    click.echo(", ".join([summary, *extra]), err=True)
+
+
+@contextmanager
+def once_errors(store: SqlStore, lock_wait: float) -> Iterator[None]:
+    """A database error in ``--once`` is one ``error:`` line (exit 1), saying how long a lock was waited for."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ipt_workflow.errors import StoreError
+    from ipt_workflow.storage.engine import describe
+    from ipt_workflow.storage.sqlite_file import is_locked
+
+    try:
+        yield
+    except (SQLAlchemyError, StoreError) as exc:
+        if is_locked(exc):
+            raise StoreError(f"database '{describe(store.engine)}' is locked by another process: waited "
+                             f"{lock_wait:g} s (--lock-wait); try again later") from None  # fmt: skip
+        if isinstance(exc, StoreError):
+            raise
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreError(f"database '{describe(store.engine)}' cannot be used: {reason}") from None
 
 
 def check_health_file(path: Path) -> None:

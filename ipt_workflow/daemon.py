@@ -12,6 +12,13 @@ goes out within milliseconds rather than at the next sweep.
 
 SIGTERM and SIGINT stop the scheduler after the batch in flight; the process exits 0.
 SIGUSR1 writes every thread's stack to stderr (for a daemon that seems stuck).
+
+A store that fails (another process holds the SQLite lock longer than ``lock_wait``, the
+server is down) costs one log line; the next sweep tries again. On SQLite each wake-up first
+checks that the file at the database's path is still the one opened (device and inode): a
+file moved into place is reopened, a deleted one stops the daemon with status 1. Each sweep
+also empties the write-ahead log into the file, so a file moved into place later does not
+inherit pages of this one.
 """
 
 from __future__ import annotations
@@ -21,16 +28,22 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .dispatch import Dispatched, dispatch_due
-from .errors import SinkError
+from sqlalchemy.exc import SQLAlchemyError
+
+from .dispatch import LEASE, Dispatched, dispatch_due
+from .errors import SinkError, StoreError
 from .protocol import ClinicPolicy
 from .sinks import Sink
+from .storage import sqlite_file
 from .storage.sql import NOTIFY_CHANNEL, SqlStore
+
+LOCK_WAIT = 30.0  # seconds a store operation waits for another process's SQLite lock
 
 log = logging.getLogger("ipt_workflow.daemon")
 
@@ -47,6 +60,8 @@ class Daemon:
         health_file: Path | None = None,
         clinic: ClinicPolicy | None = None,
         batch: int = 1000,
+        lease: timedelta = LEASE,
+        lock_wait: float = LOCK_WAIT,
     ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -55,9 +70,15 @@ class Daemon:
         self.clock = clock
         self.clinic = clinic
         self.batch = batch
+        self.lease = lease
+        self.lock_wait = lock_wait
+        self.sweep_seconds = sweep_seconds
         self.health_file = health_file
+        self.path = sqlite_file.database_path(store.engine)
+        self.opened = sqlite_file.identity(self.path) if self.path else None
         self.stopped = threading.Event()
         self.signalled = False
+        self.status = 0  # the exit status run() returns
         self.lock = threading.RLock()  # one dispatch at a time, whichever job woke it
         defaults: dict[str, Any] = {"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         zone = clinic.timezone if clinic is not None else "UTC"  # wake-ups are aware instants either way
@@ -70,19 +91,20 @@ class Daemon:
         self.armed: datetime | None = None
 
     def dispatch(self) -> None:
-        with self.lock:
-            if self.stopped.is_set():
+        with self.lock, self.store_trouble():
+            if self.stopped.is_set() or not self.same_file():
                 return
             now = self.clock()
             try:
-                result = dispatch_due(self.store, now, self.sinks, batch=self.batch, stop=self.stopping)
+                result = dispatch_due(self.store, now, self.sinks, batch=self.batch, stop=self.stopping,
+                                      lease=self.lease, clock=self.clock)  # fmt: skip
             except SinkError as exc:  # a full disk: the batch stays pending and goes out after its lease
                 log.error("sink error=%r", str(exc))
                 result = Dispatched()
             if result.batches:
                 log.info(
-                    "dispatched delivered=%d skipped=%d retried=%d failed=%d digests=%d",
-                    result.delivered, result.skipped, result.retried, result.failed, result.digests,
+                    "dispatched delivered=%d skipped=%d retried=%d failed=%d dropped=%d digests=%d",
+                    result.delivered, result.skipped, result.retried, result.failed, result.dropped, result.digests,
                 )  # fmt: skip
             self.arm(self.store.next_due())
             self.touch()
@@ -92,24 +114,59 @@ class Daemon:
         from .digests import record_digests
 
         assert self.clinic is not None
-        with self.lock:
-            if self.stopped.is_set():
+        with self.lock, self.store_trouble():
+            if self.stopped.is_set() or not self.same_file():
                 return
             added = record_digests(self.store, self.clinic, self.clock())
             if added:
                 log.info("digests recorded=%d", added)
-            self.dispatch()
+            self.dispatch()  # not after a store error: one line a wake-up
 
     def sweep(self) -> None:
-        with self.lock:
-            if self.stopped.is_set():
+        with self.lock, self.store_trouble():
+            if self.stopped.is_set() or not self.same_file():
                 return
             nxt = self.store.next_due()
             if nxt is not None and nxt <= self.clock():
                 self.dispatch()
             elif nxt != self.armed:
                 self.arm(nxt)
+            if self.path is not None:
+                sqlite_file.truncate_wal(self.store.engine, self.path, self.lock_wait)
             self.touch()
+
+    @contextmanager
+    def store_trouble(self) -> Iterator[None]:
+        """A store error ends this wake-up with one log line; the next sweep tries again."""
+        try:
+            yield
+        except (SQLAlchemyError, StoreError) as exc:
+            if sqlite_file.is_locked(exc):
+                self.locked()
+            else:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[:1] or [type(exc).__name__]
+                log.error("store error=%s retry_in=%gs", reason[0], self.sweep_seconds)
+
+    def locked(self) -> None:
+        log.warning("database locked waited=%gs retry_in=%gs", self.lock_wait, self.sweep_seconds)
+
+    def same_file(self) -> bool:
+        """True when the database file is the one opened, or has been reopened after it was
+        replaced; False (and the daemon stopping with status 1) when it was deleted."""
+        if self.path is None:
+            return True
+        now = sqlite_file.identity(self.path)
+        if now == self.opened:
+            return True
+        if now is None:
+            log.error("database file deleted path=%s: stopping with status 1", self.path)
+            self.status = 1
+            return False
+        log.warning("database file replaced path=%s: reopening", self.path)
+        self.store.reopen()
+        self.opened = now
+        self.armed = None
+        return True
 
     def touch(self) -> None:
         if self.health_file is not None:
@@ -149,8 +206,15 @@ class Daemon:
                 log.warning("listen error=%s retry_in=5s", type(exc).__name__)
                 self.stopped.wait(5)
 
-    def run(self) -> None:
-        """Start, dispatch what is already due, and block until SIGTERM/SIGINT (or ``stop``)."""
+    def run(self) -> int:
+        """Start, dispatch what is already due, and block until SIGTERM/SIGINT (or ``stop``);
+        the exit status: 0, or 1 when the database file was deleted."""
+        try:  # a database that cannot be ours stops the start; one locked by another process does not
+            self.store.ensure_schema()
+        except StoreError as exc:
+            if not sqlite_file.is_locked(exc):
+                raise
+            self.locked()
         # The handler only sets a flag: Event.set() takes a lock that the interrupted main
         # thread may be holding inside Event.wait(), and would deadlock it.
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -164,7 +228,7 @@ class Daemon:
             self.digest()  # a firing missed earlier today while nothing ran goes out now, late
         else:
             self.dispatch()
-        while not (self.signalled or self.stopped.is_set()):
+        while not (self.signalled or self.status or self.stopped.is_set()):
             time.sleep(0.1)
         log.info("stopping")
         self.stopped.set()  # a dispatch in flight ends after its current batch
@@ -172,14 +236,15 @@ class Daemon:
             # Not shutdown(wait=True): it holds APScheduler's job-store lock while it waits, and
             # a job that re-arms ``next`` would wait for that lock for ever.
             self.scheduler.shutdown(wait=False)
-        log.info("stopped")
+        log.info("stopped status=%d", self.status)
+        return self.status
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signalled = True
 
     def stopping(self) -> bool:
-        """Asked between batches: a signal or ``stop()`` came."""
-        return self.signalled or self.stopped.is_set()
+        """Asked between batches: a signal or ``stop()`` came, or the database file went."""
+        return self.signalled or bool(self.status) or self.stopped.is_set()
 
     def stop(self) -> None:
         self.stopped.set()

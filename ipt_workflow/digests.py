@@ -108,9 +108,22 @@ def digest_id(therapist: str, fire_local: str) -> str:
 def record_digests(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> int:
     """Record the digests of today's firings up to ``now`` for every therapist with an active
     course (an id already recorded stays as it is); returns how many are new."""
+    return store.add_digests(digests_of_today(store, clinic, now))
+
+
+def unrecorded_digests(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> list[dict[str, Any]]:
+    """The rows ``record_digests`` would add at ``now``, read only (``ipt daemon --dry-run``)."""
+    rows = digests_of_today(store, clinic, now)
+    known = store.digest_ids([row["id"] for row in rows])
+    return [row for row in rows if row["id"] not in known]
+
+
+def digests_of_today(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> list[dict[str, Any]]:
+    """A digest row (``{id, therapist, fire_local, timezone, due}``) for each of today's firings
+    up to ``now`` and each therapist with an active course."""
     fires = fires_today(clinic, now)
     if not fires:
-        return 0
+        return []
     zone = ZoneInfo(clinic.timezone)
     therapists = store.active_therapists()
     rows = []
@@ -121,7 +134,7 @@ def record_digests(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> int:
                 "id": digest_id(therapist, fire_local), "therapist": therapist, "fire_local": fire_local,
                 "timezone": clinic.timezone, "due": fire,
             })  # fmt: skip
-    return store.add_digests(rows)
+    return rows
 
 
 def digest_body(store: SqlStore, row: dict[str, Any]) -> dict[str, Any]:

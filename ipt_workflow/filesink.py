@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput, SinkError
+from .stilldue import StillDue, everything
 
 MAX_LINE = 4 * 2**20  # bytes; a longer line is not one of ours
 CHUNK = 2**16
@@ -167,7 +168,7 @@ class FileSink:
             os.ftruncate(self.fd, self.offset)
             os.fsync(self.fd)
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = everything) -> dict[str, str]:
         fresh: dict[str, bytes] = {}
         for e in events:
             if e["id"] not in self.seen and e["id"] not in fresh:
@@ -179,6 +180,8 @@ class FileSink:
             with self._locked():
                 self._catch_up()
                 new = {i: line for i, line in fresh.items() if i not in self.seen and i not in refused}
+                live = set(still_due(list(new))) if new else set()  # cancelled meanwhile: not written
+                new = {i: line for i, line in new.items() if i in live}
                 self._append(b"".join(new.values()))
                 self.seen.update(new)  # only once they are on disk
         except NotASinkFile as exc:

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from .errors import InvalidInput
 from .filesink import FileSink
+from .stilldue import StillDue
+from .stilldue import everything as _everything
 from .webhook import WEBHOOK_DEADLINE, WebhookSink, check_url, redact
 
 __all__ = [
@@ -28,16 +30,18 @@ __all__ = [
 
 class Sink(Protocol):
     """Receives emitted events. ``deliver`` returns when they are safely written, with the
-    ids it could not take and why (they are tried again later)."""
+    ids it could not take and why (they are tried again later); before each attempt it keeps
+    only the ids ``still_due`` allows."""
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]: ...
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]: ...
 
     def close(self) -> None: ...
 
 
 class StdoutSink:
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
-        for event in events:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]:
+        live = set(still_due([e["id"] for e in events]))
+        for event in (e for e in events if e["id"] in live):
             sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
         sys.stdout.flush()
         return {}
@@ -53,9 +57,11 @@ class CallableSink:
     def __init__(self, deliver: Callable[[dict[str, Any]], object]) -> None:
         self.function = deliver
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = _everything) -> dict[str, str]:
         refused: dict[str, str] = {}
         for event in events:
+            if not still_due([event["id"]]):
+                continue
             try:
                 self.function(event)
             except Exception as exc:  # the host's code: any failure means "not taken"

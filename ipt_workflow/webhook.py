@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import InvalidInput
+from .stilldue import StillDue, everything
 
 WEBHOOK_DEADLINE = 10.0  # seconds for one request, in all
 BODY_CAP = 4096  # bytes of a response body read at most (one network read may bring up to 64 KiB)
@@ -96,7 +97,7 @@ class WebhookSink:
         self._request = 0  # which request the watchdog may cut
         self._expired = False
 
-    def deliver(self, events: Sequence[dict[str, Any]]) -> dict[str, str]:
+    def deliver(self, events: Sequence[dict[str, Any]], still_due: StillDue = everything) -> dict[str, str]:
         refused: dict[str, str] = {}
         skip = ""  # why the rest of the batch is not tried
         for event in events:
@@ -111,6 +112,9 @@ class WebhookSink:
                 headers["X-IPT-Signature"] = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
             error = ""
             for attempt in range(self.tries):
+                if not still_due([event["id"]]):
+                    error = ""  # cancelled or taken over meanwhile: not sent
+                    break
                 error = self._post(body, headers)
                 if not error or self._expired or self.stopping():
                     break

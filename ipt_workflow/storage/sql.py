@@ -16,7 +16,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 
 from ..errors import ConflictError, UnknownName
@@ -65,6 +79,12 @@ class SqlStore:
     def close(self) -> None:
         if self.owns_engine:
             self.engine.dispose()
+
+    def reopen(self) -> None:
+        """Close the pooled connections, so the next ones open the database at its path afresh
+        (a file moved into place), and check its schema again on next use."""
+        self.engine.dispose()
+        self._ready = False
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -196,99 +216,173 @@ class SqlStore:
                 candidates += [v for v in (conn.execute(free).scalar(), conn.execute(leased).scalar()) if v]
         return min(candidates, default=None)
 
-    def claim_due(self, now: datetime, limit: int, lease: timedelta) -> list[dict[str, Any]]:
+    def claim_due(
+        self, now: datetime, limit: int, lease: timedelta, held_from: datetime | None = None
+    ) -> list[dict[str, Any]]:
         """Claim up to ``limit`` pending reminders due by ``now`` whose lease is free or has run
         out (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; one write transaction on SQLite): they
-        are leased until ``now + lease``, in one set-based UPDATE. Each comes with
-        ``session_start`` (local ISO) when it is a client's session reminder (the late policy
-        needs it); in due order."""
-        r = t.reminders.c
-        columns = (r.course_id, r.id, r.kind, r.audience, r.due, r.session, r.rule, r.attempts)
+        are leased until ``(held_from or now) + lease``, in one set-based UPDATE that also
+        counts the claim in ``attempts``, so ``(course_id, id, attempts)`` is this claim's
+        token (see ``held``). Each comes with ``session_start`` (local ISO) when it is a
+        client's session reminder (the late policy needs it); in due order."""
         with self._write() as conn:
-            rows = self._claim(conn, t.reminders, now, limit, lease, columns)
-            courses = sorted({row["course_id"] for row in rows if row["audience"] == "client" and row["session"]})
-            starts: dict[tuple[str, int], str] = {}
-            for chunk in _chunks(courses, 500):
-                plans = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(chunk))
-                for cid, plan in conn.execute(plans):
-                    for session in plan or []:
-                        starts[(cid, session[0])] = session[2]
+            rows = self._claim(conn, t.reminders, now, limit, (held_from or now) + lease, _REMINDER_COLUMNS)
+            return self._with_session_starts(conn, rows)
+
+    def due_reminders(self, now: datetime) -> list[dict[str, Any]]:
+        """What ``claim_due`` would claim at ``now`` (all of it), read only: nothing is leased
+        or counted (``ipt daemon --dry-run``)."""
+        with self._read() as conn:
+            rows = [dict(row) for row in conn.execute(_claimable(t.reminders, now, None, _REMINDER_COLUMNS)).mappings()]
+            return self._with_session_starts(conn, rows)
+
+    @staticmethod
+    def _with_session_starts(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        courses = sorted({row["course_id"] for row in rows if row["audience"] == "client" and row["session"]})
+        starts: dict[tuple[str, int], str] = {}
+        for chunk in _chunks(courses, 500):
+            plans = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(chunk))
+            for cid, plan in conn.execute(plans):
+                for session in plan or []:
+                    starts[(cid, session[0])] = session[2]
         for row in rows:
             row["session_start"] = starts.get((row["course_id"], row["session"])) if row["session"] else None
         return rows
 
     @staticmethod
     def _claim(
-        conn: Connection, table: Any, now: datetime, limit: int, lease: timedelta, columns: Sequence[Any]
+        conn: Connection, table: Any, now: datetime, limit: int, until: datetime, columns: Sequence[Any]
     ) -> list[dict[str, Any]]:
         """Lease up to ``limit`` pending rows of ``table`` (reminders or digests) due by ``now``
-        whose lease is free or has run out, in one ``UPDATE … RETURNING``; in due order."""
-        c = table.c
-        due = (
-            select(*_key_columns(table))
-            .where(c.status == "pending", c.due <= now, or_(c.lease_until.is_(None), c.lease_until < now))
-            .order_by(c.due, c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+        whose lease is free or has run out, until ``until``, in one ``UPDATE … RETURNING``;
+        in due order."""
         claimed = (
             update(table)
-            .where(_in_keys(table, due))
-            .values(lease_until=now + lease, attempts=c.attempts + 1)
+            .where(_in_keys(table, _claimable(table, now, limit).with_for_update(skip_locked=True)))
+            .values(lease_until=until, attempts=table.c.attempts + 1)
             .returning(*columns)
         )
         rows = [dict(row) for row in conn.execute(claimed).mappings()]
         rows.sort(key=lambda row: (row["due"], row["id"]))
         return rows
 
-    def retry_later(self, items: Sequence[tuple[tuple[str, str], datetime, str]]) -> None:
-        """Leave claimed reminders ``((course, id), until, error)`` pending, each not to be
-        claimed again before its ``until``."""
-        self._retry(t.reminders, items)
+    def lost(self, table: str, claims: Sequence[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+        """Which ``claims`` (``(course_id, id, attempts)`` of ``"reminders"``, ``(id, attempts)``
+        of ``"digests"``, as claimed) this run no longer holds: no longer pending (cancelled
+        meanwhile, or recorded) or claimed again since (``attempts`` changed). A read: a
+        cancellation committed before it is seen."""
+        if not claims:
+            return set()
+        with self._read() as conn:
+            return self._lost(conn, _LEASED[table], claims)
 
-    def _retry(self, table: Any, items: Sequence[tuple[Any, datetime, str]]) -> None:
-        if not items:
-            return
-        groups: dict[tuple[datetime, str], list[Any]] = {}
-        for key, until, error in items:
-            groups.setdefault((until, error[:500]), []).append(key)
+    def _lost(self, conn: Connection, leased: Any, claims: Sequence[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+        gone: set[tuple[Any, ...]] = set()
+        for chunk in _chunks(claims, 1000):
+            rows = self._claim_rows(chunk)
+            on = and_(*(column == rows.c[f"k{i}"] for i, column in enumerate(_key_columns(leased))))
+            changed = or_(
+                leased.c.status.is_distinct_from("pending"),
+                leased.c.attempts.is_distinct_from(rows.c[f"k{len(chunk[0]) - 1}"]),
+            )
+            query = select(*rows.c).select_from(rows.outerjoin(leased, on)).where(changed)
+            gone.update(tuple(row) for row in conn.execute(query))
+        return gone
+
+    def renew(self, table: str, claims: Sequence[tuple[Any, ...]], until: datetime) -> set[tuple[Any, ...]]:
+        """Extend to ``until`` the leases of the ``claims`` still held (see ``lost``); returns those."""
+        if not claims:
+            return set()
         with self._write() as conn:
-            for (until, error), keys in groups.items():  # one UPDATE per backoff step and error
-                for chunk in _chunks(keys, 1000):
-                    conn.execute(
-                        update(table)
-                        .where(_in_keys(table, chunk), table.c.status == "pending")
-                        .values(lease_until=until, last_error=error)
-                    )
+            return self._fenced(conn, _LEASED[table], claims, {"lease_until": until})
+
+    def statuses(self, table: str, keys: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], str]:
+        """The status of each row of ``table`` by key (``(course_id, id)`` or ``(id,)``)."""
+        leased = _LEASED[table]
+        out: dict[tuple[Any, ...], str] = {}
+        with self._read() as conn:
+            for chunk in _chunks(keys, 1000):
+                wanted = [*chunk] if leased is t.reminders else [k[0] for k in chunk]
+                query = select(*_key_columns(leased), leased.c.status).where(_in_keys(leased, wanted))
+                out.update({tuple(row[:-1]): row[-1] for row in conn.execute(query)})
+        return out
+
+    def _fenced(
+        self, conn: Connection, leased: Any, claims: Sequence[tuple[Any, ...]], values: dict[str, Any]
+    ) -> set[tuple[Any, ...]]:
+        """Set ``values`` on the ``claims`` still held (pending, ``attempts`` unchanged); returns
+        those. A claim another run took over since, or one cancelled meanwhile, is left alone."""
+        done: set[tuple[Any, ...]] = set()
+        pending = leased.c.status == "pending"
+        if self.dialect == "sqlite":  # a hint (true for most rows) so the primary key is used, not the status index
+            pending = func.likely(pending)
+        for chunk in _chunks(claims, 1000):
+            statement = update(leased).where(self._in_claims(leased, chunk), pending).values(**values)
+            if self.dialect == "postgresql":
+                done.update(tuple(row) for row in conn.execute(statement.returning(*_claim_columns(leased))))
+                continue
+            # SQLite: this transaction holds the write lock, so what is not lost now is what the
+            # UPDATE takes (cheaper than RETURNING, which SQLite materializes).
+            gone = self._lost(conn, leased, chunk)
+            conn.execute(statement)
+            done.update(claim for claim in chunk if claim not in gone)
+        return done
+
+    def _claim_rows(self, claims: Sequence[tuple[Any, ...]]) -> Any:
+        """``claims`` as a table ``(k0, k1[, k2])`` from one parameter (a JSON array read by
+        ``json_each`` on SQLite, arrays joined by ``unnest`` on PostgreSQL): rows are then
+        found by primary key, where an IN list of 1,000 row values makes SQLite scan the table,
+        and the statement compiles once whatever the number of claims."""
+        width = len(claims[0])
+        names = [f"k{i}" for i in range(width)]
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            arrays = [
+                bindparam(None, [c[i] for c in claims], type_=ARRAY(Integer if i == width - 1 else Text))
+                for i in range(width)
+            ]
+            return func.unnest(*arrays).table_valued(*names).render_derived()
+        each = func.json_each(bindparam(None, json.dumps([list(c) for c in claims]))).table_valued("value")
+        return select(*(func.json_extract(each.c.value, f"$[{i}]").label(n) for i, n in enumerate(names))).subquery()
+
+    def _in_claims(self, table: Any, claims: Sequence[tuple[Any, ...]]) -> Any:
+        """``(key, attempts) IN claims`` (see ``_claim_rows``)."""
+        return tuple_(*_claim_columns(table)).in_(select(*self._claim_rows(claims).c))
+
+    def retry_later(self, items: Sequence[tuple[tuple[str, str, int], datetime, str]]) -> set[tuple[Any, ...]]:
+        """Leave claimed reminders ``((course, id, attempts), until, error)`` pending, each not to
+        be claimed again before its ``until``; only those still held. Returns those."""
+        return self._retry(t.reminders, items)
+
+    def _retry(self, leased: Any, items: Sequence[tuple[Any, datetime, str]]) -> set[tuple[Any, ...]]:
+        if not items:
+            return set()
+        groups: dict[tuple[datetime, str], list[Any]] = {}
+        for claim, until, error in items:
+            groups.setdefault((until, error[:500]), []).append(claim)
+        done: set[tuple[Any, ...]] = set()
+        with self._write() as conn:
+            for (until, error), claims in groups.items():  # one UPDATE per backoff step and error
+                done |= self._fenced(conn, leased, claims, {"lease_until": until, "last_error": error})
+        return done
 
     def finish(
         self,
         now: datetime,
-        delivered: Sequence[tuple[str, str]],
-        skipped: Sequence[tuple[str, str]],
-        failed: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        """Record claimed reminders as delivered, skipped or failed (one that was cancelled
-        meanwhile stays cancelled); their leases end."""
-        r = t.reminders.c
+        delivered: Sequence[tuple[str, str, int]],
+        skipped: Sequence[tuple[str, str, int]],
+        failed: Sequence[tuple[str, str, int]] = (),
+    ) -> set[tuple[Any, ...]]:
+        """Record claimed reminders ``(course, id, attempts)`` as delivered, skipped or failed;
+        their leases end. Only those still held: one cancelled meanwhile stays cancelled, one
+        another run claimed since is that run's to record. Returns those recorded."""
+        recorded: set[tuple[Any, ...]] = set()
         with self._write() as conn:
-            for status, keys in (("delivered", delivered), ("skipped", skipped), ("failed", failed)):
-                if keys and self.dialect == "postgresql":  # two array parameters, joined by unnest
-                    conn.execute(
-                        text(
-                            "UPDATE ipt_reminders AS r SET status = :status, delivered_at = :now, lease_until = NULL"
-                            " FROM unnest(CAST(:courses AS text[]), CAST(:ids AS text[])) AS k(course_id, id)"
-                            " WHERE r.course_id = k.course_id AND r.id = k.id AND r.status = 'pending'"
-                        ).bindparams(bindparam("now", type_=t.UTCDateTime())),
-                        {"status": status, "now": now, "courses": [c for c, _ in keys], "ids": [i for _, i in keys]},
-                    )
-                    continue
-                for chunk in _chunks(list(keys), 1000):  # one set-based UPDATE per 1,000
-                    conn.execute(
-                        update(t.reminders)
-                        .where(_in_keys(t.reminders, chunk), r.status == "pending")
-                        .values(status=status, delivered_at=now, lease_until=None)
-                    )
+            for status, claims in (("delivered", delivered), ("skipped", skipped), ("failed", failed)):
+                values = {"status": status, "delivered_at": now, "lease_until": None}
+                recorded |= self._fenced(conn, t.reminders, claims, values)
+        return recorded
 
     # ------------------------------------------------------------ digests
 
@@ -321,12 +415,26 @@ class SqlStore:
         with self._write() as conn:
             return len(conn.execute(statement.returning(t.digests.c.id), values).all())
 
-    def claim_digests(self, now: datetime, limit: int, lease: timedelta) -> list[dict[str, Any]]:
-        """Claim pending digests due by ``now`` as ``claim_due`` claims reminders."""
-        d = t.digests.c
+    def claim_digests(
+        self, now: datetime, limit: int, lease: timedelta, held_from: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Claim pending digests due by ``now`` as ``claim_due`` claims reminders; a claim's
+        token is ``(id, attempts)``."""
         with self._write() as conn:
-            return self._claim(conn, t.digests, now, limit, lease,
-                               (d.id, d.therapist, d.fire_local, d.timezone, d.due, d.attempts))  # fmt: skip
+            return self._claim(conn, t.digests, now, limit, (held_from or now) + lease, _DIGEST_COLUMNS)
+
+    def due_digests(self, now: datetime) -> list[dict[str, Any]]:
+        """What ``claim_digests`` would claim at ``now``, read only."""
+        with self._read() as conn:
+            return [dict(row) for row in conn.execute(_claimable(t.digests, now, None, _DIGEST_COLUMNS)).mappings()]
+
+    def digest_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are recorded digests (of any status)."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in _chunks(list(ids), 500):
+                found.update(conn.execute(select(t.digests.c.id).where(t.digests.c.id.in_(chunk))).scalars())
+        return found
 
     def digest_sources(
         self, therapist: str, since: datetime, until: datetime
@@ -349,20 +457,20 @@ class SqlStore:
             ).mappings()
             return sorted(plans), [dict(a) for a in alerts]
 
-    def finish_digests(self, now: datetime, delivered: Sequence[str], failed: Sequence[str] = ()) -> None:
-        d = t.digests.c
+    def finish_digests(
+        self, now: datetime, delivered: Sequence[tuple[str, int]], failed: Sequence[tuple[str, int]] = ()
+    ) -> set[tuple[Any, ...]]:
+        """Record claimed digests ``(id, attempts)`` still held as delivered or failed; returns those."""
+        recorded: set[tuple[Any, ...]] = set()
         with self._write() as conn:
-            for status, keys in (("delivered", delivered), ("failed", failed)):
-                for chunk in _chunks(list(keys), 1000):
-                    conn.execute(
-                        update(t.digests)
-                        .where(_in_keys(t.digests, chunk), d.status == "pending")
-                        .values(status=status, delivered_at=now, lease_until=None)
-                    )
+            for status, claims in (("delivered", delivered), ("failed", failed)):
+                values = {"status": status, "delivered_at": now, "lease_until": None}
+                recorded |= self._fenced(conn, t.digests, claims, values)
+        return recorded
 
-    def retry_digests_later(self, items: Sequence[tuple[str, datetime, str]]) -> None:
-        """Leave claimed digests ``(id, until, error)`` pending until then."""
-        self._retry(t.digests, items)
+    def retry_digests_later(self, items: Sequence[tuple[tuple[str, int], datetime, str]]) -> set[tuple[Any, ...]]:
+        """Leave claimed digests ``((id, attempts), until, error)`` still held pending until then."""
+        return self._retry(t.digests, items)
 
     # ------------------------------------------------------------ writes
 
@@ -614,6 +722,30 @@ def _json_list(values: list[str]) -> str:
     if text is None:
         text = _JSON_LISTS[key] = json.dumps(values)
     return text
+
+
+_LEASED = {"reminders": t.reminders, "digests": t.digests}
+_REMINDER_COLUMNS = tuple(
+    t.reminders.c[name] for name in ("course_id", "id", "kind", "audience", "due", "session", "rule", "attempts")
+)
+_DIGEST_COLUMNS = tuple(t.digests.c[name] for name in ("id", "therapist", "fire_local", "timezone", "due", "attempts"))
+
+
+def _claimable(table: Any, now: datetime, limit: int | None, columns: Sequence[Any] = ()) -> Any:
+    """The pending rows of ``table`` due by ``now`` whose lease is free or has run out, in due
+    order (at most ``limit``): their ``columns``, by default their keys."""
+    c = table.c
+    query = (
+        select(*(columns or _key_columns(table)))
+        .where(c.status == "pending", c.due <= now, or_(c.lease_until.is_(None), c.lease_until < now))
+        .order_by(c.due, c.id)
+    )
+    return query.limit(limit) if limit is not None else query
+
+
+def _claim_columns(table: Any) -> tuple[Any, ...]:
+    """A claim's token: the key and the claim count (``attempts``), which every claim raises."""
+    return (*_key_columns(table), table.c.attempts)
 
 
 def _key_columns(table: Any) -> tuple[Any, ...]:
