@@ -44,10 +44,19 @@ class App:
 
     @cached_property
     def store(self) -> SqlStore:
-        """The database, created (empty, mode 0600) if it does not exist yet."""
+        """The database for a command that writes: created (empty, mode 0600) if need be."""
+        return self._open(create=True)
+
+    @cached_property
+    def existing_store(self) -> SqlStore:
+        """The database for a command that only reads or changes what is there: a missing
+        SQLite file is refused ("no database at PATH"), never created."""
+        return self._open(create=False)
+
+    def _open(self, create: bool) -> SqlStore:
         from ipt_workflow.bootstrap import store_for
 
-        store = store_for(self.db)
+        store = store_for(self.db, create=create)
         click.get_current_context().call_on_close(store.close)
         store.ensure_schema()
         return store
@@ -60,23 +69,83 @@ class App:
         return parse_instant(text, None, "--now") if text else utc_now()
 
 
-class IptGroup(click.Group):
-    """Turns the engine's own errors into one line each on stderr and exit status 1."""
+class IptCommand(click.Command):
+    """Refuses control characters in every option and argument (exit 1, one line that names
+    the option and never repeats the value), so no message can be split or carry them.
+    ``--data`` is JSON, where a newline is only white space; its strings are checked after."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from_engine: tuple[type[BaseException], ...]
-        try:
-            from ipt_workflow.errors import IptError
+        for param in self.params:
+            values = ctx.params.get(param.name or "")
+            for value in values if isinstance(values, tuple) else (values,):
+                if param.name != "data_text" and isinstance(value, str | Path) and not str(value).isprintable():
+                    from ipt_workflow.errors import InvalidInput, shown
 
-            from_engine = (IptError,)
-        except ImportError:  # pragma: no cover - the package is always installed with the CLI
-            from_engine = ()
+                    bad = next(ch for ch in str(value) if not ch.isprintable())
+                    raise InvalidInput(f"{_param_name(param)}: control characters are not allowed ({shown(bad)[1:-1]})")
+        return super().invoke(ctx)
+
+
+def _param_name(param: click.Parameter) -> str:
+    return param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+
+
+class IptGroup(click.Group):
+    """Turns the engine's own errors into one line each on stderr and exit status 1; a
+    database failure that escaped the store is one line too (never its SQL or parameters)."""
+
+    command_class = IptCommand
+    group_class = type  # subgroups are IptGroups
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except from_engine as exc:
-            for line in str(exc).splitlines() or ["error"]:
-                click.echo(f"error: {line}", err=True)
+        except Exception as exc:
+            from ipt_workflow.errors import IptError
+
+            if not isinstance(exc, IptError) and not _database_failure(exc):
+                raise
+            for line in str(exc).split("\n") if isinstance(exc, IptError) else [_database_line(exc)]:
+                click.echo(f"error: {_printable(line)}", err=True)
             ctx.exit(1)
+
+
+def _database_failure(exc: BaseException) -> bool:
+    """An error of SQLAlchemy or of a database driver."""
+    return type(exc).__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg")
+
+
+def _database_line(exc: BaseException) -> str:
+    from ipt_workflow.storage.engine import database_error
+
+    return str(database_error(exc, "(the --db database)"))
+
+
+def _printable(line: str) -> str:
+    """One line fit for a terminal: every control character escaped."""
+    from ipt_workflow.errors import shown
+
+    return line if line.isprintable() else shown(line)[1:-1]
+
+
+class Reference(click.ParamType[str]):
+    """A course id, client reference or therapist id: 1-64 letters, digits, '.', '_', ':' or
+    '-', starting with a letter or digit. A bad one is refused with exit 1 (it is data), and a
+    client reference is never repeated in the message."""
+
+    name = "id"
+
+    def __init__(self, echo: bool = True) -> None:
+        self.echo = echo
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from ipt_workflow.model import check_reference
+
+        return check_reference(str(value), _param_name(param) if param else "ID", echo=self.echo)
+
+
+ID = Reference()
+CLIENT = Reference(echo=False)
 
 
 def json_option(f: F) -> F:
@@ -211,7 +280,7 @@ def diagram(app: App, protocol_id: str, fmt: str, as_json: bool) -> None:
 @click.option("--tz", required=True, metavar="ZONE", help="IANA time zone, e.g. Europe/London.")
 @click.option("--events", "events_file", type=click.Path(path_type=Path), metavar="FILE",
               help="YAML or JSON list of {at, event, data}.")  # fmt: skip
-@click.option("--id", "course_id", default="sim", show_default=True, help="Course id to simulate with.")
+@click.option("--id", "course_id", type=ID, default="sim", show_default=True, help="Course id to simulate with.")
 @click.option("--now", metavar="ISO", help="End the run at this instant (reminders due by then count as sent).")
 @json_option
 @click.pass_obj
@@ -244,7 +313,9 @@ def simulate(
     protocol = rules.protocol(protocol_id)
     events: list[simulation.SimulationEvent] = []
     if events_file is not None:
-        raw = read_data_file(events_file)
+        from ipt_workflow.inputs import load_data_file
+
+        raw = load_data_file(events_file)
         try:
             events = simulation.parse_events(raw, tz)
         except InvalidInput as exc:
@@ -284,6 +355,8 @@ def simulate(
 # ---------------------------------------------------------------- courses
 
 NOW_HELP = "Act as if it were this instant (ISO 8601; without an offset: UTC)."
+MAX_LIMIT = 1_000_000_000  # integer options have a stated range: a huge one is a usage error
+MAX_VERSION = 2**31 - 1
 
 
 @cli.group()
@@ -292,13 +365,15 @@ def course() -> None:
 
 
 @course.command("create")
-@click.option("--client", required=True, metavar="REF", help="Pseudonymous client reference (never a name).")
+@click.option(
+    "--client", type=CLIENT, required=True, metavar="REF", help="Pseudonymous client reference (never a name)."
+)
 @click.option("--start", required=True, metavar="DATE", help="Date of the first session (YYYY-MM-DD).")
 @click.option("--time", "slot", required=True, metavar="HH:MM", help="Local time of the weekly slot.")
 @click.option("--tz", required=True, metavar="ZONE", help="IANA time zone, e.g. Europe/London.")
 @click.option("--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID")
-@click.option("--therapist", default="unassigned", show_default=True, metavar="ID")
-@click.option("--id", "course_id", metavar="ID", help="Course id (default: a new random id).")
+@click.option("--therapist", type=ID, default="unassigned", show_default=True, metavar="ID")
+@click.option("--id", "course_id", type=ID, metavar="ID", help="Course id (default: a new random id).")
 @click.option("--now", metavar="ISO", help=NOW_HELP)
 @json_option
 @click.pass_obj
@@ -332,12 +407,12 @@ def course_create(
         ["intake", "assessment", "intervention", "retargeting", "termination", "completed", "paused", "withdrawn"]
     ),
 )
-@click.option("--therapist", metavar="ID")
+@click.option("--therapist", type=ID, metavar="ID")
 @json_option
 @click.pass_obj
 def course_list(app: App, state: str | None, therapist: str | None, as_json: bool) -> None:
     """List courses, by id."""
-    rows = app.store.courses(state, therapist)
+    rows = app.existing_store.courses(state, therapist)
     if as_json:
         emit_json([{**r, "created_at": r["created_at"].isoformat()} for r in rows])
         return
@@ -347,7 +422,7 @@ def course_list(app: App, state: str | None, therapist: str | None, as_json: boo
 
 
 @course.command("show")
-@click.argument("course_id", metavar="ID")
+@click.argument("course_id", type=ID, metavar="ID")
 @json_option
 @click.pass_obj
 def course_show(app: App, course_id: str, as_json: bool) -> None:
@@ -360,7 +435,7 @@ def course_show(app: App, course_id: str, as_json: bool) -> None:
         from ipt_workflow import services
         from ipt_workflow.views import course_json
 
-        data = course_json(*services.show(app.store, app.rules, course_id))
+        data = course_json(*services.show(app.existing_store, app.rules, course_id))
     if as_json:
         emit_json(data)
         return
@@ -370,11 +445,12 @@ def course_show(app: App, course_id: str, as_json: bool) -> None:
 
 
 @course.command("event")
-@click.argument("course_id", metavar="ID")
+@click.argument("course_id", type=ID, metavar="ID")
 @click.argument("event")
 @click.option("--at", metavar="ISO", help="When it happened (default: now); without an offset: the course's zone.")
 @click.option("--data", "data_text", metavar="JSON", help="Event data as a JSON object, e.g. for record_measure.")
-@click.option("--expect-version", type=int, metavar="N", help="Refuse (exit 1) unless the course is at version N.")
+@click.option("--expect-version", type=click.IntRange(1, MAX_VERSION), metavar="N",
+              help="Refuse (exit 1) unless the course is at version N.")  # fmt: skip
 @click.option("--now", metavar="ISO", help=NOW_HELP)
 @json_option
 @click.pass_obj
@@ -384,21 +460,20 @@ def course_event(
 ) -> None:  # fmt: skip
     """Record EVENT on a course (one transaction); print the new state."""
     from ipt_workflow import services
-    from ipt_workflow.errors import InvalidInput
     from ipt_workflow.wallclock import parse_instant, zone
 
     data = None
     if data_text is not None:
-        try:
-            data = json.loads(data_text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"--data: not JSON ({exc.msg} at column {exc.colno})") from None
+        from ipt_workflow.inputs import parse_data_option
+
+        data = parse_data_option(data_text)
     clock = app.now(now)
     when = clock
+    store = app.existing_store
     if at:
-        current = app.store.load(course_id)
+        current = store.load(course_id)
         when = parse_instant(at, zone(current.timezone), "--at")
-    applied = services.apply_event(app.store, app.rules, course_id, event, when, clock, data, expect_version)
+    applied = services.apply_event(store, app.rules, course_id, event, when, clock, data, expect_version)
     if as_json:
         from ipt_workflow.views import course_json
 
@@ -414,7 +489,7 @@ def course_event(
 
 
 @cli.command("plan")
-@click.argument("course_id", metavar="ID")
+@click.argument("course_id", type=ID, metavar="ID")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)
 @click.option("--now", metavar="ISO", help="DTSTAMP of the calendar export (default: now).")
 @json_option
@@ -426,7 +501,7 @@ def plan_command(app: App, course_id: str, fmt: str, now: str | None, as_json: b
     from ipt_workflow import services
     from ipt_workflow.views import reminder_json, session_json
 
-    course_, plan_ = services.show(app.store, app.rules, course_id)
+    course_, plan_ = services.show(app.existing_store, app.rules, course_id)
     if fmt == "ics":
         from ipt_workflow.ics import course_calendar
 
@@ -447,11 +522,11 @@ def plan_command(app: App, course_id: str, fmt: str, now: str | None, as_json: b
 
 
 @cli.command("reminders")
-@click.option("--course", "course_id", metavar="ID")
+@click.option("--course", "course_id", type=ID, metavar="ID")
 @click.option("--from", "start", metavar="ISO", help="Due at or after (without an offset: UTC).")
 @click.option("--until", metavar="ISO", help="Due before (without an offset: UTC).")
 @click.option("--status", type=click.Choice(["pending", "delivered", "skipped", "cancelled", "failed"]))
-@click.option("--limit", type=click.IntRange(min=1), default=1000, show_default=True, help="At most this many.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=1000, show_default=True, help="At most this many.")
 @json_option
 @click.pass_obj
 def reminders_command(
@@ -487,12 +562,10 @@ def reminders_command(
 def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) -> None:
     """Create many courses from a CSV: client, therapist, protocol, start, time, tz[, id]."""
     from ipt_workflow import services
+    from ipt_workflow.inputs import check_regular_file
 
     rules, clock = app.rules, app.now(now)
-    if not csv_file.is_file():
-        from ipt_workflow.errors import InvalidInput
-
-        raise InvalidInput(f"{csv_file}: cannot read: no such file")
+    check_regular_file(csv_file)  # before a database file is made
     store = app.store
     if sys.stderr.isatty():
         from rich.progress import Progress
@@ -540,9 +613,10 @@ class Seconds(click.FloatRange):
               help="With --once: print on stdout what would go out at --now; record nothing.")  # fmt: skip
 @click.option("--sweep", "sweep_seconds", type=Seconds(min=0.05, max=86400), default=5.0, show_default=True,
               help="Seconds between polls of the store (the safety sweep).")  # fmt: skip
-@click.option("--lock-wait", type=Seconds(min=0, max=3600), default=30.0, show_default=True,
-              help="Seconds to wait for another process's lock on an SQLite database; then --once fails "
-                   "(exit 1) and the daemon logs a line and tries again at the next sweep.")  # fmt: skip
+@click.option("--lock-wait", type=Seconds(min=0, max=3600), default=None,
+              help="Seconds to wait for another process's lock on the database (default: IPT_LOCK_TIMEOUT, "
+                   "else 30); then --once fails (exit 1) and the daemon logs a line and tries again at the "
+                   "next sweep.")  # fmt: skip
 @click.option("--lease", "lease_seconds", type=Seconds(min=0.1, max=86400), default=300.0, hidden=True,
               help="Seconds a claimed batch is leased, renewed while it is delivered (for tests).")  # fmt: skip
 @click.option("--health-file", type=click.Path(path_type=Path), help="Touched on every loop.")
@@ -556,7 +630,7 @@ def daemon(
     now: str | None,
     dry_run: bool,
     sweep_seconds: float,
-    lock_wait: float,
+    lock_wait: float | None,
     lease_seconds: float,
     health_file: Path | None,
     batch: int,
@@ -584,7 +658,11 @@ def daemon(
         check_health_file(health_file)
     # All sinks are checked before any is opened, and before anything is claimed.
     targets: list[Sink] = [] if dry_run else open_sinks(sinks or ("stdout",))
-    store = store_for(app.db)
+    if lock_wait is None:
+        from ipt_workflow.storage import lock_timeout
+
+        lock_wait = lock_timeout()
+    store = store_for(app.db, lock_wait=lock_wait)
     click.get_current_context().call_on_close(store.close)
     wait_for_locks(store.engine, lock_wait)
     lease = timedelta(seconds=lease_seconds)
@@ -674,29 +752,6 @@ def check_health_file(path: Path) -> None:
         raise InvalidInput(f"--health-file {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InvalidInput(f"--health-file {path}: not writable")
-
-
-def read_data_file(path: Path) -> Any:
-    """YAML (safe) or JSON from ``path``; raises InvalidInput naming the file and line."""
-    from ipt_workflow.errors import InvalidInput
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidInput(f"{path}: cannot read: {reason}") from None
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    from ipt_workflow.errors import RuleFileError
-    from ipt_workflow.rulefiles import read_yaml
-
-    try:
-        return read_yaml(text, str(path))[1]
-    except RuleFileError as exc:
-        raise InvalidInput(str(exc)) from None
 
 
 def main() -> None:

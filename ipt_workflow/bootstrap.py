@@ -25,13 +25,17 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("IPT_DB") or str(default_db_path())
 
 
-def store_for(url: str | None = None, engine: Engine | None = None) -> SqlStore:
-    """A store on a host application's engine (left open on close) or on ``url``."""
+def store_for(
+    url: str | None = None, engine: Engine | None = None, *, create: bool = True, lock_wait: float | None = None
+) -> SqlStore:
+    """A store on a host application's engine (left open on close) or on ``url``. Without
+    ``create`` a missing SQLite file is a StoreError. ``lock_wait``: seconds to wait for
+    another process's lock (default ``IPT_LOCK_TIMEOUT``, else 30; see ``storage.lock_timeout``)."""
     from .storage.sql import SqlStore, engine_for
 
     if engine is not None:
         return SqlStore(engine, owns_engine=False)
-    return SqlStore(engine_for(database_url(url)))
+    return SqlStore(engine_for(database_url(url), create=create, lock_wait=lock_wait))
 
 
 def rules_from(rules: str | Path | Rulebook | None) -> Rulebook:

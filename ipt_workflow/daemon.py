@@ -40,10 +40,10 @@ from .dispatch import LEASE, Dispatched, dispatch_due
 from .errors import SinkError, StoreError
 from .protocol import ClinicPolicy
 from .sinks import Sink
-from .storage import sqlite_file
+from .storage import DEFAULT_LOCK_TIMEOUT, sqlite_file
 from .storage.sql import NOTIFY_CHANNEL, SqlStore
 
-LOCK_WAIT = 30.0  # seconds a store operation waits for another process's SQLite lock
+LOCK_WAIT = DEFAULT_LOCK_TIMEOUT  # seconds a store operation waits for another process's lock
 
 log = logging.getLogger("ipt_workflow.daemon")
 

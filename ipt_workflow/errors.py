@@ -4,11 +4,16 @@ is one line naming what was wrong and where.
     IptError
     ├── RuleFileError        a rule file (or several) failed to load; .problems lists each
     ├── InvalidInput         bad dates, times, zones, event data, CSV rows, ids
-    │   └── UnknownName      an unknown protocol, event, problem area or course
+    │   ├── UnknownName      an unknown protocol, event, problem area or course
+    │   └── CourseExists     a course id that is already taken
     ├── Refused              an event the course's state or a guard does not allow
     ├── ConflictError        another writer changed the course first (reload and retry)
-    ├── StoreError           the database cannot be reached or is not ours
+    ├── StoreError           the database cannot be reached, is not ours, is full or failed
+    │   └── DatabaseBusy     another process held a lock past the wait bound (IPT_LOCK_TIMEOUT)
     └── SinkError            a sink cannot take a batch now (disk full, I/O error)
+
+``shown(text)`` quotes a value for a message with its control characters escaped, so one
+error stays one line and nothing reaches a terminal raw.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ class InvalidInput(IptError, ValueError):
 
 class UnknownName(InvalidInput):
     """A name that is not known: protocol, event, problem area, course."""
+
+
+class CourseExists(InvalidInput):
+    """A course id that is already taken; nothing was written."""
 
 
 class Refused(IptError):
@@ -67,3 +76,14 @@ class StoreError(IptError):
 class SinkError(IptError):
     """A sink cannot take a batch now (a full disk, an I/O error, a file that is no longer a
     sink file): nothing of the batch was recorded delivered, and it goes out again later."""
+
+
+class DatabaseBusy(StoreError):
+    """Another process held a lock on the database for longer than the wait bound; nothing
+    was changed. Trying again later may succeed."""
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a message, every non-printable character escaped (``'a\\nb'``)."""
+    escaped = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return f"'{escaped}'"

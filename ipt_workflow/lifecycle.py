@@ -30,6 +30,7 @@ from .model import (
     Reminder,
     Session,
     SessionStatus,
+    reference_problem,
 )
 from .planner import counts, phase_of_state, plan, reminder_id, sessions
 from .protocol import ClinicPolicy, Condition, Protocol
@@ -191,11 +192,8 @@ def new_course(
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"])
-        if err["type"] == "string_pattern_mismatch":
-            raise InvalidInput(
-                f"{field}: '{err['input']}' is not a pseudonymous reference "
-                "(1-64 letters, digits, '.', '_', ':' or '-'; no spaces, never a name)"
-            ) from None
+        if err["type"] == "string_pattern_mismatch":  # a client reference is never repeated
+            raise InvalidInput(reference_problem(str(err["input"]), field, echo=field != "client")) from None
         raise InvalidInput(f"{field}: {err['msg']}") from None
 
 

@@ -4,20 +4,26 @@ plain results. The clock is read by the caller (CLI or ``Workflow``), never here
 from __future__ import annotations
 
 import csv
+import ctypes
 import gc
 import io
 import os
 import secrets
+import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from time import time_ns
+from time import sleep, time_ns
 from typing import Any
 
-from .errors import ConflictError, InvalidInput, IptError, StoreError
+from .errors import ConflictError, CourseExists, InvalidInput, IptError, StoreError, shown
+from .inputs import read_regular_file
 from .lifecycle import apply, new_course
-from .model import Course, Effects, Plan, Session
+from .model import Course, Effects, Plan, Session, check_reference
 from .planner import plan, session_reminders, sessions, slot_warnings
 from .protocol import Protocol
 from .rulefiles import Rulebook, load_rules
@@ -88,7 +94,7 @@ def build_course(
 def store_course(store: SqlStore, rules: Rulebook, course: Course, p: Plan, now: datetime) -> Created:
     """Store a course built by ``build_course``; refuses an id that is taken."""
     if store.existing_ids([course.id]):
-        raise InvalidInput(f"--id: course '{course.id}' already exists")
+        raise CourseExists(f"--id: course {shown(course.id)} already exists")
     stored = store.add(course, p, now)
     return Created(stored, p, slot_warnings(stored, rules.clinic))
 
@@ -158,37 +164,54 @@ class _Row:
 
 def read_csv(path: Path) -> tuple[list[str], list[_Row], list[str]]:
     """(problems of the header, the data rows, problems of rows) of a course CSV. Raises
-    InvalidInput if the file cannot be read."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InvalidInput(f"{path}: cannot read: {reason}") from None
+    InvalidInput if the file cannot be read, is not a regular file, or breaks the CSV format
+    (a field over the ``csv`` module's limit of 131,072 characters, say) at ``FILE:LINE``."""
+    text = read_regular_file(path, encoding="utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
+    columns = f"(columns: {', '.join(CSV_COLUMNS)}[, id])"
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise InvalidInput(f"{path}:1: empty file (header: {', '.join(CSV_COLUMNS)}[, id])") from None
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}:{reader.line_num}: {_csv_problem(exc)}") from None
     header_problems: list[str] = []
     missing = [c for c in CSV_COLUMNS if c not in header]
     unknown = [c for c in header if c not in CSV_COLUMNS + CSV_OPTIONAL]
+    twice = [c for i, c in enumerate(header) if c in header[:i]]
     if missing:
-        header_problems.append(f"{path}:1: missing column '{missing[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
+        header_problems.append(f"{path}:1: missing column '{missing[0]}' {columns}")
     if unknown:
-        header_problems.append(f"{path}:1: unknown column '{unknown[0]}' (columns: {', '.join(CSV_COLUMNS)}[, id])")
+        header_problems.append(f"{path}:1: unknown column {shown(unknown[0])} {columns}")
+    if twice:
+        header_problems.append(f"{path}:1: column {shown(twice[0])} is given twice {columns}")
     if header_problems:
         return header_problems, [], []
     problems: list[str] = []
     rows = []
-    for record in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue
-        if len(record) != len(header):
-            problems.append(f"{path}:{line}: {len(record)} fields, the header has {len(header)}")
-            continue
-        rows.append(_Row(line, {h: v.strip() for h, v in zip(header, record, strict=True)}))
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(record) != len(header):
+                problems.append(f"{path}:{line}: {len(record)} fields, the header has {len(header)}")
+                continue
+            values = {h: v.strip() for h, v in zip(header, record, strict=True)}
+            control = next((h for h, v in values.items() if not v.isprintable()), None)
+            if control is not None:  # never echoed: it may be a client reference
+                problems.append(f"{path}:{line}: {control}: control characters are not allowed")
+                continue
+            rows.append(_Row(line, values))
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}:{reader.line_num}: {_csv_problem(exc)}") from None
     return [], rows, problems
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field limit" in str(exc):
+        return f"a field is longer than {csv.field_size_limit():,} characters (the CSV field limit)"
+    return f"not CSV ({exc})"
 
 
 def import_csv(
@@ -254,7 +277,8 @@ def import_csv(
             # workers are forked before the write transaction starts, touch no connection, and
             # leave through os._exit, so no inherited SQLite handle is ever closed by them.
             method = "fork" if "fork" in get_all_start_methods() else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
+            context = get_context(method)
+            with ProcessPoolExecutor(workers, context, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 jobs = [(str(rules.directory), chunk, now, sqlite) for chunk in chunks]
                 report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)))
         else:
@@ -262,6 +286,11 @@ def import_csv(
     except _Abort:
         report.imported = 0
         raise InvalidInput("\n".join(sorted(report.problems, key=_line_order))) from None
+    except CourseExists:  # another writer stored some of these ids after they were checked
+        taken = store.existing_ids([r.values["id"] for r in checked if r.values.get("id")])
+        lines = [f"{path}:{r.line}: id: course '{r.values['id']}' already exists" for r in checked
+                 if r.values.get("id") in taken]  # fmt: skip
+        raise CourseExists("\n".join(lines) or f"{path}: a course id was taken meanwhile; nothing imported") from None
     report.problems.sort(key=_line_order)
     return report
 
@@ -285,6 +314,25 @@ def _workers(rows: int, rules: Rulebook) -> int:
 
 
 _WORKER_RULES: dict[str, Rulebook] = {}
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker process: end when the importing process ends, however it ends (a killed
+    import must not leave workers asleep on their queue). Linux: the kernel sends SIGKILL
+    (``PR_SET_PDEATHSIG``); everywhere: a thread checks the parent every half second."""
+    if sys.platform == "linux":
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it ended before the line above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ipt-parent-watch", daemon=True).start()
 
 
 def _plan_chunk(job: tuple[str, list[_Row], datetime, bool]) -> tuple[list[str], Rows]:
@@ -323,6 +371,10 @@ def _id_problem(row: _Row, seen: dict[str, int], taken: set[str]) -> str | None:
     course_id = row.values.get("id")
     if not course_id:
         return None
+    try:
+        check_reference(course_id, "id")
+    except InvalidInput as exc:
+        return str(exc)
     if course_id in seen:
         return f"id: '{course_id}' is also on line {seen[course_id]}"
     seen[course_id] = row.line
@@ -336,6 +388,8 @@ def _new_course(rules: Rulebook, row: _Row, now: datetime) -> tuple[Course, Prot
     for column in CSV_COLUMNS:
         if not v.get(column):
             raise InvalidInput(f"{column}: empty")
+    check_reference(v["client"], "client", echo=False)
+    check_reference(v["therapist"], "therapist")
     protocol = rules.protocol(v["protocol"])
     course = new_course(
         protocol, rules.clinic, course_id=v.get("id") or new_course_id(), client=v["client"],

@@ -1,5 +1,7 @@
 """Storage: SQL tables, migrations, the store, and quick row-level reads."""
 
+import os
+
 #: The Alembic revision this version of ipt-workflow writes and reads.
 HEAD_REVISION = "0003"
 
@@ -7,3 +9,18 @@ HEAD_REVISION = "0003"
 PLAN_FIELDS = (
     "number", "phase", "start", "status", "duration_minutes", "format", "participants", "optional_participants",
 )  # fmt: skip
+
+#: How long a command waits for another process's lock on the database before it gives up
+#: (SQLite busy timeout, PostgreSQL ``lock_timeout``), in seconds; ``IPT_LOCK_TIMEOUT`` sets it.
+DEFAULT_LOCK_TIMEOUT = 30.0
+LOCK_TIMEOUT_ENV = "IPT_LOCK_TIMEOUT"
+
+
+def lock_timeout() -> float:
+    """The lock wait bound in seconds: ``IPT_LOCK_TIMEOUT`` when it is a number from 0 to
+    3600, else ``DEFAULT_LOCK_TIMEOUT``. The one place that defines it."""
+    try:
+        seconds = float(os.environ.get(LOCK_TIMEOUT_ENV, ""))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+    return seconds if 0 <= seconds <= 3600 else DEFAULT_LOCK_TIMEOUT

@@ -1,24 +1,33 @@
 """Opening a database: the engine for a URL or path (a new SQLite file private to its
-owner, WAL, BEGIN IMMEDIATE for writes) and the schema check. Loads SQLAlchemy and the table
+owner, WAL, BEGIN IMMEDIATE for writes, a bounded wait for locks) and the schema check; and
+the one-line ``StoreError`` for each way a database can fail. Loads SQLAlchemy and the table
 definitions only, so read-only commands stay quick to start."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from ..errors import StoreError
-from . import HEAD_REVISION
+from ..errors import DatabaseBusy, StoreError
+from . import HEAD_REVISION, LOCK_TIMEOUT_ENV, lock_timeout
+from .files import create_private_file, make_private
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+_LOCK_WAITS: WeakKeyDictionary[Engine, float] = WeakKeyDictionary()  # engine -> its lock wait, for messages
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str, *, create: bool = True, lock_wait: float | None = None) -> Engine:
     """An engine for ``url``: a ``postgresql://`` URL (psycopg 3), an ``sqlite:///`` URL or a
-    plain file path. A new SQLite file is created readable by its owner only."""
+    plain file path. A new SQLite file is created readable by its owner only (``create``;
+    without it a missing file is a StoreError), an existing one is made so. Lock waits are
+    bounded by ``lock_wait`` seconds (default ``storage.lock_timeout()``)."""
+    wait = lock_timeout() if lock_wait is None else lock_wait
     if "://" not in url:
         path = Path(url).expanduser()
         url = f"sqlite:///{path.resolve()}"
@@ -31,27 +40,30 @@ def engine_for(url: str) -> Engine:
     if parsed.drivername.startswith("sqlite"):
         database = parsed.database or ""
         if database and database != ":memory:":
-            try:
-                _create_private_file(Path(database))
-            except OSError as exc:
-                raise StoreError(f"--db: cannot create '{database}': {exc.strerror or exc}") from None
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        _sqlite_setup(engine)
+            _open_file(Path(database), create)
+        engine = create_engine(parsed, connect_args={"timeout": wait})
+        _sqlite_setup(engine, wait)
         return engine
     try:
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
     except Exception as exc:  # an unknown dialect or a missing driver
-        raise StoreError(f"--db: cannot use '{parsed.render_as_string(hide_password=True)}': {exc}") from None
+        raise StoreError(f"--db: cannot use '{_shown_url(parsed)}': {exc}") from None
+    if engine.dialect.name == "postgresql":
+        _postgresql_setup(engine, wait)
+    return engine
 
 
-def _create_private_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
+def _open_file(path: Path, create: bool) -> None:
+    if not create and not path.exists():
+        raise StoreError(f"no database at {path} (course create or import makes one)")
+    try:
+        create_private_file(path)
+    except OSError as exc:
+        raise StoreError(f"--db: cannot create '{path}': {exc.strerror or exc}") from None
+    make_private(path)
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, wait: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we say BEGIN ourselves
@@ -59,7 +71,7 @@ def _sqlite_setup(engine: Engine) -> None:
         pragmas = (
             "journal_mode=WAL",
             "foreign_keys=ON",
-            "busy_timeout=30000",
+            f"busy_timeout={int(wait * 1000)}",
             "synchronous=NORMAL",
             "cache_size=-65536",
         )
@@ -71,6 +83,20 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.pop("immediate", False) else "BEGIN")
 
+    _LOCK_WAITS[engine] = wait
+
+
+def _postgresql_setup(engine: Engine, wait: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(wait * 1000)}")
+        dbapi_connection.autocommit = autocommit
+
+    _LOCK_WAITS[engine] = wait
+
 
 def upgrade(engine: Engine) -> None:
     """Create or upgrade ipt-workflow's tables to the current schema (Alembic, version table
@@ -80,7 +106,7 @@ def upgrade(engine: Engine) -> None:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
+    config.set_main_option("script_location", str(MIGRATIONS))
     with engine.connect() as conn:
         conn.info["immediate"] = True  # SQLite: take the write lock first, so a second process waits
         with conn.begin():
@@ -89,16 +115,27 @@ def upgrade(engine: Engine) -> None:
 
 
 def describe(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return _shown_url(engine.url)
+
+
+def _shown_url(url: Any) -> str:
+    """A URL fit for a message: no password, no query (it may carry options or secrets)."""
+    return str(url.set(query={}).render_as_string(hide_password=True))
 
 
 def ensure_schema(engine: Engine) -> None:
     """Check the database answers and holds the current schema; create or upgrade it if
-    not. Raises StoreError naming the database (never its password)."""
+    not. Raises StoreError naming the database (never its password), and refuses a schema
+    newer than this version knows without changing anything."""
     try:
         with engine.connect() as conn:
             current = revision(conn)
         if current != HEAD_REVISION:
+            if current is not None and not _known_revision(current):
+                raise StoreError(
+                    f"database '{describe(engine)}' has schema revision {current}, newer than this version of "
+                    f"ipt-workflow knows (up to {HEAD_REVISION}): upgrade ipt-workflow; nothing was changed"
+                )
             try:
                 upgrade(engine)
             except DBAPIError:
@@ -107,9 +144,17 @@ def ensure_schema(engine: Engine) -> None:
                 with engine.connect() as conn:
                     if revision(conn) != HEAD_REVISION:
                         raise
-    except (OperationalError, DBAPIError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreError(f"database '{describe(engine)}' cannot be used: {reason}") from None
+    except DBAPIError as exc:
+        raise database_error(exc, engine) from None
+
+
+def _known_revision(name: str) -> bool:
+    from alembic.script import ScriptDirectory
+
+    try:
+        return ScriptDirectory(str(MIGRATIONS)).get_revision(name) is not None
+    except Exception:  # alembic's own "can't locate revision"
+        return False
 
 
 def revision(conn: Connection) -> str | None:
@@ -120,3 +165,27 @@ def revision(conn: Connection) -> str | None:
         return None
     value = conn.exec_driver_sql("SELECT version_num FROM ipt_alembic_version").scalar()
     return str(value) if value is not None else None
+
+
+def database_error(exc: BaseException, engine: Engine | str) -> StoreError:
+    """The one-line StoreError for a failure of the database (SQLAlchemy's error or the
+    driver's): busy past the lock wait (``DatabaseBusy``), disk full, I/O error, read-only,
+    or else its first line. Never the statement or its parameters (client references)."""
+    orig = getattr(exc, "orig", None) or exc
+    where = engine if isinstance(engine, str) else describe(engine)
+    wait = lock_timeout() if isinstance(engine, str) else _LOCK_WAITS.get(engine, lock_timeout())
+    name = str(getattr(orig, "sqlite_errorname", "") or "")
+    state = str(getattr(orig, "sqlstate", "") or "")
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or state == "55P03" or "database is locked" in first:
+        return DatabaseBusy(
+            f"database '{where}' is busy: still locked by another process after {wait:g} s "
+            f"({LOCK_TIMEOUT_ENV}); nothing was changed, try again later"
+        )
+    if name == "SQLITE_FULL" or state == "53100" or "database or disk is full" in first:
+        return StoreError(f"database '{where}': the disk is full; nothing was written")
+    if name.startswith("SQLITE_IOERR") or state.startswith("58") or "disk I/O error" in first:
+        return StoreError(f"database '{where}': disk I/O error; nothing was written")
+    if name.startswith("SQLITE_READONLY") or state == "25006" or "readonly database" in first:
+        return StoreError(f"database '{where}' is read-only; nothing was written")
+    return StoreError(f"database '{where}' cannot be used: {first}")

@@ -11,12 +11,12 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnknownName
+from ..errors import UnknownName, shown
 from ..wallclock import iso_utc
-from . import HEAD_REVISION, PLAN_FIELDS
+from . import HEAD_REVISION, PLAN_FIELDS, lock_timeout
+from .files import make_private, sqlite_path
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -27,15 +27,22 @@ Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 
 @contextmanager
 def open_query(db: str | Engine) -> Iterator[Query]:
-    """A function that runs SQL (``:name`` parameters) and returns rows as dicts."""
-    path = _sqlite_path(db) if isinstance(db, str) else None
+    """A function that runs SQL (``:name`` parameters) and returns rows as dicts. Never
+    creates a database: a missing SQLite file is a StoreError. A failure of the database
+    (busy past the lock wait, I/O) is a one-line StoreError."""
+    path = sqlite_path(db) if isinstance(db, str) else None
     if path is not None and path.is_file():
-        conn = sqlite3.connect(path, timeout=30)  # only SELECTs run on it
+        make_private(path)
+        conn = sqlite3.connect(path, timeout=lock_timeout())  # only SELECTs run on it
         try:
             conn.row_factory = sqlite3.Row
             if _revision(conn) == HEAD_REVISION:
                 yield lambda sql, params: [dict(r) for r in conn.execute(sql, params)]
                 return
+        except sqlite3.Error as exc:
+            from .engine import database_error
+
+            raise database_error(exc, f"sqlite:///{path}") from None
         finally:
             conn.close()
     yield from _engine_query(db)
@@ -43,33 +50,30 @@ def open_query(db: str | Engine) -> Iterator[Query]:
 
 def _engine_query(db: str | Engine) -> Iterator[Query]:
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
 
-    from .engine import engine_for, ensure_schema
+    from .engine import database_error, engine_for, ensure_schema
 
-    engine = engine_for(db) if isinstance(db, str) else db  # an engine passed in is set up already
+    engine = engine_for(db, create=False) if isinstance(db, str) else db  # an engine passed in is set up already
     try:
         if isinstance(db, str):
             ensure_schema(engine)
         with engine.connect() as conn:
             yield lambda sql, params: [dict(r) for r in conn.execute(text(sql), params).mappings()]
+    except DBAPIError as exc:
+        raise database_error(exc, engine) from None
     finally:
         if isinstance(db, str):
             engine.dispose()
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if "://" not in url:
-        return Path(url).expanduser().resolve()
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///"))
-    return None
-
-
 def _revision(conn: sqlite3.Connection) -> str | None:
     try:
         row = conn.execute("SELECT version_num FROM ipt_alembic_version").fetchone()
-    except sqlite3.Error:
-        return None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
     return str(row[0]) if row else None
 
 
@@ -121,7 +125,7 @@ def reminder_documents(
     ``start <= due < until``, in due order."""
     sql, params = _reminder_sql(course, start, until, status, limit)
     with open_query(db) as query:
-        sqlite = _sqlite_path(db) is not None if isinstance(db, str) else db.dialect.name == "sqlite"
+        sqlite = sqlite_path(db) is not None if isinstance(db, str) else db.dialect.name == "sqlite"
         if sqlite:
             params = {k: _sqlite_instant(v) for k, v in params.items()}
         rows = query(sql, params)
@@ -153,7 +157,7 @@ def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
     with open_query(db) as query:
         found = query("SELECT * FROM ipt_courses WHERE id = :id", {"id": course_id})
         if not found:
-            raise UnknownName(f"unknown course '{course_id}'")
+            raise UnknownName(f"unknown course {shown(course_id)}")
         row = found[0]
         if row["plan"] is None:
             return None

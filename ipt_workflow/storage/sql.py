@@ -31,9 +31,9 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from ..errors import ConflictError, UnknownName
+from ..errors import ConflictError, CourseExists, UnknownName, shown
 from ..model import (
     ACTIVE_STATES,
     Course,
@@ -49,7 +49,7 @@ from ..model import (
 )
 from . import HEAD_REVISION
 from . import schema as t
-from .engine import engine_for, ensure_schema, upgrade
+from .engine import database_error, engine_for, ensure_schema, upgrade
 from .reads import reminder_documents
 from .schema import to_text
 
@@ -67,6 +67,10 @@ class SqlStore:
         self.owns_engine = owns_engine
         self.dialect = engine.dialect.name
         self._ready = False
+        # The driver's own errors too: the bulk path writes through the raw connection (COPY).
+        dbapi = engine.dialect.loaded_dbapi
+        self._integrity_errors: tuple[type[Exception], ...] = (IntegrityError, dbapi.IntegrityError)
+        self._database_errors: tuple[type[Exception], ...] = (DBAPIError, dbapi.Error)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -87,18 +91,31 @@ class SqlStore:
         self._ready = False
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, adding: bool = False) -> Iterator[Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite). A failure of the database is
+        a one-line StoreError (``DatabaseBusy`` past the lock wait); when ``adding`` courses, a
+        key another writer took first is ``CourseExists``. Either way it is rolled back."""
         self.ensure_schema()
-        with self.engine.connect() as conn:
-            conn.info["immediate"] = True
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                conn.info["immediate"] = True
+                with conn.begin():
+                    yield conn
+        except self._integrity_errors as exc:
+            if adding:
+                raise CourseExists("a course id is already taken") from None
+            raise database_error(exc, self.engine) from None
+        except self._database_errors as exc:
+            raise database_error(exc, self.engine) from None
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         self.ensure_schema()
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except self._database_errors as exc:
+            raise database_error(exc, self.engine) from None
 
     # ------------------------------------------------------------ reads
 
@@ -110,7 +127,7 @@ class SqlStore:
     def _load(self, conn: Connection, course_id: str) -> Course:
         row = conn.execute(select(t.courses).where(t.courses.c.id == course_id)).mappings().first()
         if row is None:
-            raise UnknownName(f"unknown course '{course_id}'")
+            raise UnknownName(f"unknown course {shown(course_id)}")
         hist = conn.execute(
             select(t.history).where(t.history.c.course_id == course_id).order_by(t.history.c.seq)
         ).mappings()
@@ -475,8 +492,12 @@ class SqlStore:
     # ------------------------------------------------------------ writes
 
     def add(self, course: Course, plan: Plan, now: datetime) -> Course:
-        """Store a new course with its plan and reminders; returns it at version 1."""
-        self.add_many([(course, plan)], now)
+        """Store a new course with its plan and reminders; returns it at version 1. Raises
+        CourseExists (nothing written) when its id is taken, even by a writer racing this one."""
+        try:
+            self.add_many([(course, plan)], now)
+        except CourseExists:
+            raise CourseExists(f"--id: course {shown(course.id)} already exists") from None
         return course.model_copy(update={"version": 1})
 
     def add_many(self, items: Iterable[tuple[Course, Plan]], now: datetime, batch: int = 2000) -> int:
@@ -497,11 +518,12 @@ class SqlStore:
 
     def write_batches(self, batches: Iterable[Rows]) -> int:
         """Write batches of new-course rows (from ``build_rows``) in one transaction; returns
-        how many courses. An exception from ``batches`` rolls every batch back."""
+        how many courses. An exception from ``batches`` rolls every batch back; so does a
+        course id another writer took meanwhile (``CourseExists``)."""
         done = 0
         gc.disable()  # hundreds of thousands of short-lived objects: the cyclic collector only slows this
         try:
-            with self._bulk_journal(), self._write() as conn:
+            with self._bulk_journal(), self._write(adding=True) as conn:
                 # Into an empty table, building the due index once at the end (a sort) beats
                 # keeping it up to date row by row; it is part of the same transaction.
                 rebuild = conn.execute(select(t.reminders.c.id).limit(1)).first() is None
@@ -541,12 +563,15 @@ class SqlStore:
         try:
             yield
         finally:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("PRAGMA cache_size=-65536")
-                conn.exec_driver_sql("PRAGMA temp_store=DEFAULT")
-            if switched:
+            try:
                 with self.engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                    conn.exec_driver_sql("PRAGMA cache_size=-65536")
+                    conn.exec_driver_sql("PRAGMA temp_store=DEFAULT")
+                if switched:
+                    with self.engine.connect() as conn:
+                        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            except DBAPIError:
+                pass  # the import's own outcome is what counts; every new connection asks for WAL
 
     def save(self, before: Course, after: Course, plan: Plan, effects: Effects, now: datetime) -> Course:
         """Write one applied event atomically; ``before`` is the course as it was read.
