@@ -395,7 +395,9 @@ def course_event(
     if at:
         current = app.store.load(course_id)
         when = parse_instant(at, zone(current.timezone), "--at")
-    applied = services.apply_event(app.store, app.rules, course_id, event, when, clock, data, expect_version)
+    applied = services.apply_event(
+        app.store, app.rules, course_id, event, when, clock, data, expect_version, at_name="--at"
+    )
     if as_json:
         from ipt_workflow.views import course_json
 
@@ -546,12 +548,13 @@ def daemon(
     # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     clinic = app.rules.clinic
+    start = app.now(now) if now else None  # a bad --now is refused before any sink file is made
     targets = [sink_for(spec) for spec in (sinks or ("stdout",))]
     try:
         if once:
             from ipt_workflow.digests import record_digests
 
-            at = app.now(now) if now else precise_clock()
+            at = start or precise_clock()
             record_digests(app.store, clinic, at)
             result = dispatch_due(app.store, at, targets, batch=batch)
             summary = f"delivered {result.delivered}, skipped {result.skipped}"
@@ -561,7 +564,7 @@ def daemon(
             return
         from ipt_workflow.daemon import Daemon
 
-        clock = clock_from(app.now(now)) if now else precise_clock
+        clock = clock_from(start) if start else precise_clock
         Daemon(app.store, targets, clock, sweep_seconds, health_file, clinic, batch=batch).run()
     finally:
         for target in targets:
