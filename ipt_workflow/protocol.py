@@ -429,7 +429,26 @@ def check_cron(expr: str) -> str:
             problem = _cron_part_problem(part, name, low, high, names)
             if problem:
                 raise ValueError(f"'{expr}': {name}: {problem}")
+    days, months = _cron_values(fields[2], 1, 31, ()), _cron_values(fields[3], 1, 12, _CRON_FIELDS[3][3])
+    if not any(day <= _MONTH_DAYS[month - 1] for day in days for month in months):
+        raise ValueError(f"'{expr}': never fires (no such day in those months)")
     return expr
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _cron_values(text: str, low: int, high: int, names: tuple[str, ...]) -> set[int]:
+    """The values a checked crontab field names."""
+    out: set[int] = set()
+    for part in text.lower().split(","):
+        body, slash, step_text = part.partition("/")
+        bounds = [names.index(v) + 1 if v in names else int(v) for v in body.split("-")] if body != "*" else []
+        first, last = (bounds[0], bounds[-1]) if bounds else (low, high)
+        if slash and len(bounds) == 1:
+            last = high
+        out.update(range(first, last + 1, int(step_text) if slash else 1))
+    return out
 
 
 def _cron_part_problem(part: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
