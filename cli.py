@@ -473,7 +473,9 @@ def course_event(
     if at:
         current = store.load(course_id)
         when = parse_instant(at, zone(current.timezone), "--at")
-    applied = services.apply_event(store, app.rules, course_id, event, when, clock, data, expect_version)
+    applied = services.apply_event(
+        store, app.rules, course_id, event, when, clock, data, expect_version, at_name="--at"
+    )
     if as_json:
         from ipt_workflow.views import course_json
 
@@ -654,6 +656,7 @@ def daemon(
     # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     clinic = app.rules.clinic
+    start = app.now(now) if now else None  # a bad --now is refused before any sink file is made
     if health_file is not None:
         check_health_file(health_file)
     # All sinks are checked before any is opened, and before anything is claimed.
@@ -668,13 +671,13 @@ def daemon(
     lease = timedelta(seconds=lease_seconds)
     try:
         if once:
-            at = app.now(now) if now else precise_clock()
+            at = start or precise_clock()
             with once_errors(store, lock_wait):
                 run_once(store, clinic, at, targets, batch, lease, dry_run)
             return
         from ipt_workflow.daemon import Daemon
 
-        clock = clock_from(app.now(now)) if now else precise_clock
+        clock = clock_from(start) if start else precise_clock
         running = Daemon(store, targets, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
                          lock_wait=lock_wait)  # fmt: skip
         for target in targets:

@@ -33,8 +33,8 @@ from .model import (
     reference_problem,
 )
 from .planner import counts, phase_of_state, plan, reminder_id, sessions
-from .protocol import ClinicPolicy, Condition, Protocol
-from .wallclock import local_instant, zone
+from .protocol import ClinicPolicy, Condition, EvaluationError, Protocol
+from .wallclock import check_year, local_instant, zone
 
 S = CourseState
 _ACTIVE = [s.value for s in S if s in ACTIVE_STATES]
@@ -77,20 +77,25 @@ GUARD_KEYS: tuple[str, ...] = tuple(dict.fromkeys(step.guard for step in TABLE i
 class _Adapter:
     """What the shared machine drives: a state, the facts guards read, and why it refused."""
 
-    __slots__ = ("facts", "failed", "resume_to", "state")
+    __slots__ = ("error", "facts", "failed", "resume_to", "state")
 
     def __init__(self, state: str, facts: Mapping[str, Any], resume_to: str | None) -> None:
         self.state = state
         self.facts = facts
         self.resume_to = resume_to
         self.failed: Condition | None = None
+        self.error: str | None = None  # a guard that could not be evaluated, and why
 
 
-def _guarded(condition: Condition) -> Callable[[EventData], bool]:
+def _guarded(condition: Condition, key: str) -> Callable[[EventData], bool]:
     def check(ev: EventData) -> bool:
         model = ev.model
         assert isinstance(model, _Adapter)
-        ok = condition.check(model.facts)
+        try:
+            ok = condition.check(model.facts)
+        except EvaluationError as exc:
+            model.error = f"guard '{key}': condition '{condition.source}' cannot be evaluated: {exc}"
+            return False
         if not ok:
             model.failed = condition
         return ok
@@ -123,8 +128,8 @@ class Lifecycle:
         for step in TABLE:
             conditions: list[Callable[[EventData], bool]] = []
             guard = protocol.guard(step.guard) if step.guard else None
-            if guard is not None:
-                conditions.append(_guarded(guard))
+            if guard is not None and step.guard is not None:
+                conditions.append(_guarded(guard, step.guard))
             if step.event == "resume":
                 conditions.append(_resume_to(str(step.dest)))
             rows.append(
@@ -145,6 +150,11 @@ class Lifecycle:
         adapter = _Adapter(state, facts, resume_to)
         taken = bool(self.machine.events[event].trigger(adapter))
         return taken, adapter
+
+
+class _Unevaluable(Refused):
+    """Refused because a guard or rule condition could not be evaluated on the course's facts:
+    never taken as "the rule's transition is not possible now"."""
 
 
 _MACHINES: dict[int, tuple[Protocol, Lifecycle]] = {}
@@ -175,7 +185,7 @@ def new_course(
     zone(timezone)
     now = _aware(now, "now")
     try:
-        return Course(
+        course = Course(
             id=course_id,
             client=client,
             therapist=therapist,
@@ -195,11 +205,15 @@ def new_course(
         if err["type"] == "string_pattern_mismatch":  # a client reference is never repeated
             raise InvalidInput(reference_problem(str(err["input"]), field, echo=field != "client")) from None
         raise InvalidInput(f"{field}: {err['msg']}") from None
+    check_year(course.start, "start")
+    return course
 
 
 def _aware(value: datetime, where: str) -> datetime:
+    """``value`` in UTC; raises InvalidInput when it is naive or outside the years allowed."""
     if value.tzinfo is None:
         raise InvalidInput(f"{where}: '{value.isoformat()}' has no UTC offset")
+    check_year(value, where)
     return value.astimezone(UTC)
 
 
@@ -311,9 +325,16 @@ def apply(
     new_ids = {r.id for r in after}
     return new, Effects(
         added=[r for r in after if r.id not in old_ids],
-        cancelled=[r.id for r in before if r.id not in new_ids],
+        cancelled=[r.id for r in before if r.id not in new_ids and not raised(r, at)],
         history=new.history[len(course.history) :],
     )
+
+
+def raised(reminder: Reminder, at: datetime) -> bool:
+    """A therapist alert already raised at ``at``: emitted by a rule, or due by then. No later
+    event cancels one (a safety alert must reach the therapist, even after a withdrawal);
+    only reminders of sessions that will not happen, not yet due, are cancelled."""
+    return reminder.audience == "therapist" and (reminder.rule is not None or reminder.due <= at)
 
 
 def why_not(
@@ -357,6 +378,8 @@ def _apply(
     f = facts(course, protocol, policy, event, data, at)
     resume_to = course.pauses[-1].resume_to.value if course.pauses else None
     taken, adapter = machine.trigger(event, state, f, resume_to)
+    if adapter.error is not None:
+        raise _Unevaluable(event, state, f"{adapter.error} (fix the rule file)")
     if not taken:
         why = adapter.failed.explain(f) if adapter.failed else "no transition's condition holds"
         raise Refused(event, state, f"condition not met: {why}")
@@ -369,7 +392,7 @@ def _apply(
         entry = entry.model_copy(update={"data": {**data, **changes.pop("data_note")}})
         changes["history"] = [*course.history, entry]
     new = course.model_copy(update=changes)
-    return _run_rules(new, event, at, data, protocol, policy, depth)
+    return _run_rules(new, event, at, data, protocol, policy, depth, state)
 
 
 def _prepare(
@@ -463,8 +486,10 @@ def _run_rules(
     protocol: Protocol,
     policy: ClinicPolicy,
     depth: int,
+    state: str,
 ) -> Course:
-    """Fire every rule ``event`` sets off, in file order, on the facts after the event."""
+    """Fire every rule ``event`` sets off, in file order, on the facts after the event. A
+    condition that cannot be evaluated refuses the event (``state``: the state it met)."""
     f: dict[str, Any] | None = None
     for rule in protocol.rules:
         if rule.trigger and event not in rule.trigger:
@@ -474,7 +499,16 @@ def _run_rules(
         if rule.condition is not None:
             if f is None:
                 f = facts(course, protocol, policy, event, data, at)
-            if not rule.condition.check(f):
+            try:
+                holds = rule.condition.check(f)
+            except EvaluationError as exc:
+                raise _Unevaluable(
+                    event,
+                    state,
+                    f"rule '{rule.id}': condition '{rule.condition.source}' cannot be evaluated: {exc} "
+                    "(fix the rule file)",
+                ) from None
+            if not holds:
                 continue
         fired = False
         for action in rule.actions:
@@ -491,6 +525,8 @@ def _run_rules(
                 try:
                     course = _apply(course, action.transition, at, {}, protocol, policy, rule.id, depth + 1)
                     fired = True
+                except _Unevaluable:
+                    raise
                 except Refused:
                     continue  # the rule's transition is not possible now: nothing to take
                 f = None

@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .errors import InvalidInput
 from .model import (
     Course,
     CourseState,
@@ -28,7 +29,7 @@ from .model import (
     SessionStatus,
 )
 from .protocol import ClinicPolicy, Protocol
-from .wallclock import format_duration, local_instant, parse_duration, zone
+from .wallclock import check_year, format_duration, local_instant, parse_duration, zone
 
 DEFAULT_LEADS = {"termination_prep": [timedelta(hours=48)]}
 _PHASE_OF_STATE = {
@@ -39,6 +40,7 @@ _PHASE_OF_STATE = {
     CourseState.termination: "termination",
 }
 _COUNTED = (SessionStatus.held, SessionStatus.planned)
+_LAST_SLOT_DAY = date(9000, 1, 1)  # far past any real plan, far enough from date.max
 
 
 def phase_of_state(state: CourseState) -> str:
@@ -199,14 +201,19 @@ def _slots(
     first_step: int,
     occupied: set[int],
 ) -> Iterator[tuple[int, datetime]]:
-    """(step, local start) of each usable slot from ``first_step`` on."""
+    """(step, local start) of each usable slot from ``first_step`` on. Raises InvalidInput
+    rather than run past the year 9000 (a course or protocol built by hand, unchecked)."""
+    check_year(course.start, "start")
     cadence = timedelta(weeks=protocol.cadence_weeks)
+    last_step = (_LAST_SLOT_DAY - course.start) // cadence
     pauses = [(p.start, p.end) for p in course.pauses if p.end is not None]
     step = first_step
     misses = 0
     while True:
+        if step > last_step:
+            raise InvalidInput("plan: no open session slot found before the year 9000; check cadence_weeks")
         if misses > 10_000:  # every day closed for ~200 years: a policy no clinic has
-            raise RuntimeError("no open slot found; check closures and working days")
+            raise InvalidInput("plan: 10,000 slots in a row are closed; check closures and working days")
         day = course.start + cadence * step
         this_step = step
         step += 1
@@ -221,8 +228,12 @@ def _slots(
                 continue
             day = moved
         start = local_instant(day, course.slot, tz)
-        if any(p0 <= start < p1 for p0, p1 in pauses):  # where the session would really be
-            misses += 1
+        pause_end = next((p1 for p0, p1 in pauses if p0 <= start < p1), None) if pauses else None
+        if pause_end is not None:  # the session would really start inside a finished pause
+            # Skip to the last steps before the pause ends: every step whose day (moved by up
+            # to a cadence for a holiday) is before the end's local date lies in the pause.
+            days = (pause_end.astimezone(tz).date() - course.start).days
+            step = max(step, days // cadence.days - 1)
             continue
         yield this_step, start
 
@@ -239,12 +250,12 @@ def _next_working_day(policy: ClinicPolicy, day: date, before: date) -> date | N
 def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     """The course's sessions and all its reminders, each list in time order.
 
-    A withdrawn course has no reminders; a paused one none for planned sessions;
-    a completed one gets its follow-ups.
+    A withdrawn course keeps only the therapist alerts already raised; a paused one has no
+    reminders for planned sessions; a completed one gets its follow-ups.
     """
     all_sessions = sessions(course, protocol, policy)
     if course.state is CourseState.withdrawn:
-        return Plan(sessions=all_sessions, reminders=[])
+        return Plan(sessions=all_sessions, reminders=[a for a in course.alerts if a.audience == "therapist"])
     cid = course.id
     reminders: list[Reminder] = [
         _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})
@@ -272,7 +283,8 @@ def session_reminders(
     course: Course, protocol: Protocol, policy: ClinicPolicy, all_sessions: list[Session]
 ) -> list[RawReminder]:
     """(id, kind, audience, due, session) of every reminder scheduled before a session, as
-    plain tuples (``plan`` validates them; a bulk import writes them as they are)."""
+    plain tuples (``plan`` validates them; a bulk import writes them as they are). A session
+    already held keeps only its therapist reminders: the client's are for nothing now."""
     tz = zone(course.timezone)
     leads = _leads_of(protocol, policy)
     quiet = leads.quiet
@@ -290,10 +302,13 @@ def session_reminders(
         k += 1
         if s.status not in _COUNTED or (paused and s.status is SessionStatus.planned):
             continue
-        items = leads.session
-        for item, (baseline, every) in zip(leads.measure, leads.measure_every, strict=True):
-            if (baseline and k == 1) or (k > 1 and (k - 1) % every == 0):
-                items = (*items, item)
+        if s.status is SessionStatus.planned:
+            items = leads.session
+            for item, (baseline, every) in zip(leads.measure, leads.measure_every, strict=True):
+                if (baseline and k == 1) or (k > 1 and (k - 1) % every == 0):
+                    items = (*items, item)
+        else:
+            items = ()
         if k == prep_k:
             items = items + leads.prep
         start_utc, start_key, number = s.start.astimezone(UTC), s.start.isoformat(), s.number

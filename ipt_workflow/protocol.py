@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from datetime import date, time, timedelta
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,13 +18,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from ._cel import cel
+from ._cel import MAX_CONDITION_LENGTH, cel, cost_problem
 from .model import ACTIVE_STATES, BUILTIN_KINDS, BUILTIN_PROBLEM_AREAS
-from .wallclock import parse_duration, parse_time, zone
+from .wallclock import check_year, parse_duration, parse_time, zone
 
 SCHEMA_VERSION = 1
 
@@ -82,8 +83,13 @@ def _check_schema(v: int) -> int:
     return v
 
 
+class EvaluationError(Exception):
+    """A condition that compiled and passed its trial could not be evaluated on these facts
+    (a division by zero, a key the event data lacks...); ``str()`` says why, in one line."""
+
+
 class Condition:
-    """A compiled, name-checked CEL condition; ``check(facts)`` returns a bool."""
+    """A compiled, name-checked, cost-bounded CEL condition; ``check(facts)`` returns a bool."""
 
     __slots__ = ("names", "program", "source")
 
@@ -92,6 +98,8 @@ class Condition:
         if not isinstance(source, str) or not source.strip():
             raise ValueError("a condition must be a non-empty CEL expression")
         self.source = source
+        if len(source) > MAX_CONDITION_LENGTH:
+            raise ValueError(f"a condition is at most {MAX_CONDITION_LENGTH} characters (this one has {len(source)})")
         try:
             self.program = cel.compile(source)
         except ValueError as exc:
@@ -104,19 +112,28 @@ class Condition:
         bad = [f for f in self.program.functions() if not (f.startswith(("_", "@", "!", "-")) or f in _CEL_FUNCTIONS)]
         if bad:
             raise ValueError(f"unknown function '{bad[0]}' in '{source}'")
+        costly = cost_problem(source)
+        if costly:
+            raise ValueError(f"'{source}': {costly}")
         try:
-            result = self.program.execute(SAMPLE_FACTS)
-        except (TypeError, RuntimeError, ValueError) as exc:
-            raise ValueError(f"'{source}' cannot be evaluated: {_first_line(str(exc))}") from None
+            result = self.evaluate(SAMPLE_FACTS)
+        except EvaluationError as exc:
+            raise ValueError(f"'{source}' cannot be evaluated: {exc}") from None
         if not isinstance(result, bool):
             raise ValueError(f"'{source}' must be true or false, not {type(result).__name__}")
 
-    def check(self, facts: Mapping[str, Any]) -> bool:
-        """Evaluate on ``facts``; a run-time CEL error counts as false."""
+    def evaluate(self, facts: Mapping[str, Any]) -> Any:
+        """The value of the condition on ``facts``; raises EvaluationError for any error."""
         try:
-            return self.program.execute(dict(facts)) is True
-        except (TypeError, RuntimeError, ValueError):
-            return False
+            return self.program.execute(dict(facts))
+        except KeyError as exc:
+            raise EvaluationError(f"no such key {exc}") from None
+        except Exception as exc:  # the engine raises ZeroDivisionError, IndexError, OverflowError...
+            raise EvaluationError(_first_line(str(exc)) or type(exc).__name__) from None
+
+    def check(self, facts: Mapping[str, Any]) -> bool:
+        """Evaluate on ``facts``: True only for the value true; raises EvaluationError."""
+        return self.evaluate(facts) is True
 
     def explain(self, facts: Mapping[str, Any]) -> str:
         """The condition with the values of the facts it names, for refusal messages."""
@@ -141,10 +158,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+#: Bounds on rule-file values, so that a plan stays finite and small, every date it computes
+#: stays within Python's range, and every name fits its database column (storage/schema.py).
+MAX_SESSIONS = 100
+MAX_CADENCE_WEEKS = 52
+NAME_LENGTH = 64  # protocol ids, rule ids, problem areas
+SHORT_LENGTH = 32  # versions, reminder kinds
+
+
 class SessionCounts(_Strict):
     min: int = Field(ge=1)
     planned: int = Field(ge=1)
-    max: int = Field(ge=1)
+    max: int = Field(ge=1, le=MAX_SESSIONS)
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionCounts:
@@ -184,9 +209,9 @@ class MeasureSchedule(_Strict):
 
 
 class ReminderKind(_Strict):
-    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=SHORT_LENGTH)
     audience: Literal["client", "therapist"]
-    leads: list[str] = Field(default_factory=list)
+    leads: list[str] = Field(default_factory=list, max_length=10)
 
     @field_validator("leads")
     @classmethod
@@ -208,7 +233,7 @@ class Action(_Strict):
 
 
 class Rule(_Strict):
-    id: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$")
+    id: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=NAME_LENGTH)
     trigger: list[str] = Field(default_factory=list, description="events that set the rule off")
     when: str | None = None
     once: bool = False
@@ -233,7 +258,7 @@ class Rule(_Strict):
 
 
 class JointSessions(_Strict):
-    who: str = Field(pattern=r"^[a-z][a-z_]*$")
+    who: str = Field(pattern=r"^[a-z][a-z_]*$", max_length=SHORT_LENGTH)
     sessions: list[Literal["first", "middle", "last"]] = Field(default_factory=list)
     optional: list[Literal["first", "middle", "last"]] = Field(default_factory=list)
 
@@ -242,26 +267,28 @@ class Protocol(_Strict):
     """One IPT variant, as a rule file states it."""
 
     schema_version: int
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    version: str
-    name: str
-    description: str = ""
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=NAME_LENGTH)
+    version: str = Field(min_length=1, max_length=SHORT_LENGTH)
+    name: str = Field(max_length=200)
+    description: str = Field(default="", max_length=5000)
     sessions: SessionCounts
-    cadence_weeks: int = Field(ge=1)
+    cadence_weeks: int = Field(ge=1, le=MAX_CADENCE_WEEKS)
     duration_minutes: int = Field(ge=5, le=480)
     phases: Phases
-    problem_areas: list[str] = Field(default_factory=lambda: list(BUILTIN_PROBLEM_AREAS))
+    problem_areas: list[Annotated[str, Field(min_length=1, max_length=NAME_LENGTH)]] = Field(
+        default_factory=lambda: list(BUILTIN_PROBLEM_AREAS), max_length=32
+    )
     focus_limit: int = Field(ge=1)
     retarget_min_sessions: int = Field(default=2, ge=1)
     reschedule_missed: bool = True
     format: Literal["individual", "group"] = "individual"
     individual_first: int = Field(default=0, ge=0, description="group protocols: individual sessions first")
     joint: JointSessions | None = None
-    measures: list[MeasureSchedule] = Field(default_factory=list)
-    reminders: list[ReminderKind] = Field(default_factory=list)
-    follow_ups: list[str] = Field(default_factory=list, description="durations after completion")
+    measures: list[MeasureSchedule] = Field(default_factory=list, max_length=10)
+    reminders: list[ReminderKind] = Field(default_factory=list, max_length=50)
+    follow_ups: list[str] = Field(default_factory=list, max_length=20, description="durations after completion")
     guards: dict[str, str] = Field(default_factory=dict)
-    rules: list[Rule] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list, max_length=200)
     _guards: dict[str, Condition] = PrivateAttr(default_factory=dict)
 
     @field_validator("schema_version")
@@ -373,6 +400,12 @@ class Attendance(_Strict):
     no_show_after: str = "15m"
     late_cancel_window: str = "24h"
 
+    @field_validator("no_show_after", "late_cancel_window")
+    @classmethod
+    def _duration(cls, v: str, info: ValidationInfo) -> str:
+        parse_duration(v, str(info.field_name))
+        return v
+
 
 _CRON_FIELDS = (
     ("minute", 0, 59, ()),
@@ -386,23 +419,68 @@ _CRON_FIELDS = (
 def check_cron(expr: str) -> str:
     """A standard five-field crontab expression (numbers or names; ``*``, lists, ranges and
     steps), checked here so a bad one is a load error; the daemon schedules it with
-    APScheduler. Day of week as in crontab(5): 0 and 7 are Sunday."""
+    APScheduler, and what passes here APScheduler takes. Day of week as in crontab(5): 0 and
+    7 are Sunday, and a range may wrap round the week's end (``fri-mon``)."""
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"'{expr}' is not a crontab expression: 5 fields (minute hour day month weekday) expected")
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
         for part in text.lower().split(","):
-            body, _, step = part.partition("/")
-            if step and not (step.isdigit() and int(step) > 0):
-                raise ValueError(f"'{expr}': {name}: bad step '{step}'")
-            bounds = [] if body == "*" else body.split("-")
-            if len(bounds) > 2 or (not bounds and body != "*"):
-                raise ValueError(f"'{expr}': {name}: cannot read '{part}'")
-            for value in bounds:
-                number = names.index(value) + (0 if name == "day of week" else 1) if value in names else None
-                if number is None and not (value.isdigit() and low <= int(value) <= high):
-                    raise ValueError(f"'{expr}': {name}: '{value}' is not in {low}-{high}")
+            problem = _cron_part_problem(part, name, low, high, names)
+            if problem:
+                raise ValueError(f"'{expr}': {name}: {problem}")
+    days, months = _cron_values(fields[2], 1, 31, ()), _cron_values(fields[3], 1, 12, _CRON_FIELDS[3][3])
+    if not any(day <= _MONTH_DAYS[month - 1] for day in days for month in months):
+        raise ValueError(f"'{expr}': never fires (no such day in those months)")
     return expr
+
+
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _cron_values(text: str, low: int, high: int, names: tuple[str, ...]) -> set[int]:
+    """The values a checked crontab field names."""
+    out: set[int] = set()
+    for part in text.lower().split(","):
+        body, slash, step_text = part.partition("/")
+        bounds = [names.index(v) + 1 if v in names else int(v) for v in body.split("-")] if body != "*" else []
+        first, last = (bounds[0], bounds[-1]) if bounds else (low, high)
+        if slash and len(bounds) == 1:
+            last = high
+        out.update(range(first, last + 1, int(step_text) if slash else 1))
+    return out
+
+
+def _cron_part_problem(part: str, name: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    body, slash, step_text = part.partition("/")
+    if slash and not (step_text.isdigit() and 0 < int(step_text) <= high):
+        return f"bad step '{step_text}' (1-{high})"
+    step = int(step_text) if slash else 0
+    if body == "*":
+        if step > high - low and name != "day of week":
+            return f"step {step} is larger than the range {low}-{high}"
+        return None
+    bounds = body.split("-")
+    if len(bounds) > 2 or not all(bounds):
+        return f"cannot read '{part}'"
+    values: list[int] = []
+    for value in bounds:
+        if value in names:
+            values.append(names.index(value) + (0 if name == "day of week" else 1))
+        elif value.isdigit() and low <= int(value) <= high:
+            values.append(int(value))
+        else:
+            return f"'{value}' is not in {low}-{high}"
+    if name == "day of week":  # read by our own day-name expansion: wraps, any step
+        return None
+    if any(v in names for v in bounds) and (step or not all(v in names for v in bounds)):
+        return f"'{part}': write a range of names without a step, or use numbers"
+    first, last = values[0], values[-1]
+    if first > last:
+        return f"range '{body}' runs backwards"
+    if step and step > (last if len(values) == 2 else high) - first:
+        return f"step {step} is larger than the range {first}-{last if len(values) == 2 else high}"
+    return None
 
 
 class Digest(_Strict):
@@ -424,10 +502,10 @@ class ClinicPolicy(_Strict):
     working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
     working_hours: Hours
     holidays: HolidayRegion | None = None
-    closures: list[date] = Field(default_factory=list)
+    closures: list[date] = Field(default_factory=list, max_length=5000)
     holiday_policy: Literal["next_working_day", "skip"] = "next_working_day"
     quiet_hours: Hours | None = None
-    reminder_leads: list[str] = Field(default_factory=lambda: ["72h", "24h"])
+    reminder_leads: list[str] = Field(default_factory=lambda: ["72h", "24h"], max_length=10)
     attendance: Attendance = Field(default_factory=Attendance)
     digest: Digest = Field(default_factory=Digest)
     _holidays: Any = PrivateAttr(default=None)
@@ -449,6 +527,13 @@ class ClinicPolicy(_Strict):
         # YAML gives dates; JSON gives strings: accept both, strictly ISO.
         if isinstance(v, list):
             return [date.fromisoformat(x) if isinstance(x, str) else x for x in v]
+        return v
+
+    @field_validator("closures")
+    @classmethod
+    def _in_range(cls, v: list[date]) -> list[date]:
+        for day in v:
+            check_year(day, "closures")
         return v
 
     @field_validator("reminder_leads")

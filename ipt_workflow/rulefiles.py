@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,11 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a plain name, not a {kind}", key_node.start_mark
+                )
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is given twice", key_node.start_mark)
@@ -91,13 +98,7 @@ def is_clinic_file(path: Path, data: Any) -> bool:
 def load_file(path: Path) -> Protocol | ClinicPolicy:
     """One rule file, validated; raises RuleFileError with every problem found in it."""
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RuleFileError([f"{name}: (file): {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise RuleFileError([f"{name}: (file): not UTF-8 text"]) from None
-    node, data = read_yaml(text, name)
+    node, data = read_yaml(_read_regular(path), name)
     if not isinstance(data, dict):
         raise RuleFileError([f"{name}: (top): a rule file must be a mapping, not {type(data).__name__}"])
     model: type[Protocol] | type[ClinicPolicy] = ClinicPolicy if is_clinic_file(path, data) else Protocol
@@ -110,6 +111,25 @@ def load_file(path: Path) -> Protocol | ClinicPolicy:
             where = f"{loc} (line {line})" if line else loc
             lines.append(f"{name}: {where}: {message}")
         raise RuleFileError(lines) from None
+
+
+def _read_regular(path: Path) -> str:
+    """The UTF-8 text of ``path``; raises RuleFileError unless it is a regular file. Opened
+    without blocking, so a FIFO (or a device) is refused instead of waited on."""
+    name = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise RuleFileError([f"{name}: (file): {exc.strerror or exc}"]) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise RuleFileError([f"{name}: (file): not a regular file"])
+        try:
+            return f.read().decode("utf-8")
+        except OSError as exc:
+            raise RuleFileError([f"{name}: (file): {exc.strerror or exc}"]) from None
+        except UnicodeDecodeError:
+            raise RuleFileError([f"{name}: (file): not UTF-8 text"]) from None
 
 
 def read_yaml(text: str, name: str) -> tuple[Any, Any]:
@@ -149,52 +169,72 @@ def _line_of(node: Any, loc: str) -> int | None:
 
 
 def load_rules(directory: Path | None = None) -> Rulebook:
-    """Every ``*.yaml`` in ``directory`` (default: the built-in rules). Protocols replace the
-    built-in ones; a missing ``clinic.yaml`` falls back to the built-in policy.
-    Raises RuleFileError listing the problems of every bad file."""
+    """Every ``*.yaml`` and ``*.yml`` in ``directory`` (default: the built-in rules).
+    Protocols replace the built-in ones; a missing ``clinic.yaml`` falls back to the
+    built-in policy. Raises RuleFileError listing the problems of every bad file."""
     base = directory or builtin_rules_dir()
     if not base.is_dir():
         raise RuleFileError([f"{base}: (directory): not a directory of rule files"])
-    protocols: dict[str, Protocol] = {}
-    sources: dict[str, Path] = {}
-    clinic: ClinicPolicy | None = None
-    errors: list[str] = []
-    for path in sorted([*base.glob("*.yaml"), *base.glob("*.yml")]):
-        try:
-            loaded = load_file(path)
-        except RuleFileError as exc:
-            errors.extend(exc.problems)
-            continue
-        if isinstance(loaded, ClinicPolicy):
-            clinic = loaded
-        elif loaded.id in protocols:
-            errors.append(f"{path}: id: protocol '{loaded.id}' is also defined in {sources[loaded.id]}")
-        else:
-            protocols[loaded.id] = loaded
-            sources[loaded.id] = path
-    if errors:
-        raise RuleFileError(errors)
+    loaded, _ = _load_directory(base)
+    if loaded.errors:
+        raise RuleFileError(loaded.errors)
+    clinic = loaded.clinic
     if clinic is None:
         fallback = load_file(builtin_rules_dir() / CLINIC_FILE)
         assert isinstance(fallback, ClinicPolicy)
         clinic = fallback
-    return Rulebook(protocols=protocols, clinic=clinic, sources=sources, directory=base)
+    return Rulebook(protocols=loaded.protocols, clinic=clinic, sources=loaded.sources, directory=base)
+
+
+@dataclass
+class _Directory:
+    protocols: dict[str, Protocol] = field(default_factory=dict)
+    sources: dict[str, Path] = field(default_factory=dict)
+    clinic: ClinicPolicy | None = None
+    clinic_path: Path | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _load_directory(base: Path) -> tuple[_Directory, list[str]]:
+    """(what the rule files in ``base`` hold with the problems of the set, files that loaded
+    and fit the set). A protocol id defined twice and a second clinic policy are problems."""
+    out = _Directory()
+    ok: list[str] = []
+    for path in sorted([*base.glob("*.yaml"), *base.glob("*.yml")]):
+        try:
+            loaded = load_file(path)
+        except RuleFileError as exc:
+            out.errors.extend(exc.problems)
+            continue
+        if isinstance(loaded, ClinicPolicy):
+            if out.clinic_path is not None:
+                out.errors.append(f"{path}: (file): a second clinic policy (the first is {out.clinic_path})")
+                continue
+            out.clinic, out.clinic_path = loaded, path
+        elif loaded.id in out.protocols:
+            out.errors.append(f"{path}: id: protocol '{loaded.id}' is also defined in {out.sources[loaded.id]}")
+            continue
+        else:
+            out.protocols[loaded.id] = loaded
+            out.sources[loaded.id] = path
+        ok.append(str(path))
+    return out, ok
 
 
 def check_paths(paths: list[Path]) -> tuple[list[str], list[str]]:
-    """(files that loaded, problems) for rule files or directories of them."""
+    """(files that loaded, problems) for rule files or directories of them; a directory is
+    checked as ``load_rules`` reads it."""
     ok: list[str] = []
     bad: list[str] = []
-    files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
-        else:
-            files.append(p)
-    for path in files:
+            loaded, fine = _load_directory(p)
+            ok.extend(fine)
+            bad.extend(loaded.errors)
+            continue
         try:
-            load_file(path)
-            ok.append(str(path))
+            load_file(p)
+            ok.append(str(p))
         except RuleFileError as exc:
             bad.extend(exc.problems)
     return ok, bad

@@ -28,7 +28,7 @@ from .planner import plan, session_reminders, sessions, slot_warnings
 from .protocol import Protocol
 from .rulefiles import Rulebook, load_rules
 from .storage.sql import NewReminder, Rows, SqlStore, build_new_rows
-from .wallclock import parse_date, parse_time, zone
+from .wallclock import check_ahead, parse_date, parse_time, zone
 
 CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
 CSV_OPTIONAL = ("id",)
@@ -123,12 +123,15 @@ def apply_event(
     now: datetime,
     data: dict[str, Any] | None = None,
     expected_version: int | None = None,
+    at_name: str = "at",
 ) -> Applied:
     """Apply one event to a stored course in one transaction.
 
-    Raises UnknownName, InvalidInput, Refused, or ConflictError when the course is not at
+    Raises UnknownName, InvalidInput (also for an ``at`` more than a day after ``now``,
+    named ``at_name``), Refused, or ConflictError when the course is not at
     ``expected_version`` or another writer saved it first; then nothing was written.
     """
+    check_ahead(at, now, at_name)
     before = store.load(course_id)
     if expected_version is not None and before.version != expected_version:
         raise ConflictError(course_id, expected_version, before.version)

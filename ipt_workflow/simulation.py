@@ -19,7 +19,7 @@ from .lifecycle import apply, new_course
 from .model import Course, Plan, Reminder, ReminderStatus
 from .planner import plan
 from .protocol import ClinicPolicy, Protocol
-from .wallclock import local_instant, parse_instant, zone
+from .wallclock import check_year, local_instant, parse_instant, zone
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,9 @@ def parse_events(raw: Any, tz_name: str, where: str = "events") -> list[Simulati
             raise InvalidInput(f"{here}.at: '{at_raw}' needs a time of day too")
         if at is None:
             at = parse_instant(str(at_raw), tz, f"{here}.at")
-        elif at.tzinfo is None:
+        else:
+            check_year(at, f"{here}.at")
+        if at.tzinfo is None:
             at = local_instant(at.date(), at.time(), tz)
         data = item.get("data") or {}
         if not isinstance(data, Mapping):
@@ -84,6 +86,7 @@ def simulate(
     now: datetime | None = None,
 ) -> Simulation:
     """Run the course; raises InvalidInput/Refused naming the event index that failed."""
+    check_year(start, "start")
     tz = zone(timezone)
     created = local_instant(start, time(0, 0), tz).astimezone(UTC)
     if events:

@@ -88,6 +88,7 @@ class Workflow:
 
         Raises ConflictError when another writer saved the course first (or it is not at
         ``expected_version``); with ``retries`` it reloads and tries again that many times.
+        Raises InvalidInput when ``at`` is more than a day after the clock.
         The effects (reminders added and cancelled) are in ``last_effects``."""
         from .errors import ConflictError
 

@@ -214,13 +214,15 @@ def test_a_moved_session_gets_a_new_reminder_and_the_old_one_never_goes_out(db_u
     reminder goes out at its new instant."""
     out = tmp_path / "out.jsonl"
     rules = clinic_rules(tmp_path, "[24h]")
-    t0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-    with Workflow(db_url, rules=rules, clock=lambda: t0) as wf:
+    now = [datetime(2026, 3, 1, 9, 0, tzinfo=UTC)]
+    with Workflow(db_url, rules=rules, clock=lambda: now[-1]) as wf:
         wf.create_course(client="CL-1", start="2026-03-02", time="10:00", tz="Europe/London", course_id="c-1")
         before = {r.session: r for r in wf.reminders(course="c-1") if r.kind == "session_reminder"}
-        wf.apply("c-1", "hold_session", at=datetime(2026, 3, 2, 10, 50, tzinfo=UTC))
-        wf.apply("c-1", "pause", at=datetime(2026, 3, 3, 9, 0, tzinfo=UTC))
-        wf.apply("c-1", "resume", at=datetime(2026, 3, 20, 9, 0, tzinfo=UTC))
+        for event, at in (("hold_session", datetime(2026, 3, 2, 10, 50, tzinfo=UTC)),
+                          ("pause", datetime(2026, 3, 3, 9, 0, tzinfo=UTC)),
+                          ("resume", datetime(2026, 3, 20, 9, 0, tzinfo=UTC))):  # fmt: skip
+            now.append(at)  # recorded as it happens
+            wf.apply("c-1", event, at=at)
         after = {r.session: r for r in wf.reminders(course="c-1", status="pending") if r.kind == "session_reminder"}
     assert after[2].due > before[2].due and after[2].id != before[2].id
     once = [*IPT, "--db", db_url, "--rules", str(rules), "daemon", "--once", "--sink", f"file:{out}", "--now"]

@@ -97,6 +97,7 @@ def test_a_digest_names_todays_sessions_and_alerts_of_active_courses_only(db_url
                              therapist=therapist, course_id=cid)  # fmt: skip
         wf.apply("c-4", "withdraw", at=t0)
         alert = {"instrument": "phq9", "score": 9, "item9": 1}
+        wf.clock = lambda: monday_0800 - timedelta(hours=2)  # recorded as it happens
         wf.apply("c-2", "record_measure", alert, at=monday_0800 - timedelta(hours=2))
         saturday = datetime(2026, 3, 7, 8, 0, tzinfo=UTC)
         assert record_digests(wf.store, wf.rules.clinic, saturday) == 0  # mon-fri

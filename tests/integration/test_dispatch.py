@@ -20,8 +20,9 @@ T0 = datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
 
 def course_with_alert(wf: Workflow, course_id: str = "c-1") -> None:
     wf.create_course(client="CL-1", start="2026-03-02", time="10:00", tz="Europe/London", course_id=course_id)
-    wf.apply(course_id, "record_measure", {"instrument": "phq9", "score": 9, "item9": 1},
-             at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC))  # fmt: skip
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    wf.clock = lambda: at  # recorded as it happens: an event is never dated ahead of now
+    wf.apply(course_id, "record_measure", {"instrument": "phq9", "score": 9, "item9": 1}, at=at)
 
 
 def test_due_reminders_go_out_once_with_the_late_policy(db_url: str, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ def test_course_document_and_reminder_documents_equal_the_model_views(db_url: st
             ("resume", None, datetime(2026, 3, 24, 9, 0, tzinfo=UTC)),
         ]
         for event, data, at in steps:
+            wf.clock = lambda at=at: at  # recorded as it happens
             wf.apply("c-1", event, data, at=at)
         expected = course_json(wf.course("c-1"), wf.plan("c-1"))
         window = {"start": datetime(2026, 3, 20, tzinfo=UTC), "until": datetime(2026, 4, 20, tzinfo=UTC)}

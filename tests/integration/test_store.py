@@ -263,7 +263,7 @@ def test_a_missed_session_cancels_the_moved_reminders_and_adds_new_ones(
     assert {after[rid] for rid in effects.cancelled} == {"cancelled"}
     assert {after[r.id] for r in effects.added} == {"pending"}
     assert set(after) == set(before) | {r.id for r in effects.added}  # rows are never deleted
-    untouched = set(before) - set(effects.cancelled)
+    untouched = {rid for rid, status in before.items() if status == "pending"} - set(effects.cancelled)
     assert {after[rid] for rid in untouched} == {"pending"}
     assert_pending_matches_plan(wf, raw_engine, course)
 
@@ -299,16 +299,19 @@ def test_pause_and_resume_replan_and_a_reminder_planned_again_is_pending_again(
     assert len(shifted.pauses) == 2
 
 
-def test_withdraw_cancels_every_pending_reminder(wf: Workflow, raw_engine: Engine, clock: Clock) -> None:
+def test_withdraw_cancels_every_pending_reminder_but_a_raised_alert(
+    wf: Workflow, raw_engine: Engine, clock: Clock
+) -> None:
     new_course(wf)
     event(wf, clock, "crs-1", "hold_session", "2026-03-02", "10:50")
     event(wf, clock, "crs-1", "record_measure", "2026-03-02", "10:55", {"instrument": "phq9", "score": 9, "item9": 2})
     new_course(wf, "crs-2")  # another course keeps its reminders
     course = event(wf, clock, "crs-1", "withdraw", "2026-03-05", "09:00")
     assert course.state.value == "withdrawn"
-    assert set(reminder_status(raw_engine, "crs-1").values()) == {"cancelled"}
     assert set(reminder_status(raw_engine, "crs-2").values()) == {"pending"}
-    assert wf.reminders(course="crs-1", status="pending") == []
+    (alert,) = wf.reminders(course="crs-1", status="pending")  # the safety alert must reach the therapist
+    assert (alert.kind, alert.audience) == ("safety_alert", "therapist")
+    assert set(reminder_status(raw_engine, "crs-1").values()) == {"cancelled", "pending"}
 
 
 # ---------------------------------------------------------------- reads
@@ -342,12 +345,13 @@ def test_course_round_trips(wf: Workflow, db_url: str, clock: Clock) -> None:
 def test_a_loaded_course_carries_its_alerts_stored_status(wf: Workflow, raw_engine: Engine, clock: Clock) -> None:
     """The one expected difference between a loaded course and the one ``apply`` returned:
     ``course()`` gives each alert the status the store keeps (as ``plan()`` and ``reminders()``
-    do: what withdraw or the daemon did with it); ``apply`` returns the core's view."""
+    do: what the daemon did with it); ``apply`` returns the core's view."""
     new_course(wf)
     event(wf, clock, "crs-1", "record_measure", "2026-03-01", "10:55", {"instrument": "phq9", "score": 18, "item9": 1})
     returned = event(wf, clock, "crs-1", "withdraw", "2026-03-01", "11:00")
+    wf.dispatch([lambda e: None], now=clock.now)
     loaded = wf.course("crs-1")
-    assert [a.status.value for a in loaded.alerts] == ["cancelled"]
+    assert [a.status.value for a in loaded.alerts] == ["delivered"]
     assert loaded.model_copy(update={"alerts": returned.alerts}) == returned
     assert [a.model_copy(update={"status": "pending"}) for a in loaded.alerts] == returned.alerts
 

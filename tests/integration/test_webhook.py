@@ -78,8 +78,9 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 
 def alert_course(wf: Workflow) -> None:
     wf.create_course(client="CL-1", start="2026-03-16", time="10:00", tz="Europe/London", course_id="c-1")
-    wf.apply("c-1", "record_measure", {"instrument": "phq9", "score": 9, "item9": 1},
-             at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC))  # fmt: skip
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    wf.clock = lambda: at  # recorded as it happens: an event is never dated ahead of now
+    wf.apply("c-1", "record_measure", {"instrument": "phq9", "score": 9, "item9": 1}, at=at)
 
 
 @pytest.mark.parametrize("receiver", [4], indirect=True)
