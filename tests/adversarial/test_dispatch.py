@@ -170,10 +170,12 @@ def test_a_run_that_lost_its_lease_sends_and_records_nothing_more(db_url: str) -
 
 def test_dry_run_prints_what_would_go_out_and_records_nothing(ipt: RunIpt, tmp_path: Path) -> None:
     db = str(tmp_path / "x.sqlite")
-    with Workflow(db, clock=lambda: T0) as wf:
+    measured = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    clock = [T0]
+    with Workflow(db, clock=lambda: clock[0]) as wf:
         wf.create_course(client="CL-1", start="2026-03-02", time="10:00", tz="Europe/London", course_id="c-1")
-        wf.apply("c-1", "record_measure", {"instrument": "phq9", "score": 9, "item9": 1},
-                 at=datetime(2026, 3, 1, 12, 0, tzinfo=UTC))  # fmt: skip
+        clock[0] = measured  # an event is recorded when it happens (at most a day ahead of now)
+        wf.apply("c-1", "record_measure", {"instrument": "phq9", "score": 9, "item9": 1}, at=measured)
     before = rows(db)
     dry = ipt("--db", db, "daemon", "--once", "--dry-run", "--now", T.isoformat())
     assert dry.returncode == 0, dry.stderr
