@@ -21,9 +21,9 @@ import click
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
-    from ipt_workflow.protocol import ClinicPolicy
-    from ipt_workflow.rulefiles import Rulebook
-    from ipt_workflow.sinks import Sink
+    from ipt_workflow.core.protocol import ClinicPolicy
+    from ipt_workflow.delivery.sinks import Sink
+    from ipt_workflow.rulebook.files import Rulebook
     from ipt_workflow.storage.sql import SqlStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,7 +38,7 @@ class App:
 
     @cached_property
     def rules(self) -> Rulebook:
-        from ipt_workflow.rulefiles import load_rules
+        from ipt_workflow.rulebook.files import load_rules
 
         return load_rules(self.rules_dir)
 
@@ -64,7 +64,7 @@ class App:
     def now(self, text: str | None) -> datetime:
         """``--now`` read as an instant (naive: UTC), else the clock."""
         from ipt_workflow.bootstrap import utc_now
-        from ipt_workflow.wallclock import parse_instant
+        from ipt_workflow.core.wallclock import parse_instant
 
         return parse_instant(text, None, "--now") if text else utc_now()
 
@@ -79,7 +79,7 @@ class IptCommand(click.Command):
             values = ctx.params.get(param.name or "")
             for value in values if isinstance(values, tuple) else (values,):
                 if param.name != "data_text" and isinstance(value, str | Path) and not str(value).isprintable():
-                    from ipt_workflow.errors import InvalidInput, shown
+                    from ipt_workflow.core.errors import InvalidInput, shown
 
                     bad = next(ch for ch in str(value) if not ch.isprintable())
                     raise InvalidInput(f"{_param_name(param)}: control characters are not allowed ({shown(bad)[1:-1]})")
@@ -101,7 +101,7 @@ class IptGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            from ipt_workflow.errors import IptError
+            from ipt_workflow.core.errors import IptError
 
             if not isinstance(exc, IptError) and not _database_failure(exc):
                 raise
@@ -123,7 +123,7 @@ def _database_line(exc: BaseException) -> str:
 
 def _printable(line: str) -> str:
     """One line fit for a terminal: every control character escaped."""
-    from ipt_workflow.errors import shown
+    from ipt_workflow.core.errors import shown
 
     return line if line.isprintable() else shown(line)[1:-1]
 
@@ -139,7 +139,7 @@ class Reference(click.ParamType[str]):
         self.echo = echo
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from ipt_workflow.model import check_reference
+        from ipt_workflow.core.model import check_reference
 
         return check_reference(str(value), _param_name(param) if param else "ID", echo=self.echo)
 
@@ -190,13 +190,13 @@ def protocols() -> None:
 @click.pass_obj
 def protocols_list(app: App, as_json: bool) -> None:
     """List every protocol with its sessions and phases."""
-    from ipt_workflow.views import protocol_summary
+    from ipt_workflow.present.views import protocol_summary
 
     rows = [protocol_summary(p) for _, p in sorted(app.rules.protocols.items())]
     if as_json:
         emit_json(rows)
         return
-    from ipt_workflow.render import print_protocols
+    from ipt_workflow.present.tables import print_protocols
 
     print_protocols(rows)
 
@@ -207,13 +207,13 @@ def protocols_list(app: App, as_json: bool) -> None:
 @click.pass_obj
 def protocols_show(app: App, protocol_id: str, as_json: bool) -> None:
     """Show one protocol: sessions, phases, reminders, guards and rules."""
-    from ipt_workflow.views import protocol_json
+    from ipt_workflow.present.views import protocol_json
 
     data = protocol_json(app.rules.protocol(protocol_id))
     if as_json:
         emit_json(data)
         return
-    from ipt_workflow.render import print_protocol
+    from ipt_workflow.present.tables import print_protocol
 
     print_protocol(data, str(app.rules.sources.get(protocol_id, "")))
 
@@ -232,7 +232,7 @@ def rules() -> None:
 @click.pass_obj
 def rules_check(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
     """Check rule files (default: the rules directory). Exit 1 if any is invalid."""
-    from ipt_workflow.rulefiles import builtin_rules_dir, check_paths
+    from ipt_workflow.rulebook.files import builtin_rules_dir, check_paths
 
     targets = list(paths) or [app.rules_dir or builtin_rules_dir()]
     missing = [str(p) for p in targets if not p.exists()]
@@ -260,7 +260,7 @@ def rules_check(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 def diagram(app: App, protocol_id: str, fmt: str, as_json: bool) -> None:
     """Draw the lifecycle of a protocol (Mermaid stateDiagram-v2 or Graphviz dot); with --json,
     its states and transitions as data, with the drawing."""
-    from ipt_workflow.diagram import draw, lifecycle_json
+    from ipt_workflow.present.diagram import draw, lifecycle_json
 
     protocol = app.rules.protocol(protocol_id)
     text = draw(protocol, fmt)
@@ -297,10 +297,10 @@ def simulate(
 ) -> None:
     """Run one course through a list of events with no store, and print the result."""
     from ipt_workflow import simulation
-    from ipt_workflow.errors import InvalidInput
-    from ipt_workflow.planner import slot_warnings
-    from ipt_workflow.views import history_json, reminder_json, session_json
-    from ipt_workflow.wallclock import parse_date, parse_instant, parse_time, zone
+    from ipt_workflow.core.errors import InvalidInput
+    from ipt_workflow.core.planner import slot_warnings
+    from ipt_workflow.core.wallclock import parse_date, parse_instant, parse_time, zone
+    from ipt_workflow.present.views import history_json, reminder_json, session_json
 
     try:
         zone_info = zone(tz)
@@ -320,7 +320,7 @@ def simulate(
             events = simulation.parse_events(raw, tz)
         except InvalidInput as exc:
             raise InvalidInput(f"{events_file}: {exc}") from None
-    from ipt_workflow.errors import IptError
+    from ipt_workflow.core.errors import IptError
 
     try:
         result = simulation.simulate(
@@ -347,7 +347,7 @@ def simulate(
     if as_json:
         emit_json(data)
         return
-    from ipt_workflow.render import print_simulation
+    from ipt_workflow.present.tables import print_simulation
 
     print_simulation(data)
 
@@ -393,7 +393,7 @@ def course_create(
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
-        from ipt_workflow.views import course_json
+        from ipt_workflow.present.views import course_json
 
         emit_json(course_json(created.course, created.plan))
     else:
@@ -416,7 +416,7 @@ def course_list(app: App, state: str | None, therapist: str | None, as_json: boo
     if as_json:
         emit_json([{**r, "created_at": r["created_at"].isoformat()} for r in rows])
         return
-    from ipt_workflow.render import print_course_list
+    from ipt_workflow.present.tables import print_course_list
 
     print_course_list(rows)
 
@@ -433,13 +433,13 @@ def course_show(app: App, course_id: str, as_json: bool) -> None:
     data = course_document(database_url(app.db), course_id)
     if data is None:  # stored before plans were kept with courses: ask the planner
         from ipt_workflow import services
-        from ipt_workflow.views import course_json
+        from ipt_workflow.present.views import course_json
 
         data = course_json(*services.show(app.existing_store, app.rules, course_id))
     if as_json:
         emit_json(data)
         return
-    from ipt_workflow.render import print_course
+    from ipt_workflow.present.tables import print_course
 
     print_course(data)
 
@@ -460,7 +460,7 @@ def course_event(
 ) -> None:  # fmt: skip
     """Record EVENT on a course (one transaction); print the new state."""
     from ipt_workflow import services
-    from ipt_workflow.wallclock import parse_instant, zone
+    from ipt_workflow.core.wallclock import parse_instant, zone
 
     data = None
     if data_text is not None:
@@ -477,7 +477,7 @@ def course_event(
         store, app.rules, course_id, event, when, clock, data, expect_version, at_name="--at"
     )
     if as_json:
-        from ipt_workflow.views import course_json
+        from ipt_workflow.present.views import course_json
 
         emit_json(course_json(applied.course, applied.plan))
         return
@@ -501,11 +501,11 @@ def plan_command(app: App, course_id: str, fmt: str, now: str | None, as_json: b
     if as_json:
         fmt = "json"
     from ipt_workflow import services
-    from ipt_workflow.views import reminder_json, session_json
+    from ipt_workflow.present.views import reminder_json, session_json
 
     course_, plan_ = services.show(app.existing_store, app.rules, course_id)
     if fmt == "ics":
-        from ipt_workflow.ics import course_calendar
+        from ipt_workflow.interop.ics import course_calendar
 
         sys.stdout.buffer.write(course_calendar(course_, plan_, app.now(now)))
         return
@@ -518,7 +518,7 @@ def plan_command(app: App, course_id: str, fmt: str, now: str | None, as_json: b
     if fmt == "json":
         emit_json(data)
         return
-    from ipt_workflow.render import print_plan
+    from ipt_workflow.present.tables import print_plan
 
     print_plan(data)
 
@@ -536,8 +536,8 @@ def reminders_command(
     as_json: bool,
 ) -> None:  # fmt: skip
     """Stored reminders in due order."""
+    from ipt_workflow.core.wallclock import parse_instant
     from ipt_workflow.storage.reads import reminder_documents
-    from ipt_workflow.wallclock import parse_instant
 
     lo = parse_instant(start, None, "--from") if start else None
     hi = parse_instant(until, None, "--until") if until else None
@@ -551,7 +551,7 @@ def reminders_command(
     if as_json:
         emit_json(data)
         return
-    from ipt_workflow.render import print_reminders
+    from ipt_workflow.present.tables import print_reminders
 
     print_reminders(data)
 
@@ -648,8 +648,8 @@ def daemon(
     from datetime import timedelta
 
     from ipt_workflow.bootstrap import store_for
-    from ipt_workflow.daemon import clock_from, precise_clock
-    from ipt_workflow.sinks import WebhookSink, open_sinks
+    from ipt_workflow.delivery.daemon import clock_from, precise_clock
+    from ipt_workflow.delivery.sinks import WebhookSink, open_sinks
     from ipt_workflow.storage.sqlite_file import wait_for_locks
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -675,7 +675,7 @@ def daemon(
             with once_errors(store, lock_wait):
                 run_once(store, clinic, at, targets, batch, lease, dry_run)
             return
-        from ipt_workflow.daemon import Daemon
+        from ipt_workflow.delivery.daemon import Daemon
 
         clock = clock_from(start) if start else precise_clock
         running = Daemon(store, targets, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
@@ -699,9 +699,9 @@ def run_once(
     say how it went on stderr; with ``dry_run`` print on stdout what would go out, record nothing."""
     store.ensure_schema()
     if dry_run:
-        from ipt_workflow.digests import unrecorded_digests
-        from ipt_workflow.dispatch import preview
-        from ipt_workflow.sinks import StdoutSink
+        from ipt_workflow.delivery.digests import unrecorded_digests
+        from ipt_workflow.delivery.dispatch import preview
+        from ipt_workflow.delivery.sinks import StdoutSink
 
         events, skipped = preview(store, at, unrecorded_digests(store, clinic, at))
         StdoutSink().deliver(events)
@@ -709,8 +709,8 @@ def run_once(
         click.echo(f"dry run: would deliver {len(events) - digests}, skip {skipped}, send {digests} digests; "
                    "nothing recorded", err=True)  # fmt: skip
         return
-    from ipt_workflow.digests import record_digests
-    from ipt_workflow.dispatch import dispatch_due
+    from ipt_workflow.delivery.digests import record_digests
+    from ipt_workflow.delivery.dispatch import dispatch_due
 
     record_digests(store, clinic, at)
     result = dispatch_due(store, at, targets, batch=batch, lease=lease)
@@ -725,7 +725,7 @@ def once_errors(store: SqlStore, lock_wait: float) -> Iterator[None]:
     """A database error in ``--once`` is one ``error:`` line (exit 1), saying how long a lock was waited for."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ipt_workflow.errors import StoreError
+    from ipt_workflow.core.errors import StoreError
     from ipt_workflow.storage.engine import describe
     from ipt_workflow.storage.sqlite_file import is_locked
 
@@ -746,7 +746,7 @@ def check_health_file(path: Path) -> None:
     daemon does not claim reminders and then die at its first touch)."""
     import os
 
-    from ipt_workflow.errors import InvalidInput
+    from ipt_workflow.core.errors import InvalidInput
 
     parent = path.parent
     if path.is_dir():

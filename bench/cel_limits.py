@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from _common import rerun
-from ipt_workflow._cel import cel
-from ipt_workflow.protocol import SAMPLE_FACTS, Condition
+from ipt_workflow.core.cel import cel
+from ipt_workflow.core.protocol import SAMPLE_FACTS, Condition
 
 
 def ones(n: int, digit: str = "1") -> str:

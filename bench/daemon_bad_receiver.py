@@ -8,7 +8,7 @@ with N therapist alerts due before a fixed --now; digests off).
 (b) Wall time of `ipt daemon --once --sink webhook:URL` against a receiver that, after the
     request, sends one byte of its status line every 2 s and never finishes; beside it the
     same run against the normal receiver (the process start). Goal: the webhook deadline
-    (ipt_workflow.sinks.WEBHOOK_DEADLINE, 10 s) plus the start.
+    (ipt_workflow.delivery.sinks.WEBHOOK_DEADLINE, 10 s) plus the start.
 (c) Seconds from SIGTERM to exit of the long-running daemon whose request is trickled
     (sent 0.5 s before the signal), beside the same for an idle daemon (the exit itself).
     Goal: at most the deadline.
@@ -30,8 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from _common import ROOT, ipt_command, rerun
-from ipt_workflow.rulefiles import builtin_rules_dir
-from ipt_workflow.sinks import WEBHOOK_DEADLINE
+from ipt_workflow.delivery.sinks import WEBHOOK_DEADLINE
+from ipt_workflow.rulebook.files import builtin_rules_dir
 from ipt_workflow.testing import seed_due
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

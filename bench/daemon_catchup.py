@@ -27,10 +27,10 @@ from pathlib import Path
 
 from _common import ROOT, ipt_command, rerun
 from ipt_workflow.bootstrap import store_for
-from ipt_workflow.dispatch import dispatch_due
-from ipt_workflow.sinks import FileSink
+from ipt_workflow.core.wallclock import parse_instant
+from ipt_workflow.delivery.dispatch import dispatch_due
+from ipt_workflow.delivery.sinks import FileSink
 from ipt_workflow.testing import seed_due
-from ipt_workflow.wallclock import parse_instant
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from _common import rerun
 from ipt_workflow.bootstrap import store_for
-from ipt_workflow.dispatch import Lease, dispatch_due
-from ipt_workflow.sinks import WebhookSink
+from ipt_workflow.delivery.dispatch import Lease, dispatch_due
+from ipt_workflow.delivery.sinks import WebhookSink
 from ipt_workflow.testing import seed_due
 
 

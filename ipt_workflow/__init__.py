@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 if _TYPE_CHECKING:
-    from .errors import ConflictError, InvalidInput, IptError, Refused, RuleFileError, StoreError, UnknownName
-    from .lifecycle import EVENTS, allowed_events, apply, new_course, why_not
-    from .model import (
+    from .core.errors import ConflictError, InvalidInput, IptError, Refused, RuleFileError, StoreError, UnknownName
+    from .core.events import EVENTS
+    from .core.lifecycle import allowed_events, apply, new_course, why_not
+    from .core.model import (
         Course,
         CourseState,
         Effects,
@@ -24,27 +25,30 @@ if _TYPE_CHECKING:
         Session,
         SessionStatus,
     )
-    from .planner import plan
-    from .protocol import FACTS, ClinicPolicy, Protocol
-    from .rulefiles import Rulebook, load_file, load_rules
+    from .core.planner import plan
+    from .core.protocol import FACTS, ClinicPolicy, Protocol
+    from .present.views import course_json, history_json, reminder_json, session_json
+    from .rulebook.files import Rulebook, load_file, load_rules
     from .simulation import Simulation, SimulationEvent, parse_events, simulate
-    from .views import course_json, history_json, reminder_json, session_json
     from .workflow import Workflow
 
 __version__ = "0.1.0"
 
 _WHERE = {
-    "errors": ["ConflictError", "InvalidInput", "IptError", "Refused", "RuleFileError", "StoreError", "UnknownName"],
-    "lifecycle": ["EVENTS", "allowed_events", "apply", "new_course", "why_not"],
-    "model": [
+    "core.errors": [
+        "ConflictError", "InvalidInput", "IptError", "Refused", "RuleFileError", "StoreError", "UnknownName",
+    ],
+    "core.events": ["EVENTS"],
+    "core.lifecycle": ["allowed_events", "apply", "new_course", "why_not"],
+    "core.model": [
         "Course", "CourseState", "Effects", "HistoryEntry", "Measurement", "Plan", "Reminder", "ReminderStatus",
         "Session", "SessionStatus",
     ],
-    "planner": ["plan"],
-    "protocol": ["FACTS", "ClinicPolicy", "Protocol"],
-    "rulefiles": ["Rulebook", "load_file", "load_rules"],
+    "core.planner": ["plan"],
+    "core.protocol": ["FACTS", "ClinicPolicy", "Protocol"],
+    "rulebook.files": ["Rulebook", "load_file", "load_rules"],
     "simulation": ["Simulation", "SimulationEvent", "parse_events", "simulate"],
-    "views": ["course_json", "history_json", "reminder_json", "session_json"],
+    "present.views": ["course_json", "history_json", "reminder_json", "session_json"],
     "workflow": ["Workflow"],
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where used: read-only commands need neither the rules nor the models
     from sqlalchemy import Engine
 
-    from .rulefiles import Rulebook
+    from .rulebook.files import Rulebook
     from .storage.sql import SqlStore
 
 
@@ -39,7 +39,7 @@ def store_for(
 
 
 def rules_from(rules: str | Path | Rulebook | None) -> Rulebook:
-    from .rulefiles import Rulebook, load_rules
+    from .rulebook.files import Rulebook, load_rules
 
     if isinstance(rules, Rulebook):
         return rules

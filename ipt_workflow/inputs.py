@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, RuleFileError, shown
+from .core.errors import InvalidInput, RuleFileError, shown
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -92,7 +92,7 @@ def load_data_file(path: Path) -> Any:
     text = read_regular_file(path, limit=MAX_EVENTS_BYTES)
     if path.suffix.lower() == ".json":
         return parse_json(text, str(path))
-    from .rulefiles import read_yaml
+    from .rulebook.files import read_yaml
 
     try:
         value = read_yaml(text, str(path))[1]

@@ -20,15 +20,15 @@ from pathlib import Path
 from time import sleep, time_ns
 from typing import Any
 
-from .errors import ConflictError, CourseExists, InvalidInput, IptError, StoreError, shown
+from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, StoreError, shown
+from .core.lifecycle import apply, new_course
+from .core.model import Course, Effects, Plan, Session, check_reference
+from .core.planner import plan, session_reminders, sessions, slot_warnings
+from .core.protocol import Protocol
+from .core.wallclock import check_ahead, parse_date, parse_time, zone
 from .inputs import read_regular_file
-from .lifecycle import apply, new_course
-from .model import Course, Effects, Plan, Session, check_reference
-from .planner import plan, session_reminders, sessions, slot_warnings
-from .protocol import Protocol
-from .rulefiles import Rulebook, load_rules
+from .rulebook.files import Rulebook, load_rules
 from .storage.sql import NewReminder, Rows, SqlStore, build_new_rows
-from .wallclock import check_ahead, parse_date, parse_time, zone
 
 CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
 CSV_OPTIONAL = ("id",)

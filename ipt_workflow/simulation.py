@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from .errors import InvalidInput, IptError
-from .lifecycle import apply, new_course
-from .model import Course, Plan, Reminder, ReminderStatus
-from .planner import plan
-from .protocol import ClinicPolicy, Protocol
-from .wallclock import check_year, local_instant, parse_instant, zone
+from .core.errors import InvalidInput, IptError
+from .core.lifecycle import apply, new_course
+from .core.model import Course, Plan, Reminder, ReminderStatus
+from .core.planner import plan
+from .core.protocol import ClinicPolicy, Protocol
+from .core.wallclock import check_year, local_instant, parse_instant, zone
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from .rulefiles import builtin_rules_dir
+from .rulebook.files import builtin_rules_dir
 from .storage import schema as t
 from .workflow import Workflow
 

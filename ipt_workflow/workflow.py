@@ -17,12 +17,12 @@ from sqlalchemy import Engine
 
 from . import services
 from .bootstrap import rules_from, store_for, utc_now
-from .model import Course, Effects, Plan, Reminder
-from .rulefiles import Rulebook
+from .core.model import Course, Effects, Plan, Reminder
+from .rulebook.files import Rulebook
 
 if TYPE_CHECKING:
-    from .dispatch import Dispatched
-    from .sinks import Sink
+    from .delivery.dispatch import Dispatched
+    from .delivery.sinks import Sink
 
 
 class Workflow:
@@ -90,7 +90,7 @@ class Workflow:
         ``expected_version``); with ``retries`` it reloads and tries again that many times.
         Raises InvalidInput when ``at`` is more than a day after the clock.
         The effects (reminders added and cancelled) are in ``last_effects``."""
-        from .errors import ConflictError
+        from .core.errors import ConflictError
 
         for attempt in range(retries + 1):
             now = self.clock()
@@ -131,8 +131,8 @@ class Workflow:
     ) -> Dispatched:
         """Emit every reminder due at ``now`` (default: the clock) to ``sinks``: Python callables
         taking one event dict (an exception means "try again later"), or sink objects."""
-        from .dispatch import dispatch_due
-        from .sinks import CallableSink
+        from .delivery.dispatch import dispatch_due
+        from .delivery.sinks import CallableSink
 
         targets: list[Sink] = [s if not callable(s) else CallableSink(s) for s in sinks]
         return dispatch_due(self.store, now or self.clock(), targets)

@@ -13,11 +13,11 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from ..errors import DatabaseBusy, StoreError
+from ..core.errors import DatabaseBusy, StoreError
 from . import HEAD_REVISION, LOCK_TIMEOUT_ENV, lock_timeout
 from .files import create_private_file, make_private
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 _LOCK_WAITS: WeakKeyDictionary[Engine, float] = WeakKeyDictionary()  # engine -> its lock wait, for messages
 

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UnknownName, shown
-from ..wallclock import iso_utc
+from ..core.errors import UnknownName, shown
+from ..core.wallclock import iso_utc
 from . import HEAD_REVISION, PLAN_FIELDS, lock_timeout
 from .files import make_private, sqlite_path
 

@@ -33,8 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from ..errors import ConflictError, CourseExists, UnknownName, shown
-from ..model import (
+from ..core.errors import ConflictError, CourseExists, UnknownName, shown
+from ..core.model import (
     ACTIVE_STATES,
     Course,
     CourseState,

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..errors import StoreError
+from ..core.errors import StoreError
 
 
 def wait_for_locks(engine: Engine, seconds: float) -> None:

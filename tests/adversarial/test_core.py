@@ -30,11 +30,11 @@ from ipt_workflow import (
     plan,
     simulate,
 )
-from ipt_workflow.digests import cron_trigger
-from ipt_workflow.protocol import Condition, check_cron
-from ipt_workflow.rulefiles import check_paths, read_yaml
+from ipt_workflow.core.protocol import Condition, check_cron
+from ipt_workflow.core.wallclock import parse_date, parse_duration, parse_instant, zone
+from ipt_workflow.delivery.digests import cron_trigger
+from ipt_workflow.rulebook.files import check_paths, read_yaml
 from ipt_workflow.simulation import parse_events
-from ipt_workflow.wallclock import parse_date, parse_duration, parse_instant, zone
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 RULES = load_rules()

@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ipt_workflow import Workflow
-from ipt_workflow.dispatch import LEASE, dispatch_due
-from ipt_workflow.sinks import CallableSink, WebhookSink
+from ipt_workflow.delivery.dispatch import LEASE, dispatch_due
+from ipt_workflow.delivery.sinks import CallableSink, WebhookSink
 from ipt_workflow.testing import seed_due
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import RunIpt, error_line, usage_error

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from ipt_workflow import Workflow
-from ipt_workflow.dispatch import LEASE, dispatch_due
-from ipt_workflow.errors import IptError
-from ipt_workflow.rulefiles import builtin_rules_dir
-from ipt_workflow.sinks import FileSink
+from ipt_workflow.core.errors import IptError
+from ipt_workflow.delivery.dispatch import LEASE, dispatch_due
+from ipt_workflow.delivery.sinks import FileSink
+from ipt_workflow.rulebook.files import builtin_rules_dir
 from ipt_workflow.testing import seed_due
 from tests.e2e.conftest import clean_env, error_line, ipt_command, run_ipt
 from tests.sinkfiles import lines, wait_for

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ipt_workflow.sinks import WEBHOOK_DEADLINE, WebhookSink
+from ipt_workflow.delivery.sinks import WEBHOOK_DEADLINE, WebhookSink
 from tests.adversarial.test_sinks import NOW, ONCE, due_db, rules_without_digests, statuses
 from tests.e2e.conftest import clean_env, ipt_command
 from tests.sinkfiles import wait_for

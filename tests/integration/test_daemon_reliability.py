@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from ipt_workflow import Workflow
-from ipt_workflow.dispatch import LEASE
+from ipt_workflow.delivery.dispatch import LEASE
 from ipt_workflow.testing import seed_due
 from tests.rulesets import clinic_rules
 from tests.sinkfiles import lines, wait_for

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ipt_workflow import Workflow
-from ipt_workflow.digests import _weekday_names, cron_trigger, fires_between, record_digests
-from ipt_workflow.dispatch import dispatch_due
-from ipt_workflow.protocol import ClinicPolicy, Digest
-from ipt_workflow.rulefiles import builtin_rules_dir
-from ipt_workflow.sinks import FileSink
+from ipt_workflow.core.protocol import ClinicPolicy, Digest
+from ipt_workflow.delivery.digests import _weekday_names, cron_trigger, fires_between, record_digests
+from ipt_workflow.delivery.dispatch import dispatch_due
+from ipt_workflow.delivery.sinks import FileSink
+from ipt_workflow.rulebook.files import builtin_rules_dir
 from tests.sinkfiles import lines
 
 IPT = [str(Path(sys.executable).parent / "ipt")]

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ipt_workflow import Workflow
-from ipt_workflow.dispatch import LEASE, dispatch_due
-from ipt_workflow.sinks import FileSink, sink_for
+from ipt_workflow.delivery.dispatch import LEASE, dispatch_due
+from ipt_workflow.delivery.sinks import FileSink, sink_for
 from tests.sinkfiles import lines
 
 IPT = [str(Path(sys.executable).parent / "ipt")]

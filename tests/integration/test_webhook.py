@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from ipt_workflow import Workflow
-from ipt_workflow.dispatch import MAX_ATTEMPTS, RETRY_BASE, dispatch_due
-from ipt_workflow.sinks import WebhookSink
+from ipt_workflow.delivery.dispatch import MAX_ATTEMPTS, RETRY_BASE, dispatch_due
+from ipt_workflow.delivery.sinks import WebhookSink
 from ipt_workflow.testing import seed_due
 
 SECRET = "s3cret"

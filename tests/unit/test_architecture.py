@@ -15,7 +15,8 @@ import pytest
 import ipt_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ["errors", "model", "wallclock", "protocol", "lifecycle", "planner", "simulation", "views"]
+CORE = ["core.errors", "core.model", "core.wallclock", "core.protocol", "core.lifecycle", "core.planner",
+        "simulation", "present.views"]
 
 
 def test_core_imports_no_database_scheduler_or_cli_library() -> None:
@@ -86,3 +87,64 @@ def test_wheel_carries_rules_and_works_outside_the_repo(tmp_path: Path) -> None:
     first, rest = out.stdout.split("\n", 1)
     assert first.startswith(str(target))
     assert sorted(p["id"] for p in json.loads(rest)) == ["ipt-16", "ipt-a-12", "ipt-b-8", "ipt-g-8", "ipt-m"]
+
+
+# Which packages each part of ipt_workflow may import (STYLE.md, "Where new code goes"): imports
+# point inward, from the top (services, workflow, cli.py) down to the core.
+ALLOWED = {
+    "core": {"core"},
+    "rulebook": {"core", "rulebook"},
+    "storage": {"core", "storage"},
+    "interop": {"core", "interop"},
+    "present": {"core", "present"},
+    "delivery": {"core", "storage", "delivery"},
+}
+
+
+def imported_modules(path: Path, module: str) -> set[str]:
+    """Absolute names of the ipt_workflow modules ``path`` imports (function-level imports too)."""
+    import ast
+
+    package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            names = [f"{target}.{a.name}" for a in node.names] if not node.module else []
+            found.update([target, *names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m == "cli" or m.startswith("ipt_workflow")}
+
+
+def test_imports_point_inward() -> None:
+    wrong = []
+    for path in sorted((ROOT / "ipt_workflow").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        parts = module.split(".")
+        for target in imported_modules(path, module):
+            if target == "cli":
+                wrong.append(f"{module} imports cli.py")
+                continue
+            area = parts[1] if len(parts) > 2 else None
+            if area not in ALLOWED:
+                continue
+            tparts = target.split(".")
+            if len(tparts) < 2:
+                wrong.append(f"{module} imports the ipt_workflow package")
+                continue
+            to = tparts[1]
+            if to not in ALLOWED[area]:
+                wrong.append(f"{module} ({area}) imports {target}")
+    assert wrong == []
+
+
+def test_core_is_one_package_without_circles_through_the_table() -> None:
+    """``protocol`` and ``lifecycle`` both read the event table from ``core.events``;
+    ``protocol`` does not import ``lifecycle``."""
+    protocol = ROOT / "ipt_workflow" / "core" / "protocol.py"
+    assert "ipt_workflow.core.lifecycle" not in imported_modules(protocol, "ipt_workflow.core.protocol")

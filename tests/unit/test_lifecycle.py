@@ -20,7 +20,7 @@ from ipt_workflow import (
     plan,
     why_not,
 )
-from ipt_workflow.lifecycle import lifecycle_for
+from ipt_workflow.core.lifecycle import lifecycle_for
 
 RULES = load_rules()
 POLICY = RULES.clinic

@@ -33,8 +33,8 @@ from ipt_workflow import (
     new_course,
     plan,
 )
-from ipt_workflow.planner import reminder_id
-from ipt_workflow.wallclock import format_duration
+from ipt_workflow.core.planner import reminder_id
+from ipt_workflow.core.wallclock import format_duration
 
 from .zones import Change, changes
 

@@ -41,7 +41,7 @@ from ipt_workflow import (
     new_course,
     plan,
 )
-from ipt_workflow.lifecycle import raised
+from ipt_workflow.core.lifecycle import raised
 
 from .zones import changes
 

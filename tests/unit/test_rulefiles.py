@@ -19,7 +19,7 @@ import yaml
 
 import ipt_workflow
 from ipt_workflow import ClinicPolicy, Protocol, RuleFileError, load_file, load_rules
-from ipt_workflow.rulefiles import builtin_rules_dir
+from ipt_workflow.rulebook.files import builtin_rules_dir
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 PROTOCOL_IDS = {"ipt-16", "ipt-b-8", "ipt-a-12", "ipt-g-8", "ipt-m"}

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import InvalidInput
+from ..core.errors import InvalidInput
 from .filesink import FileSink
 from .stilldue import StillDue
 from .stilldue import everything as _everything

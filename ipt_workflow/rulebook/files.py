@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import RuleFileError, UnknownName
-from .protocol import ClinicPolicy, Protocol, _LocatedError, problems
+from ..core.errors import RuleFileError, UnknownName
+from ..core.protocol import ClinicPolicy, Protocol, _LocatedError, problems
 
 CLINIC_FILE = "clinic.yaml"
 
@@ -84,7 +84,7 @@ class Rulebook:
 def builtin_rules_dir() -> Path:
     """The built-in ``rules/``: inside the installed package (the wheel maps the repo's
     ``rules/`` to ``ipt_workflow/rules``), else next to the package in a checkout."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the ipt_workflow package
     for candidate in (here / "rules", here.parent / "rules"):
         if (candidate / CLINIC_FILE).is_file():
             return candidate

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .lifecycle import _ALL, lifecycle_for
-from .protocol import Protocol
+from ..core.events import ALL_STATES
+from ..core.lifecycle import lifecycle_for
+from ..core.protocol import Protocol
 
 
 def lifecycle_json(protocol: Protocol) -> dict[str, Any]:
     """``{protocol, version, states, initial, transitions: [{event, from, to, guard}]}``: the
     table the engine runs (``to`` null: the state does not change), with each CEL guard."""
-    from .lifecycle import TABLE
+    from ..core.events import TABLE
 
     return {
         "protocol": protocol.id,
         "version": protocol.version,
-        "states": list(_ALL),
+        "states": list(ALL_STATES),
         "initial": "intake",
         "transitions": [
             {
@@ -49,7 +50,7 @@ def draw(protocol: Protocol, fmt: str = "mermaid") -> str:
             drawn["conditions"] = ["guard"]
         rows.append(drawn)
     graph = GraphMachine(
-        states=_ALL,
+        states=ALL_STATES,
         transitions=rows,
         initial="intake",
         auto_transitions=False,

@@ -9,7 +9,6 @@ it never mutates its input and never reads the clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +16,8 @@ from pydantic import ValidationError
 from transitions import EventData, Machine
 
 from .errors import InvalidInput, Refused, UnknownName
+from .events import EVENTS, TABLE
 from .model import (
-    ACTIVE_STATES,
     EVENT_DATA,
     Course,
     CourseState,
@@ -37,41 +36,7 @@ from .protocol import ClinicPolicy, Condition, EvaluationError, Protocol
 from .wallclock import check_year, local_instant, zone
 
 S = CourseState
-_ACTIVE = [s.value for s in S if s in ACTIVE_STATES]
-_ALL = [s.value for s in S]
 _MAX_RULE_DEPTH = 8
-
-
-@dataclass(frozen=True)
-class Step:
-    """One row of the lifecycle table (SPEC §3). ``dest`` None: the state does not change."""
-
-    event: str
-    sources: tuple[str, ...]
-    dest: str | None
-    guard: str | None = None  # key under which a protocol may give a CEL guard
-
-
-TABLE: tuple[Step, ...] = (
-    Step("complete_intake", ("intake",), "assessment", "complete_intake"),
-    Step("hold_session", tuple(_ACTIVE), None),
-    Step("miss_session", tuple(_ACTIVE), None),
-    Step("cancel_session", tuple(_ACTIVE), None),
-    Step("record_measure", tuple(_ALL), None),
-    Step("set_focus", ("assessment", "retargeting"), None),
-    Step("start_intervention", ("assessment",), "intervention", "start_intervention"),
-    Step("resolve_focus", ("intervention",), "retargeting", "resolve_focus->retargeting"),
-    Step("resolve_focus", ("intervention",), "termination", "resolve_focus->termination"),
-    Step("retarget", ("retargeting",), "intervention", "retarget"),
-    Step("begin_termination", ("intervention", "retargeting"), "termination", "begin_termination"),
-    Step("complete", ("termination",), "completed", "complete"),
-    Step("extend", tuple(_ACTIVE), None, "extend"),
-    Step("pause", tuple(_ACTIVE), "paused", "pause"),
-    *(Step("resume", ("paused",), s, "resume") for s in _ACTIVE),
-    Step("withdraw", (*_ACTIVE, "paused"), "withdrawn", "withdraw"),
-)
-EVENTS: tuple[str, ...] = tuple(dict.fromkeys(step.event for step in TABLE))
-GUARD_KEYS: tuple[str, ...] = tuple(dict.fromkeys(step.guard for step in TABLE if step.guard))
 
 
 class _Adapter:
@@ -115,7 +80,7 @@ class Lifecycle:
         self.definition = self._definition(protocol)
         self.machine = Machine(
             model=None,
-            states=_ALL,
+            states=[s.value for s in S],
             transitions=self.definition,
             initial="intake",
             auto_transitions=False,

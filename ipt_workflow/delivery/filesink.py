@@ -29,7 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidInput, SinkError
+from ..core.errors import InvalidInput, SinkError
 from .stilldue import StillDue, everything
 
 MAX_LINE = 4 * 2**20  # bytes; a longer line is not one of ours

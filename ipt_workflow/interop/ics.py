@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from icalendar import Alarm, Calendar, Event
 
-from .model import Course, Plan, SessionStatus
-from .wallclock import zone
+from ..core.model import Course, Plan, SessionStatus
+from ..core.wallclock import zone
 
 
 def course_calendar(course: Course, plan: Plan, stamp: datetime) -> bytes:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import InvalidInput
+from ..core.errors import InvalidInput
 from .stilldue import StillDue, everything
 
 WEBHOOK_DEADLINE = 10.0  # seconds for one request, in all

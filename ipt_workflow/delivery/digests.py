@@ -19,9 +19,9 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from .protocol import ClinicPolicy
-from .storage.sql import SqlStore
-from .wallclock import iso_utc
+from ..core.protocol import ClinicPolicy
+from ..core.wallclock import iso_utc
+from ..storage.sql import SqlStore
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger

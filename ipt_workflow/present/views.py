@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .model import Course, HistoryEntry, Plan, Reminder, Session
-from .wallclock import iso_utc
+from ..core.model import Course, HistoryEntry, Plan, Reminder, Session
+from ..core.wallclock import iso_utc
 
 if TYPE_CHECKING:
-    from .protocol import Protocol
+    from ..core.protocol import Protocol
 
 
 def session_json(s: Session) -> dict[str, Any]:

@@ -36,16 +36,16 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..core.errors import SinkError, StoreError
+from ..core.protocol import ClinicPolicy
+from ..storage import DEFAULT_LOCK_TIMEOUT, sqlite_file
+from ..storage.sql import NOTIFY_CHANNEL, SqlStore
 from .dispatch import LEASE, Dispatched, dispatch_due
-from .errors import SinkError, StoreError
-from .protocol import ClinicPolicy
 from .sinks import Sink
-from .storage import DEFAULT_LOCK_TIMEOUT, sqlite_file
-from .storage.sql import NOTIFY_CHANNEL, SqlStore
 
 LOCK_WAIT = DEFAULT_LOCK_TIMEOUT  # seconds a store operation waits for another process's lock
 
-log = logging.getLogger("ipt_workflow.daemon")
+log = logging.getLogger("ipt_workflow.delivery.daemon")
 
 
 class Daemon:

@@ -28,16 +28,16 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from ..core.wallclock import iso_utc
+from ..storage.sql import SqlStore
 from .sinks import Sink
-from .storage.sql import SqlStore
-from .wallclock import iso_utc
 
 LATE_AFTER = timedelta(seconds=60)
 LEASE = timedelta(minutes=5)  # renewed while a batch is delivered (see Lease)
 MAX_ATTEMPTS = 5  # then a reminder no sink would take is recorded ``failed``
 RETRY_BASE = timedelta(seconds=30)  # wait 30 s, 60 s, 120 s ... between attempts
 
-log = logging.getLogger("ipt_workflow.dispatch")
+log = logging.getLogger("ipt_workflow.delivery.dispatch")
 _K = TypeVar("_K")
 Claim = tuple[Any, ...]  # (course_id, id, attempts) of a reminder, (id, attempts) of a digest
 

@@ -23,7 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from ._cel import MAX_CONDITION_LENGTH, cel, cost_problem
+from .cel import MAX_CONDITION_LENGTH, cel, cost_problem
+from .events import EVENTS, GUARD_KEYS
 from .model import ACTIVE_STATES, BUILTIN_KINDS, BUILTIN_PROBLEM_AREAS
 from .wallclock import check_year, parse_duration, parse_time, zone
 
@@ -305,7 +306,6 @@ class Protocol(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Protocol:
-        from .lifecycle import EVENTS, GUARD_KEYS  # the lifecycle table is the one source
 
         found: list[tuple[str, str]] = []
         ph = self.phases

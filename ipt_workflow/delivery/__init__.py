@@ -1,0 +1,1 @@
+"""Getting reminders out: dispatch, the daemon, digests, sinks."""

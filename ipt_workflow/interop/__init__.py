@@ -1,0 +1,1 @@
+"""Speaking other systems' formats."""
