@@ -26,13 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from _common import ROOT, ipt_command, rerun
 from ipt_workflow.delivery.sinks import WEBHOOK_DEADLINE
 from ipt_workflow.rulebook.files import builtin_rules_dir
-from ipt_workflow.testing import seed_due
+from ipt_workflow.testing import LocalServer, seed_due
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 HUGE = 400 * 2**20
@@ -69,15 +69,12 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalServer(Handler)
+        self.url = self.http.url
 
     def close(self) -> None:
         self.done.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 def prepare(tmp: Path, n: int) -> tuple[Path, Path]:

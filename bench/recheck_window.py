@@ -10,17 +10,16 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from _common import rerun
 from ipt_workflow.bootstrap import store_for
 from ipt_workflow.delivery.dispatch import Lease, dispatch_due
 from ipt_workflow.delivery.sinks import WebhookSink
-from ipt_workflow.testing import seed_due
+from ipt_workflow.testing import LocalServer, seed_due
 
 
 def main() -> None:
@@ -40,8 +39,7 @@ def main() -> None:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = LocalServer(Handler)
     still_due = Lease.still_due
 
     def timed(lease: Lease, ids: list[str]) -> object:
@@ -57,11 +55,11 @@ def main() -> None:
         db = str(Path(tmp) / "x.sqlite")
         seed_due(db, args.alerts, now - timedelta(hours=1), now)
         store = store_for(db)
-        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/hook", tries=1)
+        sink = WebhookSink(server.url, tries=1)
         result = dispatch_due(store, now, [sink])
         sink.close()
         store.close()
-    server.shutdown()
+    server.close()
     gaps = sorted((arrived[i] - checked[i]) * 1e6 for i in arrived)
     p99 = gaps[int(len(gaps) * 0.99) - 1]
     print(f"{len(gaps)} alerts POSTed one by one ({result.delivered} delivered, {result.retried} to retry);"

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sqlalchemy import insert
@@ -70,3 +72,20 @@ def clinic_rules(dest: Path, leads: str | None = None, calendar: bool = True) ->
         text = text.replace(old, new)
     clinic.write_text(text)
     return dest
+
+
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (a free port) serving ``handler`` in a thread, for tests and
+    benchmarks that need a webhook receiver: ``url`` is its ``/hook`` address; ``close()`` stops
+    it. Requests run in daemon threads, so a handler that hangs never blocks the caller's exit."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -11,12 +11,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from ipt_workflow.delivery.sinks import WEBHOOK_DEADLINE, WebhookSink
+from ipt_workflow.testing import LocalServer
 from tests.adversarial.test_sinks import NOW, ONCE, due_db, rules_without_digests, statuses
 from tests.e2e.conftest import clean_env, ipt_command
 from tests.sinkfiles import wait_for
@@ -65,15 +66,12 @@ class BadReceiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalServer(Handler)
+        self.url = self.http.url
 
     def close(self) -> None:
         self.done.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture

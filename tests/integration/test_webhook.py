@@ -8,11 +8,10 @@ import hmac
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from ipt_workflow import Workflow
 from ipt_workflow.delivery.dispatch import MAX_ATTEMPTS, RETRY_BASE, dispatch_due
 from ipt_workflow.delivery.sinks import WebhookSink
-from ipt_workflow.testing import seed_due
+from ipt_workflow.testing import LocalServer, seed_due
 
 SECRET = "s3cret"
 T0 = datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
@@ -58,14 +57,11 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.http = LocalServer(Handler)
+        self.url = self.http.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture
