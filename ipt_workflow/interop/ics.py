@@ -61,16 +61,32 @@ def session_revisions(course: Course) -> tuple[dict[int, Revision], Revision]:
 
 def course_calendar(course: Course, plan: Plan, stamp: datetime) -> bytes:
     """The ICS text of ``course``'s sessions; ``stamp`` is DTSTAMP (the export time)."""
+    cal = new_calendar(f"IPT course {course.id}")
+    for event in session_events(course, plan, stamp):
+        cal.add_component(event)
+    cal.add_missing_timezones()
+    return bytes(cal.to_ical())
+
+
+def new_calendar(name: str) -> Calendar:
+    """An empty VCALENDAR named ``name``; add VEVENTs, then ``add_missing_timezones()``."""
     cal = Calendar()
     cal.add("prodid", "-//ipt-workflow//ipt-workflow//EN")
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
-    cal.add("x-wr-calname", f"IPT course {course.id}")
+    cal.add("x-wr-calname", name)
+    return cal
+
+
+def session_events(course: Course, plan: Plan, stamp: datetime) -> list[Event]:
+    """One VEVENT per session of ``plan`` (``course``'s), in plan order, with its SEQUENCE,
+    LAST-MODIFIED and, on a planned session, one VALARM per distinct client reminder instant."""
     alarms: dict[int, set[datetime]] = {}
     for r in plan.reminders:
         if r.audience == "client" and r.session is not None and r.status in ("pending", "delivered"):
             alarms.setdefault(r.session, set()).add(r.due.astimezone(UTC))  # one VALARM per instant
     recorded, planned = session_revisions(course)
+    events = []
     for s in plan.sessions:
         event = _session_event(course, s, recorded.get(s.number, planned), stamp)
         if s.status is SessionStatus.planned:
@@ -81,9 +97,8 @@ def course_calendar(course: Course, plan: Plan, stamp: datetime) -> bytes:
                 # An absolute UTC instant (quiet hours already applied): RFC 5545 wants VALUE=DATE-TIME.
                 alarm.add("trigger", due, parameters={"VALUE": "DATE-TIME"})
                 event.add_component(alarm)
-        cal.add_component(event)
-    cal.add_missing_timezones()
-    return bytes(cal.to_ical())
+        events.append(event)
+    return events
 
 
 def _session_event(course: Course, s: Session, revision: Revision, stamp: datetime) -> Event:
