@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
+
+from ..core.wallclock import zone
 
 
 def _console() -> Console:
@@ -13,6 +17,20 @@ def _console() -> Console:
 
     # Piped output is read by people too: do not cut ids and dates to 80 columns.
     return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+def wall_time(iso: str, tz: ZoneInfo | None) -> str:
+    """``Mon 2027-01-11 10:00 GMT``: the instant ``iso`` (ISO 8601 with an offset) on ``tz``'s
+    wall clock with its weekday and zone abbreviation (seconds only when there are some);
+    with no zone, at the offset ``iso`` carries."""
+    when = datetime.fromisoformat(iso)
+    if tz is not None:
+        when = when.astimezone(tz)
+    return when.strftime("%a %Y-%m-%d %H:%M" + (":%S" if when.second else "") + " %Z")
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    return zone(name) if name else None
 
 
 def print_protocols(rows: list[dict[str, Any]]) -> None:
@@ -67,56 +85,59 @@ def print_protocol(p: dict[str, Any], source: str) -> None:
     console.print(rules)
 
 
-def print_simulation(data: dict[str, Any]) -> None:
-    console = _console()
+def print_simulation(data: dict[str, Any], timezone: str) -> None:
+    """The simulated course; every time on ``timezone``'s wall clock."""
+    console, tz = _console(), zone(timezone)
     focus = ", ".join(data["focus"]) or "none"
     console.print(
         f"course [bold]{data['id']}[/bold] ({data['protocol']} {data['protocol_version']}): "
         f"state [bold]{data['state']}[/bold]; focus {focus}; current {data['current_focus'] or 'none'}"
     )
-    console.print(sessions_table(data["sessions"]))
+    console.print(sessions_table(data["sessions"], tz))
     reminders = Table(title="Reminders")
-    for col in ("due (UTC)", "kind", "audience", "session", "status", "id"):
+    for col in ("due", "kind", "audience", "session", "status", "id"):
         reminders.add_column(col)
     for r in data["reminders"]:
-        reminders.add_row(
-            r["due"], r["kind"], r["audience"], "" if r["session"] is None else str(r["session"]), r["status"], r["id"]
-        )
+        session = "" if r["session"] is None else str(r["session"])
+        reminders.add_row(wall_time(r["due"], tz), r["kind"], r["audience"], session, r["status"], r["id"])
     console.print(reminders)
-    console.print(history_table(data["history"]))
+    console.print(history_table(data["history"], tz))
 
 
-def sessions_table(rows: list[dict[str, Any]]) -> Table:
+def sessions_table(rows: list[dict[str, Any]], tz: ZoneInfo | None) -> Table:
     table = Table(title="Sessions")
-    for col in ("#", "phase", "start (local)", "status", "with"):
+    for col in ("#", "phase", "start", "status", "with"):
         table.add_column(col)
     for s in rows:
         extra = [p for p in s["participants"] if p != "client"] + [f"{p}?" for p in s["optional_participants"]]
-        table.add_row(str(s["number"]), s["phase"], s["start"], s["status"], ", ".join(extra))
+        table.add_row(str(s["number"]), s["phase"], wall_time(s["start"], tz), s["status"], ", ".join(extra))
     return table
 
 
-def history_table(rows: list[dict[str, Any]]) -> Table:
+def history_table(rows: list[dict[str, Any]], tz: ZoneInfo | None) -> Table:
     table = Table(title="History")
-    for col in ("at (UTC)", "event", "from", "to", "rule"):
+    for col in ("at", "event", "from", "to", "rule"):
         table.add_column(col)
     for h in rows:
-        table.add_row(h["at"], h["event"], h["from"] or "", h["to"], h["rule"] or "")
+        table.add_row(wall_time(h["at"], tz), h["event"], h["from"] or "", h["to"], h["rule"] or "")
     return table
 
 
-def reminders_table(rows: list[dict[str, Any]], title: str = "Reminders") -> Table:
+def reminders_table(rows: list[dict[str, Any]], zones: dict[str, str], title: str = "Reminders") -> Table:
+    """Reminders with their due instant in their course's zone (``zones``: course id to zone
+    name; a course not in it shows UTC)."""
     table = Table(title=title)
-    for col in ("due (UTC)", "kind", "audience", "course", "session", "status", "id"):
+    for col in ("due", "kind", "audience", "course", "session", "status", "id"):
         table.add_column(col)
     for r in rows:
         session = "" if r["session"] is None else str(r["session"])
-        table.add_row(r["due"], r["kind"], r["audience"], r["course"], session, r["status"], r["id"])
+        due = wall_time(r["due"], _zone(zones.get(r["course"])))
+        table.add_row(due, r["kind"], r["audience"], r["course"], session, r["status"], r["id"])
     return table
 
 
-def print_reminders(rows: list[dict[str, Any]]) -> None:
-    _console().print(reminders_table(rows))
+def print_reminders(rows: list[dict[str, Any]], zones: dict[str, str]) -> None:
+    _console().print(reminders_table(rows, zones))
 
 
 def print_course_list(rows: list[dict[str, Any]]) -> None:
@@ -129,26 +150,30 @@ def print_course_list(rows: list[dict[str, Any]]) -> None:
 
 
 def print_course(data: dict[str, Any]) -> None:
-    console = _console()
+    """The course shape of SPEC §7 as tables; every time on the course's wall clock."""
+    console, tz = _console(), zone(data["timezone"])
     focus = ", ".join(data["focus"]) or "none"
     console.print(
         f"course [bold]{data['id']}[/bold] (client {data['client']}, therapist {data['therapist']}; "
         f"{data['protocol']} {data['protocol_version']}, {data['timezone']}): state [bold]{data['state']}[/bold], "
         f"version {data['version']}; focus {focus}; current {data['current_focus'] or 'none'}"
     )
-    console.print(sessions_table(data["sessions"]))
+    console.print(sessions_table(data["sessions"], tz))
     if data["measurements"]:
         table = Table(title="Measurements")
-        for col in ("at (UTC)", "instrument", "score", "item9", "session"):
+        for col in ("at", "instrument", "score", "item9", "session"):
             table.add_column(col)
         for m in data["measurements"]:
-            table.add_row(m["at"], m["instrument"], str(m["score"]), str(m["item9"]), str(m["session"] or ""))
+            table.add_row(
+                wall_time(m["at"], tz), m["instrument"], str(m["score"]), str(m["item9"]), str(m["session"] or "")
+            )
         console.print(table)
-    console.print(history_table(data["history"]))
+    console.print(history_table(data["history"], tz))
 
 
-def print_plan(data: dict[str, Any]) -> None:
-    console = _console()
+def print_plan(data: dict[str, Any], timezone: str) -> None:
+    """A course's plan; every time on ``timezone``'s wall clock."""
+    console, tz = _console(), zone(timezone)
     console.print(f"course [bold]{data['course']}[/bold]: state [bold]{data['state']}[/bold]")
-    console.print(sessions_table(data["sessions"]))
-    console.print(reminders_table(data["reminders"]))
+    console.print(sessions_table(data["sessions"], tz))
+    console.print(reminders_table(data["reminders"], {data["course"]: timezone}))

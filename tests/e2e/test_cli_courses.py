@@ -229,7 +229,7 @@ def test_course_show_table_json_and_unknown_ids(
     ipt: RunIpt, walked: tuple[str, str], walked_json: dict[str, Any]
 ) -> None:
     table = ok(ipt(*walked, "course", "show", "C1"))
-    for fragment in ("C1", "intervention", "grief", "start_intervention", "2026-03-30T10:00:00+01:00"):
+    for fragment in ("C1", "intervention", "grief", "start_intervention", "Mon 2026-03-30 10:00 BST"):
         assert fragment in table, fragment
     assert ok_json(ipt(*walked, "course", "show", "C1", "--json")) == walked_json
     for args in (("course", "show", "NOPE"), ("course", "show", "NOPE", "--json"), ("plan", "NOPE")):
@@ -342,10 +342,12 @@ def test_plan_ics_parses_back_with_the_course_zone_and_alarms(ipt: RunIpt, walke
         assert event.decoded("DTSTAMP") == utc("2026-03-10T12:00:00+00:00")
         assert str(event["STATUS"]) == ("CANCELLED" if session["status"] == "cancelled" else "CONFIRMED")
         triggers = sorted(alarm.decoded("TRIGGER") for alarm in event.walk("VALARM"))
-        wanted = sorted(
-            utc(r["due"])
-            for r in plan["reminders"]
-            if r["session"] == session["number"] and r["audience"] == "client" and r["status"] == "pending"
+        wanted = sorted(  # one alarm per instant
+            {
+                utc(r["due"])
+                for r in plan["reminders"]
+                if r["session"] == session["number"] and r["audience"] == "client" and r["status"] == "pending"
+            }
         )
         assert triggers == (wanted if session["status"] == "planned" else []), session
         alarmed += bool(triggers)
