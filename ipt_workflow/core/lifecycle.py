@@ -356,6 +356,9 @@ def _apply(
     if "data_note" in changes:
         entry = entry.model_copy(update={"data": {**data, **changes.pop("data_note")}})
         changes["history"] = [*course.history, entry]
+    notice = changes.pop("notice", None)
+    if notice is not None:
+        changes["alerts"] = sorted([*course.alerts, notice], key=lambda a: (a.due, a.id))
     new = course.model_copy(update=changes)
     return _run_rules(new, event, at, data, protocol, policy, depth, state)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from .calendar import Segment, explicit_start, local_text, wall_start
 from .errors import InvalidInput, Refused
-from .model import Course, Session, SessionStatus, check_reference
-from .planner import phase_of_state, sessions, step_start
+from .model import Course, Reminder, Session, SessionStatus, check_reference
+from .planner import after_quiet_hours, phase_of_state, reminder_id, sessions, step_start
 from .protocol import WEEKDAYS, ClinicPolicy, Protocol
 from .wallclock import parse_duration, parse_time, zone
 
@@ -22,6 +22,22 @@ RECORDING = {
     "miss_session": SessionStatus.missed,
     "cancel_session": SessionStatus.cancelled,
 }
+
+
+def notice(
+    course: Course, event: str, kind: str, number: int, start: datetime, at: datetime, policy: ClinicPolicy
+) -> Reminder | None:
+    """The client's ``session_moved`` / ``session_cancelled`` notice: due at ``at``, or when
+    the quiet hours end if that is still before ``start``; None for a session already past."""
+    if start <= at:
+        return None
+    due = at
+    if policy.quiet_hours is not None:
+        quiet = policy.quiet_hours
+        later = after_quiet_hours(at, quiet.start_time, quiet.end_time, zone(course.timezone))
+        due = later if later < start else at
+    rid = reminder_id(course.id, kind, number, start.isoformat(), f"notice:{at.isoformat()}")
+    return Reminder(id=rid, course=course.id, kind=kind, audience="client", due=due, session=number, rule=event)
 
 
 def _target(course: Course, event: str, number: int | None, all_sessions: list[Session]) -> Session:
@@ -67,6 +83,9 @@ def record_session(
         window = parse_duration(policy.attendance.late_cancel_window, "late_cancel_window")
         if target.start - at < window:
             changes["data_note"] = {"number": target.number, "late": True}
+        told = notice(course, event, "session_cancelled", target.number, target.start, at, policy)
+        if told is not None:
+            changes["notice"] = told
     return changes
 
 
@@ -124,7 +143,7 @@ def reschedule(
             f"({local_text(passed.start)}); use change_slot to move this and the following sessions",
         )
     note = {"step": target.step, "old_start": target.start.isoformat(), "new_start": start.isoformat()}
-    return {"data_note": note}
+    return {"data_note": note, "notice": notice(course, event, "session_moved", n, start, at, policy)}
 
 
 def change_slot(
@@ -168,7 +187,7 @@ def change_slot(
         "old_start": target.start.isoformat(),
         "new_start": start.isoformat(),
     }
-    return {"data_note": note}
+    return {"data_note": note, "notice": notice(course, event, "session_moved", n, start, at, policy)}
 
 
 def change_therapist(

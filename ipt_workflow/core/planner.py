@@ -435,6 +435,25 @@ def out_of_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> d
     return local_instant(day, start, tz).astimezone(UTC)
 
 
+def after_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> datetime:
+    """Move ``due`` (UTC) later to the end of the quiet period it falls in (local time), for
+    a notice due at once: moving it earlier would still send it at once, in the quiet hours."""
+    local = due.astimezone(tz)
+    t = local.time()
+    if start > end:  # overnight, e.g. 21:00 to 08:00
+        if t > start:
+            day = local.date() + timedelta(days=1)
+        elif t < end:
+            day = local.date()
+        else:
+            return due
+    elif start < t < end:
+        day = local.date()
+    else:
+        return due
+    return local_instant(day, end, tz).astimezone(UTC)
+
+
 def slot_warnings(course: Course, policy: ClinicPolicy) -> list[str]:
     """Warnings (not errors) for a weekly slot outside the clinic's working days or hours."""
     out = []

@@ -106,4 +106,5 @@ def test_a_move_is_stored_and_shown_with_its_original_start(ipt: RunIpt, db: Pat
         rows = conn.execute("SELECT kind, due, status FROM ipt_reminders WHERE session = 2 ORDER BY due").fetchall()
     pending = [(kind, due) for kind, due, status in rows if status == "pending"]
     assert [kind for kind, _ in pending].count("session_reminder") == 2
+    assert ("session_moved", "2027-01-02 09:00:00") in pending  # the client's notice, due at once
     assert {status for *_, status in rows} == {"pending", "cancelled"}

@@ -55,6 +55,10 @@ class Run:
 # ---------------------------------------------------------------- attendance when it can be true
 
 
+def therapist_alerts(run: Run) -> list[str]:
+    return [a.kind for a in run.course.alerts if a.audience == "therapist"]
+
+
 def test_holding_a_session_before_it_starts_is_refused_naming_it() -> None:
     run = Run()
     with pytest.raises(Refused, match=r"session 1 starts Mon 2027-01-04 10:00 GMT") as info:
@@ -81,7 +85,7 @@ def test_a_late_cancellation_counts_as_a_miss_for_the_attendance_rules() -> None
     run("miss_session", utc(2027, 1, 4, 10, 30))
     run("cancel_session", utc(2027, 1, 10, 12))  # session 2 starts in 22 h: inside the 24 h window
     assert run.course.history[-1].data == {"number": 2, "late": True}
-    assert [a.kind for a in run.course.alerts] == ["attendance_review"]
+    assert therapist_alerts(run) == ["attendance_review"]
 
 
 def test_a_cancellation_in_good_time_is_not_a_miss() -> None:
@@ -89,9 +93,9 @@ def test_a_cancellation_in_good_time_is_not_a_miss() -> None:
     run("miss_session", utc(2027, 1, 4, 10, 30))
     run("cancel_session", utc(2027, 1, 9, 12))  # 46 h ahead
     assert run.course.history[-1].data == {}
-    assert run.course.alerts == []
+    assert therapist_alerts(run) == []
     run("miss_session", utc(2027, 1, 18, 10, 30))  # a cancellation does not break the run
-    assert [a.kind for a in run.course.alerts] == ["attendance_review"]
+    assert therapist_alerts(run) == ["attendance_review"]
 
 
 # ---------------------------------------------------------------- reschedule_session
@@ -299,3 +303,42 @@ def test_calendar_events_are_refused_when_not_active() -> None:
     run("pause", utc(2027, 1, 2))
     with pytest.raises(Refused, match="not allowed in this state"):
         run("reschedule_session", utc(2027, 1, 2, 1), {"number": 2, "start": "2027-01-12T10:00"})
+
+
+# ---------------------------------------------------------------- client notices
+
+
+def notices(effects: Any) -> list[Any]:
+    return [r for r in effects.added if r.kind in ("session_moved", "session_cancelled")]
+
+
+def test_a_move_sends_the_client_a_notice_at_once() -> None:
+    run = Run()
+    at = utc(2027, 1, 5, 9)
+    (told,) = notices(run("reschedule_session", at, {"number": 3, "start": "2027-01-20T14:00"}))
+    assert (told.kind, told.audience, told.due, told.session, told.rule) == (
+        "session_moved", "client", at, 3, "reschedule_session"
+    )  # fmt: skip
+    assert told in plan(run.course, IPT16, CLINIC).reminders  # kept with the course, as alerts are
+    (slot,) = notices(run("change_slot", at, {"from": 5, "weekday": "wed", "time": "11:00"}))
+    assert (slot.kind, slot.session, slot.rule) == ("session_moved", 5, "change_slot")
+    assert not notices(run("change_therapist", at, {"therapist": "T-2"}))
+
+
+def test_a_notice_recorded_in_quiet_hours_waits_for_their_end() -> None:
+    run = Run()
+    (told,) = notices(run("reschedule_session", utc(2027, 1, 5, 23, 30), {"number": 3, "start": "2027-01-20T14:00"}))
+    assert told.due == utc(2027, 1, 6, 8, 0)  # quiet hours 21:00-08:00, London = UTC in January
+
+
+def test_a_cancellation_notice_only_for_a_session_still_to_come() -> None:
+    run = Run()
+    (told,) = notices(run("cancel_session", utc(2027, 1, 2, 12), {"number": 3}))
+    assert (told.kind, told.session, told.due) == ("session_cancelled", 3, utc(2027, 1, 2, 12))
+    assert not notices(run("cancel_session", utc(2027, 1, 4, 10, 30)))  # session 1 has started
+
+
+def test_a_withdrawal_cancels_a_pending_notice() -> None:
+    run = Run()
+    (told,) = notices(run("reschedule_session", utc(2027, 1, 2, 12), {"number": 3, "start": "2027-01-20T14:00"}))
+    assert told.id in run("withdraw", utc(2027, 1, 2, 12, 1)).cancelled

@@ -64,7 +64,7 @@ class Run:
 
     @property
     def alerts(self) -> list[str]:
-        return [a.kind for a in self.course.alerts]
+        return [a.kind for a in self.course.alerts if a.audience == "therapist"]
 
 
 def test_new_course_starts_in_intake_with_a_create_entry() -> None:
