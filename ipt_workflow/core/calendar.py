@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from .errors import InvalidInput
-from .model import Course, HistoryEntry
+from .model import Course
 from .wallclock import parse_date, parse_time, zone
 
 CALENDAR_EVENTS = ("reschedule_session", "change_slot", "change_therapist")
@@ -90,10 +90,6 @@ def calendar_of(course: Course) -> Calendar:
     if len(segments) == 1 and not moves and not handovers:
         return Calendar(tuple(segments), first_therapist=first)
     return Calendar(tuple(segments), moves, tuple(handovers), first)
-
-
-def has_calendar_changes(history: list[HistoryEntry]) -> bool:
-    return any(h.event in CALENDAR_EVENTS for h in history)
 
 
 def local_text(value: datetime) -> str:

@@ -6,7 +6,8 @@ Slots are cadence steps from the course's first date at its local wall-clock tim
 moves to the next working day before the next step, or is skipped, by clinic policy; a
 step inside a finished pause is skipped, so the plan shifts by the pause. Missed and
 cancelled sessions keep their slot and are not counted: one more slot is used at the end,
-never past the protocol's maximum number of session entries.
+never past the protocol's maximum number of session entries. The series, single moves and
+handovers come from ``calendar`` (SPEC §9), keyed by step.
 """
 
 from __future__ import annotations

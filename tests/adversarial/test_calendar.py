@@ -108,3 +108,14 @@ def test_a_move_is_stored_and_shown_with_its_original_start(ipt: RunIpt, db: Pat
     assert [kind for kind, _ in pending].count("session_reminder") == 2
     assert ("session_moved", "2027-01-02 09:00:00") in pending  # the client's notice, due at once
     assert {status for *_, status in rows} == {"pending", "cancelled"}
+
+
+def test_a_plan_stored_before_the_calendar_fields_reads_with_them(ipt: RunIpt, db: Path) -> None:
+    """Plans written by an earlier version hold eight fields a session: ``course show`` gives
+    the end, the course's therapist and no original start."""
+    with sqlite3.connect(db) as conn:
+        [(text,)] = conn.execute("SELECT plan FROM ipt_courses").fetchall()
+        conn.execute("UPDATE ipt_courses SET plan = ?", (json.dumps([s[:8] for s in json.loads(text)]),))
+    first = json.loads(ok(ipt("--db", db, "course", "show", "c1", "--json")))["sessions"][0]
+    assert (first["start"], first["end"]) == ("2027-01-04T10:00:00+00:00", "2027-01-04T10:50:00+00:00")
+    assert (first["therapist"], first["original_start"]) == ("T-1", None)
