@@ -27,11 +27,11 @@ from .model import (
     NoData,
     Pause,
     Reminder,
-    Session,
     SessionStatus,
     reference_problem,
 )
-from .planner import counts, phase_of_state, plan, reminder_id, sessions
+from .moves import RECORDING, change_slot, change_therapist, record_session, reschedule
+from .planner import counts, plan, reminder_id
 from .protocol import ClinicPolicy, Condition, EvaluationError, Protocol
 from .wallclock import check_year, local_instant, zone
 
@@ -254,7 +254,7 @@ def validate_data(event: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
     if data is not None and not isinstance(data, Mapping):
         raise InvalidInput(f"event '{event}' data: must be a JSON object, not {type(data).__name__}")
     try:
-        return schema.model_validate(dict(data or {})).model_dump(exclude_none=True)
+        return schema.model_validate(dict(data or {})).model_dump(exclude_none=True, by_alias=True)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(x) for x in err["loc"]) or "data"
@@ -339,7 +339,7 @@ def _apply(
     if state not in machine.sources(event):
         allowed = ", ".join(allowed_events(course, protocol)) or "none"
         raise Refused(event, state, f"not allowed in this state (allowed: {allowed})")
-    changes = _prepare(course, event, data, protocol, policy)
+    changes = _prepare(course, event, at, data, protocol, policy)
     f = facts(course, protocol, policy, event, data, at)
     resume_to = course.pauses[-1].resume_to.value if course.pauses else None
     taken, adapter = machine.trigger(event, state, f, resume_to)
@@ -356,33 +356,26 @@ def _apply(
     if "data_note" in changes:
         entry = entry.model_copy(update={"data": {**data, **changes.pop("data_note")}})
         changes["history"] = [*course.history, entry]
+    notice = changes.pop("notice", None)
+    if notice is not None:
+        changes["alerts"] = sorted([*course.alerts, notice], key=lambda a: (a.due, a.id))
     new = course.model_copy(update=changes)
     return _run_rules(new, event, at, data, protocol, policy, depth, state)
 
 
 def _prepare(
-    course: Course, event: str, data: dict[str, Any], protocol: Protocol, policy: ClinicPolicy
+    course: Course, event: str, at: datetime, data: dict[str, Any], protocol: Protocol, policy: ClinicPolicy
 ) -> dict[str, Any]:
     """Checks that are facts of the course, not protocol choices; the record changes they imply."""
     state = course.state.value
-    if event in ("hold_session", "miss_session", "cancel_session"):
-        planned = [s for s in sessions(course, protocol, policy) if s.status is SessionStatus.planned]
-        number = data.get("number")
-        target: Session | None
-        if number is None:
-            target = planned[0] if planned else None
-            if target is None:
-                raise Refused(event, state, "no planned session left (extend the course first)")
-        else:
-            target = next((s for s in planned if s.number == number), None)
-            if target is None:
-                raise Refused(event, state, f"session {number} is not a planned session")
-        status = {"hold_session": SessionStatus.held, "miss_session": SessionStatus.missed}.get(
-            event, SessionStatus.cancelled
-        )
-        phase = phase_of_state(course.state) if status is SessionStatus.held else target.phase
-        done = target.model_copy(update={"status": status, "phase": phase})
-        return {"sessions": sorted([*course.sessions, done], key=lambda s: s.number)}
+    if event in RECORDING:
+        return record_session(course, event, at, data, protocol, policy)
+    if event == "reschedule_session":
+        return reschedule(course, at, data, protocol, policy)
+    if event == "change_slot":
+        return change_slot(course, at, data, protocol, policy)
+    if event == "change_therapist":
+        return change_therapist(course, at, data, protocol, policy)
     if event == "set_focus":
         areas = data["areas"]
         unknown = [a for a in areas if a not in protocol.problem_areas]
@@ -456,8 +449,10 @@ def _run_rules(
     """Fire every rule ``event`` sets off, in file order, on the facts after the event. A
     condition that cannot be evaluated refuses the event (``state``: the state it met)."""
     f: dict[str, Any] | None = None
+    late = event == "cancel_session" and course.history[-1].data.get("late") is True
+    events = (event, "miss_session") if late else (event,)  # a late cancellation counts as a miss
     for rule in protocol.rules:
-        if rule.trigger and event not in rule.trigger:
+        if rule.trigger and not any(e in rule.trigger for e in events):
             continue
         if rule.once and rule.id in course.fired_rules:
             continue

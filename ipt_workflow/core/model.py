@@ -8,7 +8,7 @@ the future is always recomputed by the planner, so it can never drift from the r
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -72,6 +72,8 @@ BUILTIN_KINDS: dict[str, str] = {
     "follow_up": "therapist",
     "digest": "therapist",
     "plan_limit": "therapist",
+    "session_moved": "client",
+    "session_cancelled": "client",
 }
 
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
@@ -112,6 +114,12 @@ class Session(_Frozen):
     format: str = "individual"
     participants: list[str] = Field(default_factory=lambda: ["client"])
     optional_participants: list[str] = Field(default_factory=list)
+    therapist: str | None = Field(default=None, description="who sees the client; the planner fills it in")
+    original_start: datetime | None = Field(default=None, description="where the series had it, when moved")
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(minutes=self.duration_minutes)
 
 
 class Reminder(_Frozen):
@@ -228,9 +236,39 @@ class SessionRef(_EventData):
     number: int | None = Field(default=None, ge=1)
 
 
+class RescheduleData(_EventData):
+    """``start`` is local wall-clock time in the course's zone, ``YYYY-MM-DDTHH:MM``."""
+
+    number: int = Field(ge=1)
+    start: str = Field(max_length=40)
+    force: bool | None = None
+
+
+class SlotData(_EventData):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+
+    from_: int = Field(alias="from", ge=1)
+    weekday: str = Field(max_length=20)
+    time: str = Field(max_length=20)
+    force: bool | None = None
+
+
+class TherapistData(_EventData):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+
+    therapist: str = Field(max_length=200)
+    from_: int | None = Field(default=None, alias="from", ge=1)
+    force: bool | None = None
+
+
 EVENT_DATA: dict[str, type[_EventData]] = {
     "record_measure": MeasureData,
     "set_focus": FocusData,
     "extend": ExtendData,
+    "hold_session": SessionRef,
+    "miss_session": SessionRef,
     "cancel_session": SessionRef,
+    "reschedule_session": RescheduleData,
+    "change_slot": SlotData,
+    "change_therapist": TherapistData,
 }

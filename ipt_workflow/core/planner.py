@@ -6,7 +6,8 @@ Slots are cadence steps from the course's first date at its local wall-clock tim
 moves to the next working day before the next step, or is skipped, by clinic policy; a
 step inside a finished pause is skipped, so the plan shifts by the pause. Missed and
 cancelled sessions keep their slot and are not counted: one more slot is used at the end,
-never past the protocol's maximum number of session entries.
+never past the protocol's maximum number of session entries. The series, single moves and
+handovers come from ``calendar`` (SPEC §9), keyed by step.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .calendar import Calendar, Segment, calendar_of
 from .errors import InvalidInput
 from .model import (
     Course,
@@ -75,9 +77,18 @@ class Counts:
         return self.future < self.wanted
 
 
+def late_cancellations(course: Course) -> frozenset[int]:
+    """Numbers of the sessions cancelled less than the clinic's late_cancel_window before
+    their start (the cancellation's history entry says so)."""
+    return frozenset(
+        int(h.data["number"]) for h in course.history if h.event == "cancel_session" and h.data.get("late") is True
+    )
+
+
 def counts(course: Course, protocol: Protocol) -> Counts:
     """Session counts of ``course`` and how many future sessions the plan holds."""
     held = missed = cancelled = intake = assessment = run = 0
+    late = late_cancellations(course) if course.sessions and course.history else frozenset()
     for s in course.sessions:
         if s.status is SessionStatus.held:
             held += 1
@@ -89,6 +100,7 @@ def counts(course: Course, protocol: Protocol) -> Counts:
             run += 1
         else:
             cancelled += 1
+            run += s.number in late  # a late cancellation counts as a miss for attendance
     recorded = len(course.sessions)
     if course.state in (CourseState.completed, CourseState.withdrawn):
         wanted = 0
@@ -103,10 +115,12 @@ def counts(course: Course, protocol: Protocol) -> Counts:
 def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[Session]:
     """Every session of the course: the recorded ones, then the projected ones, in order."""
     c = counts(course, protocol)
-    recorded = sorted(course.sessions, key=_in_time_order)
+    tz = zone(course.timezone)
+    cal = calendar_of(course)
+    cadence = timedelta(weeks=protocol.cadence_weeks)
+    recorded = sorted((_recorded(s, cal, policy, tz, cadence) for s in course.sessions), key=_in_time_order)
     if c.future == 0:
         return recorded
-    tz = zone(course.timezone)
     occupied = {s.step for s in recorded}
     happened = [s.step for s in recorded if s.status is not SessionStatus.cancelled]
     first_step = max(happened) + 1 if happened else 0
@@ -136,9 +150,9 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     middle = (total + 1) // 2
 
     out = list(recorded)
-    slots = _slots(course, protocol, policy, tz, first_step, occupied)
+    slots = _slots(course, cal, protocol, policy, tz, first_step, occupied)
     for j in range(c.future):
-        step, start = next(slots)
+        step, start, original = next(slots)
         k = base + j + 1
         if k > window_start or state is CourseState.termination:
             phase = "termination"
@@ -148,7 +162,10 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
             phase = "assessment"
         else:
             phase = "intervention"
-        out.append(_session(protocol, next(numbers), phase, start, step, k, total, middle))
+        session = _session(protocol, next(numbers), phase, start, step, k, total, middle, cal.therapist(step))
+        if original is not None:
+            session = session.model_copy(update={"original_start": original})
+        out.append(session)
     out.sort(key=_in_time_order)
     return out
 
@@ -163,8 +180,29 @@ def _count_from(n: int) -> Iterator[int]:
         n += 1
 
 
+def _recorded(s: Session, cal: Calendar, policy: ClinicPolicy, tz: ZoneInfo, cadence: timedelta) -> Session:
+    """A recorded session with the calendar's facts about it: its therapist, and where the
+    series had it when it was moved."""
+    update: dict[str, Any] = {}
+    therapist = cal.therapist(s.step)
+    if s.therapist != therapist:
+        update["therapist"] = therapist
+    moved = cal.moves.get(s.step)
+    if moved is not None and moved == s.start and s.original_start is None:
+        update["original_start"] = step_start(cal.segment(s.step), s.step, cadence, policy, tz)
+    return s.model_copy(update=update) if update else s
+
+
 def _session(
-    protocol: Protocol, number: int, phase: str, start: datetime, step: int, k: int, total: int, middle: int
+    protocol: Protocol,
+    number: int,
+    phase: str,
+    start: datetime,
+    step: int,
+    k: int,
+    total: int,
+    middle: int,
+    therapist: str,
 ) -> Session:
     fmt = protocol.format
     if fmt == "group" and k <= protocol.individual_first:
@@ -189,53 +227,69 @@ def _session(
             "format": fmt,
             "participants": participants,
             "optional_participants": optional,
+            "therapist": therapist,
         }
     )
 
 
 def _slots(
     course: Course,
+    cal: Calendar,
     protocol: Protocol,
     policy: ClinicPolicy,
     tz: ZoneInfo,
     first_step: int,
     occupied: set[int],
-) -> Iterator[tuple[int, datetime]]:
-    """(step, local start) of each usable slot from ``first_step`` on. Raises InvalidInput
-    rather than run past the year 9000 (a course or protocol built by hand, unchecked)."""
+) -> Iterator[tuple[int, datetime, datetime | None]]:
+    """(step, local start, start the series gave when moved) of each usable slot from
+    ``first_step`` on. Raises InvalidInput rather than run past the year 9000 (a course or
+    protocol built by hand, unchecked)."""
     check_year(course.start, "start")
     cadence = timedelta(weeks=protocol.cadence_weeks)
-    last_step = (_LAST_SLOT_DAY - course.start) // cadence
     pauses = [(p.start, p.end) for p in course.pauses if p.end is not None]
     step = first_step
     misses = 0
     while True:
-        if step > last_step:
+        seg = cal.segment(step)
+        if (_LAST_SLOT_DAY - seg.anchor) // cadence < step - seg.step:
             raise InvalidInput("plan: no open session slot found before the year 9000; check cadence_weeks")
         if misses > 10_000:  # every day closed for ~200 years: a policy no clinic has
             raise InvalidInput("plan: 10,000 slots in a row are closed; check closures and working days")
-        day = course.start + cadence * step
         this_step = step
         step += 1
         if this_step in occupied:
             continue
-        if policy.is_closed(day):
-            moved = None
-            if policy.holiday_policy == "next_working_day":
-                moved = _next_working_day(policy, day, day + cadence)
-            if moved is None:
-                misses += 1
-                continue
-            day = moved
-        start = local_instant(day, course.slot, tz)
+        series = step_start(seg, this_step, cadence, policy, tz)
+        moved = cal.moves.get(this_step)
+        if moved is None and series is None:
+            misses += 1
+            continue
+        start = moved if moved is not None else series
+        assert start is not None
         pause_end = next((p1 for p0, p1 in pauses if p0 <= start < p1), None) if pauses else None
         if pause_end is not None:  # the session would really start inside a finished pause
             # Skip to the last steps before the pause ends: every step whose day (moved by up
-            # to a cadence for a holiday) is before the end's local date lies in the pause.
-            days = (pause_end.astimezone(tz).date() - course.start).days
-            step = max(step, days // cadence.days - 1)
+            # to a cadence for a holiday) is before the end's local date lies in the pause;
+            # never past a change of the series or a moved session, which are checked one by one.
+            days = (pause_end.astimezone(tz).date() - seg.anchor).days
+            jump = seg.step + days // cadence.days - 1
+            later = cal.next_change(this_step)
+            step = max(step, jump if later is None else min(jump, later))
             continue
-        yield this_step, start
+        yield this_step, start, (series if moved is not None else None)
+
+
+def step_start(seg: Segment, step: int, cadence: timedelta, policy: ClinicPolicy, tz: ZoneInfo) -> datetime | None:
+    """Where the series puts ``step`` (a closed day moved by policy), or None when skipped."""
+    day = seg.anchor + cadence * (step - seg.step)
+    if policy.is_closed(day):
+        moved = None
+        if policy.holiday_policy == "next_working_day":
+            moved = _next_working_day(policy, day, day + cadence)
+        if moved is None:
+            return None
+        day = moved
+    return local_instant(day, seg.slot, tz)
 
 
 def _next_working_day(policy: ClinicPolicy, day: date, before: date) -> date | None:
@@ -380,6 +434,25 @@ def out_of_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> d
     else:
         return due
     return local_instant(day, start, tz).astimezone(UTC)
+
+
+def after_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> datetime:
+    """Move ``due`` (UTC) later to the end of the quiet period it falls in (local time), for
+    a notice due at once: moving it earlier would still send it at once, in the quiet hours."""
+    local = due.astimezone(tz)
+    t = local.time()
+    if start > end:  # overnight, e.g. 21:00 to 08:00
+        if t > start:
+            day = local.date() + timedelta(days=1)
+        elif t < end:
+            day = local.date()
+        else:
+            return due
+    elif start < t < end:
+        day = local.date()
+    else:
+        return due
+    return local_instant(day, end, tz).astimezone(UTC)
 
 
 def slot_warnings(course: Course, policy: ClinicPolicy) -> list[str]:

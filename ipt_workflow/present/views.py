@@ -12,12 +12,17 @@ if TYPE_CHECKING:
 
 
 def session_json(s: Session) -> dict[str, Any]:
-    """``{number, phase, start, status, ...}``; ``start`` is local ISO 8601 with its offset."""
+    """``{number, phase, start, end, status, therapist, original_start, ...}``; ``start``,
+    ``end`` and ``original_start`` (null unless the session was moved) are local ISO 8601
+    with their offsets."""
     return {
         "number": s.number,
         "phase": s.phase,
         "start": s.start.isoformat(),
+        "end": s.end.isoformat(),
         "status": s.status.value,
+        "therapist": s.therapist,
+        "original_start": s.original_start.isoformat() if s.original_start else None,
         "duration_minutes": s.duration_minutes,
         "format": s.format,
         "participants": list(s.participants),

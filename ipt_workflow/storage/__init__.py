@@ -6,8 +6,10 @@ import os
 HEAD_REVISION = "0003"
 
 #: The fields of a session in ``ipt_courses.plan`` (the SPEC §7 session shape, as lists).
+#: Plans stored before SPEC §9 hold the first eight; ``reads`` fills in the last three.
 PLAN_FIELDS = (
     "number", "phase", "start", "status", "duration_minutes", "format", "participants", "optional_participants",
+    "end", "therapist", "original_start",
 )  # fmt: skip
 
 #: How long a command waits for another process's lock on the database before it gives up

@@ -10,7 +10,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import UnknownName, shown
@@ -151,6 +151,24 @@ def _sqlite_instant(value: Any) -> Any:
     return value
 
 
+def _plan_session(values: list[Any], therapist: str) -> dict[str, Any]:
+    """One stored plan entry as the session shape; one stored before SPEC §9 gets its end,
+    the course's therapist and no original start."""
+    session = dict(zip(PLAN_FIELDS, values, strict=False))
+    if "end" not in session:
+        start = datetime.fromisoformat(session["start"])
+        session["end"] = (start + timedelta(minutes=session["duration_minutes"])).isoformat()
+        session["therapist"] = therapist
+        session["original_start"] = None
+    return {name: session[name] for name in _SESSION_ORDER}
+
+
+_SESSION_ORDER = (
+    "number", "phase", "start", "end", "status", "therapist", "original_start",
+    "duration_minutes", "format", "participants", "optional_participants",
+)  # fmt: skip  (the order of present.views.session_json)
+
+
 def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
     """The course shape of SPEC §7 from the stored rows; raises UnknownName for an unknown id,
     and returns None for a course stored before its plan was (then ask the planner)."""
@@ -175,7 +193,7 @@ def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
         "current_focus": row["current_focus"],
         "planned_sessions": row["planned_sessions"],
         "version": row["version"],
-        "sessions": [dict(zip(PLAN_FIELDS, s, strict=True)) for s in _json(row["plan"])],
+        "sessions": [_plan_session(s, row["therapist"]) for s in _json(row["plan"])],
         "measurements": [
             {
                 "instrument": m["instrument"],

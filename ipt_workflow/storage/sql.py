@@ -733,7 +733,8 @@ def plan_lists(sessions: Sequence[Session]) -> list[list[Any]]:
     """Sessions as stored in ``ipt_courses.plan``: one list a session, in PLAN_FIELDS order."""
     return [
         [s.number, s.phase, s.start.isoformat(), s.status.value, s.duration_minutes, s.format,
-         list(s.participants), list(s.optional_participants)]
+         list(s.participants), list(s.optional_participants), s.end.isoformat(), s.therapist,
+         s.original_start.isoformat() if s.original_start else None]
         for s in sessions
     ]  # fmt: skip
 

@@ -107,12 +107,17 @@ def test_an_at_more_than_a_day_ahead_is_refused_and_the_course_stays_usable(ipt:
 # ---------------------------------------------------------------- 3. reminders of a session already held
 
 
-def test_a_session_held_early_sends_no_reminders(ipt: RunIpt, db: Path, rules_dir: Path) -> None:
+def test_a_session_cannot_be_held_before_it_starts(ipt: RunIpt, db: Path, rules_dir: Path) -> None:
+    """SPEC §9: attendance is recorded when it can be true; the early hold is refused and its
+    reminders still go out."""
     course = create(ipt, db)
-    ok(event(ipt, db, course, "hold_session", "2026-02-21T09:00"))
-    assert {r[3] for r in reminders(db, course) if r[2] == 1} == {"cancelled"}
+    before = history(db, course)
+    line = error_line(event(ipt, db, course, "hold_session", "2026-02-21T09:00"))
+    assert "session 1 starts Mon 2026-03-02 10:00 GMT" in line, line
+    assert history(db, course) == before
+    assert {r[3] for r in reminders(db, course) if r[2] == 1} == {"pending"}
     out = ok(ipt("--rules", rules_dir, "--db", db, "daemon", "--once", "--now", "2026-03-01T10:00"))
-    assert out == ""
+    assert {json.loads(line)["kind"] for line in out.splitlines()} == {"session_reminder", "measure_due"}
 
 
 # ---------------------------------------------------------------- 4. dates at the extremes

@@ -74,7 +74,10 @@ def test_a_raised_safety_alert_survives_the_next_event(event: str) -> None:
     (alert,) = effects.added
     assert alert.kind == "safety_alert"
     data = {"sessions": 1} if event == "extend" else None
-    after, effects = apply(course, event, T0 + timedelta(hours=1, seconds=30), IPT16, CLINIC, data)
+    at = T0 + timedelta(hours=1, seconds=30)
+    if event == "miss_session":  # recorded once the session has started
+        at = plan(course, IPT16, CLINIC).sessions[0].start
+    after, effects = apply(course, event, at, IPT16, CLINIC, data)
     assert alert.id not in effects.cancelled
     assert alert in plan(after, IPT16, CLINIC).reminders
 
@@ -93,7 +96,7 @@ def test_a_therapist_reminder_already_due_is_not_cancelled_by_a_pause() -> None:
     course = new()
     at = T0
     for _ in range(9):
-        at = at + timedelta(days=7)
+        at = plan(course, IPT16, CLINIC).sessions[len(course.sessions)].start  # held at its start
         course, _ = apply(course, "hold_session", at, IPT16, CLINIC)
     prep = next(r for r in plan(course, IPT16, CLINIC).reminders if r.kind == "termination_prep")
     _, early = apply(course, "pause", prep.due - timedelta(minutes=1), IPT16, CLINIC)
@@ -159,12 +162,14 @@ def test_the_library_refuses_an_at_more_than_a_day_ahead(tmp_path: Path) -> None
 # ---------------------------------------------------------------- 3. a held session's reminders
 
 
-def test_holding_a_session_early_cancels_its_client_reminders() -> None:
+def test_holding_a_session_cancels_its_client_reminders() -> None:
     course = new()
     reminders = plan(course, IPT16, CLINIC).reminders
     first = {r.id for r in reminders if r.session == 1 and r.audience == "client"}
     assert {r.kind for r in reminders if r.id in first} == {"session_reminder", "measure_due"}
-    held, effects = apply(course, "hold_session", T0 + timedelta(days=1), IPT16, CLINIC)
+    with pytest.raises(Refused, match="session 1 starts Mon 2026-03-02 10:00 GMT"):
+        apply(course, "hold_session", T0 + timedelta(days=1), IPT16, CLINIC)
+    held, effects = apply(course, "hold_session", datetime(2026, 3, 2, 10, 0, tzinfo=UTC), IPT16, CLINIC)
     assert first <= set(effects.cancelled)
     assert not [r for r in plan(held, IPT16, CLINIC).reminders if r.session == 1]
     assert not effects.added  # nothing else moved
@@ -174,7 +179,8 @@ def test_holding_a_session_early_cancels_its_client_reminders() -> None:
 def test_missing_or_cancelling_a_session_cancels_its_client_reminders(event: str) -> None:
     course = new()
     first = {r.id for r in plan(course, IPT16, CLINIC).reminders if r.session == 1}
-    _, effects = apply(course, event, T0 + timedelta(days=1), IPT16, CLINIC)
+    at = T0 + timedelta(days=1) if event == "cancel_session" else datetime(2026, 3, 2, 10, 5, tzinfo=UTC)
+    _, effects = apply(course, event, at, IPT16, CLINIC)
     assert first <= set(effects.cancelled)
 
 
@@ -276,8 +282,8 @@ def test_every_evaluation_error_is_a_load_error(source: str, reason: str) -> Non
 @pytest.mark.parametrize(
     ("rule", "event"),
     [
-        ({"id": "bad.division", "trigger": ["hold_session"], "when": "10 / sessions_missed > 0",
-          "actions": [{"emit": "attendance_review"}]}, "hold_session"),
+        ({"id": "bad.division", "trigger": ["cancel_session"], "when": "10 / sessions_missed > 0",
+          "actions": [{"emit": "attendance_review"}]}, "cancel_session"),
         ({"id": "bad.data", "trigger": ["pause"], "when": "data.number > 1",
           "actions": [{"emit": "attendance_review"}]}, "pause"),
     ],

@@ -54,7 +54,8 @@ def weekly_course() -> list[dict[str, Any]]:
     ]
     for week in range(2, 9):  # sessions 3..9
         day = date(2026, 3, 9) + timedelta(weeks=week - 1)
-        events.append({"at": f"{day}T10:50", "event": "hold_session"})
+        held = day + timedelta(days=1) if day == date(2026, 4, 6) else day  # Easter Monday: on Tuesday
+        events.append({"at": f"{held}T10:50", "event": "hold_session"})
         if day == date(2026, 4, 13):
             events.append(
                 {

@@ -25,6 +25,7 @@ from tests.e2e.conftest import clean_env, ipt_command
 from .test_store import Clock, assert_pending_matches_plan, new_course, rows, same_course, snapshot
 
 NOW = datetime(2026, 3, 2, 10, 50, tzinfo=UTC)
+LATER = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)  # sessions 2 to 5 have started: each of 4 misses is true
 TIMEOUT = 30
 
 
@@ -69,7 +70,7 @@ def prepared_write(wf: Workflow, event: str, data: dict[str, Any] | None, barrie
     """Read the course, apply ``event`` in memory, wait for the other writer, then save."""
     before = wf.store.load("crs-1")
     protocol = wf.rules.protocol(before.protocol)
-    after, effects = ipt_workflow.apply(before, event, NOW, protocol, wf.rules.clinic, data)
+    after, effects = ipt_workflow.apply(before, event, LATER, protocol, wf.rules.clinic, data)
     plan = ipt_workflow.plan(after, protocol, wf.rules.clinic)
     barrier.wait(TIMEOUT)  # both have read version N
     return wf.store.save(before, after, plan, effects, NOW)
@@ -130,6 +131,7 @@ def test_two_writers_through_the_facade(writers: tuple[Workflow, Workflow], raw_
 
         wf.store.load = first_load_waits  # type: ignore[method-assign]
 
+    a.clock = b.clock = lambda: datetime(2026, 3, 16, 10, 50, tzinfo=UTC)  # sessions 2 and 3 have started
     results = run_together(
         lambda: a.apply("crs-1", "hold_session", retries=retries),
         lambda: b.apply("crs-1", "hold_session", retries=retries),
@@ -193,7 +195,7 @@ def test_many_writers_with_retries_lose_nothing(db_url: str, raw_engine: Engine)
 
 
 PAIRS = 10
-NOW_ISO = "2026-03-01T12:00:00Z"
+NOW_ISO = "2029-06-01T12:00:00Z"  # every monthly session of the extended course has started
 
 
 def test_two_cli_processes_never_lose_an_update(tmp_path: Path) -> None:

@@ -230,10 +230,9 @@ def test_a_transition_taken_by_a_rule_is_stored_with_the_rule(wf: Workflow, raw_
     event(wf, clock, "crs-1", "hold_session", "2026-03-09", "10:50")
     event(wf, clock, "crs-1", "set_focus", "2026-03-09", "10:55", {"areas": ["grief", "role_dispute"]})
     course = event(wf, clock, "crs-1", "start_intervention", "2026-03-09", "11:00")
-    day = date(2026, 3, 16)
-    while course.state.value == "intervention":
+    while course.state.value == "intervention":  # each held at its start (Easter Monday's on Tuesday)
+        day = next(s.start.date() for s in wf.plan("crs-1").sessions if s.status.value == "planned")
         course = event(wf, clock, "crs-1", "hold_session", day.isoformat(), "10:50")
-        day += timedelta(weeks=1)
     assert course.state.value == "termination"
     history = rows(raw_engine, "ipt_history")
     auto = history[-1]
@@ -372,7 +371,7 @@ def test_alerts_raised_at_one_instant_round_trip_in_order(
     wf: Workflow, clock: Clock, events: list[str], kinds: list[str]
 ) -> None:
     new_course(wf)
-    clock.now = datetime(2026, 3, 2, 10, 50, tzinfo=UTC)
+    clock.now = datetime(2026, 3, 9, 10, 50, tzinfo=UTC)  # sessions 1 and 2 have started
     for name in events:
         returned = wf.apply("crs-1", name, MEASURE_ITEM9 if name == "record_measure" else None)
     assert sorted(a.kind for a in returned.alerts) == sorted(kinds)
@@ -470,6 +469,7 @@ def test_a_stale_expected_version_is_a_conflict_and_writes_nothing(
     with Workflow(db_url, clock=clock) as other:
         other.apply("crs-1", "complete_intake")
     changed = snapshot(raw_engine)
+    clock.at("2026-03-09", "10:50")  # session 2 has started
     with pytest.raises(ConflictError):
         wf.apply("crs-1", "hold_session", expected_version=seen)
     assert snapshot(raw_engine) == changed

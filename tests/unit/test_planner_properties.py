@@ -247,6 +247,9 @@ def run(case: Case, *, in_time_order: bool = False) -> None:
         by_id = {r.id: r for r in start_plan.reminders}
         for event, data, advance in steps:
             clock += advance
+            planned = [s.start for s in current.sessions if s.status is SessionStatus.planned]
+            if event in ("hold_session", "miss_session") and planned:  # recorded once it has started
+                clock = max(clock, planned[0].astimezone(UTC))
             try:
                 new, effects = apply(course, event, clock, pro, pol, data)
             except (Refused, InvalidInput):
