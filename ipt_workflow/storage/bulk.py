@@ -6,23 +6,23 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..core.model import Course, Plan, Session, SessionStatus
 from . import schema as t
-from .base import StoreBase
+from .bookings import Bookings, BulkBooking
 from .rows import course_values, json_list, plan_lists
 from .schema import to_text
 
 
-class BulkWrites(StoreBase):
+class BulkWrites(Bookings):
     """Adding new courses (one, or a hundred thousand) in one transaction."""
 
     def add_many(self, items: Iterable[tuple[Course, Plan]], now: datetime, batch: int = 2000) -> int:
@@ -41,14 +41,26 @@ class BulkWrites(StoreBase):
 
         return self.write_batches(batches())
 
-    def write_batches(self, batches: Iterable[Rows]) -> int:
+    def write_batches(
+        self,
+        batches: Iterable[Rows],
+        booking: BulkBooking | None = None,
+        before: Callable[[Connection], None] | None = None,
+    ) -> int:
         """Write batches of new-course rows (from ``build_rows``) in one transaction; returns
         how many courses. An exception from ``batches`` rolls every batch back; so does a
-        course id another writer took meanwhile (``CourseExists``)."""
+        course id another writer took meanwhile (``CourseExists``). With ``booking``, the
+        therapists' bookings are locked and handed to ``booking.seed`` before anything is
+        written; ``before`` runs then too, on the transaction's connection."""
         done = 0
         gc.disable()  # hundreds of thousands of short-lived objects: the cyclic collector only slows this
         try:
             with self._bulk_journal(), self._write(adding=True) as conn:
+                if booking is not None:
+                    self._lock_bookings(conn, None)
+                    booking.seed(self._booked(conn, booking.therapists, booking.buffer))
+                if before is not None:
+                    before(conn)
                 # Into an empty table, building the due index once at the end (a sort) beats
                 # keeping it up to date row by row; it is part of the same transaction.
                 rebuild = conn.execute(select(t.reminders.c.id).limit(1)).first() is None

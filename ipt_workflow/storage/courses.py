@@ -9,11 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
+from ..core.clashes import conflict_alert
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import Course, CourseState, Effects, HistoryEntry, Measurement, Pause, Plan, Reminder, SessionStatus
 from . import schema as t
 from .base import chunks
-from .bulk import BulkWrites
+from .bookings import BookingCheck
+from .bulk import BulkWrites, build_rows
 from .reads import reminder_documents
 from .rows import (
     course_values,
@@ -130,22 +132,49 @@ class CourseStore(BulkWrites):
         documents = reminder_documents(self.engine, course, start, until, status, limit)
         return [Reminder.model_validate(d) for d in documents]
 
-    def add(self, course: Course, plan: Plan, now: datetime) -> Course:
-        """Store a new course with its plan and reminders; returns it at version 1. Raises
-        CourseExists (nothing written) when its id is taken, even by a writer racing this one."""
+    def add(self, course: Course, plan: Plan, now: datetime, booking: BookingCheck | None = None) -> Course:
+        """Store a new course with its plan and reminders; returns it at version 1 (with any
+        ``schedule_conflict`` alerts ``booking`` raised). Raises CourseExists (nothing written)
+        when its id is taken, even by a writer racing this one, and ScheduleClash when
+        ``booking`` refuses a clash; the clash check and the write are one transaction."""
+        sqlite = self.dialect == "sqlite"
+        stored: list[tuple[Course, Plan]] = [(course, plan)]
+
+        def check(conn: Connection) -> None:
+            if booking is not None:
+                found = self._check_bookings(conn, booking, course.id)
+                if found:
+                    stored[0] = _with_alerts(course, plan, [conflict_alert(course, a, b, booking.at) for a, b in found])
+
         try:
-            self.add_many([(course, plan)], now)
+            self.write_batches((build_rows(stored, now, sqlite) for _ in (1,)), before=check)
         except CourseExists:
             raise CourseExists(f"--id: course {shown(course.id)} already exists") from None
-        return course.model_copy(update={"version": 1})
+        return stored[0][0].model_copy(update={"version": 1})
 
-    def save(self, before: Course, after: Course, plan: Plan, effects: Effects, now: datetime) -> Course:
+    def save(
+        self,
+        before: Course,
+        after: Course,
+        plan: Plan,
+        effects: Effects,
+        now: datetime,
+        booking: BookingCheck | None = None,
+    ) -> Course:
         """Write one applied event atomically; ``before`` is the course as it was read.
 
-        Raises ConflictError (nothing written) when another writer got there first.
+        Raises ConflictError (nothing written) when another writer got there first, and
+        ScheduleClash when ``booking`` refuses a clash; else a clash it finds is written as
+        ``schedule_conflict`` alerts, which the returned course carries.
         """
         expected = before.version
         with self._write() as conn:
+            if booking is not None:
+                clashed = self._check_bookings(conn, booking, after.id)
+                if clashed:
+                    alerts = [conflict_alert(after, a, b, booking.at) for a, b in clashed]
+                    after, plan = _with_alerts(after, plan, alerts)
+                    effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
             result = conn.execute(
                 update(t.courses)
                 .where(t.courses.c.id == after.id, t.courses.c.version == expected)
@@ -208,3 +237,12 @@ class CourseStore(BulkWrites):
                         )
             self._notify(conn)
         return after.model_copy(update={"version": expected + 1})
+
+
+def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
+    """The course and plan with ``alerts`` added (an alert raised twice is kept once)."""
+    known = {a.id for a in course.alerts}
+    fresh = [a for a in alerts if a.id not in known]
+    course = course.model_copy(update={"alerts": sorted([*course.alerts, *fresh], key=lambda a: (a.due, a.id))})
+    reminders = sorted([*plan.reminders, *fresh], key=lambda r: (r.due, r.id))
+    return course, Plan(sessions=plan.sessions, reminders=reminders)
