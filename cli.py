@@ -355,6 +355,7 @@ def simulate(
 # ---------------------------------------------------------------- courses
 
 NOW_HELP = "Act as if it were this instant (ISO 8601; without an offset: UTC)."
+ALLOW_CLASH_HELP = "Book even over another session of the therapist, with a schedule_conflict alert."
 MAX_LIMIT = 1_000_000_000  # integer options have a stated range: a huge one is a usage error
 MAX_VERSION = 2**31 - 1
 
@@ -374,12 +375,13 @@ def course() -> None:
 @click.option("--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID")
 @click.option("--therapist", type=ID, default="unassigned", show_default=True, metavar="ID")
 @click.option("--id", "course_id", type=ID, metavar="ID", help="Course id (default: a new random id).")
+@click.option("--allow-clash", is_flag=True, help=ALLOW_CLASH_HELP)
 @click.option("--now", metavar="ISO", help=NOW_HELP)
 @json_option
 @click.pass_obj
 def course_create(
     app: App, client: str, start: str, slot: str, tz: str, protocol_id: str, therapist: str,
-    course_id: str | None, now: str | None, as_json: bool,
+    course_id: str | None, allow_clash: bool, now: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Create a course with its plan and reminders; print its id (the course with --json)."""
     from ipt_workflow import services
@@ -389,7 +391,7 @@ def course_create(
         rules, client=client, start=start, time=slot, tz=tz, now=clock,
         protocol_id=protocol_id, therapist=therapist, course_id=course_id,
     )  # fmt: skip
-    created = services.store_course(app.store, rules, course_, plan_, clock)
+    created = services.store_course(app.store, rules, course_, plan_, clock, allow_clash=allow_clash)
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -576,9 +578,10 @@ def course_zones(db: str, ids: set[str]) -> dict[str, str]:
 @cli.command("import")
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path))
 @click.option("--skip-bad", is_flag=True, help="Import the good rows, report the bad (default: all or nothing).")
+@click.option("--allow-clash", is_flag=True, help=ALLOW_CLASH_HELP)
 @click.option("--now", metavar="ISO", help=NOW_HELP)
 @click.pass_obj
-def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) -> None:
+def import_command(app: App, csv_file: Path, skip_bad: bool, allow_clash: bool, now: str | None) -> None:
     """Create many courses from a CSV: client, therapist, protocol, start, time, tz[, id]."""
     from ipt_workflow import services
     from ipt_workflow.inputs import check_regular_file
@@ -592,11 +595,11 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, now: str | None) ->
         with Progress(transient=True) as bar:
             task = bar.add_task("planning courses", total=None)
             report = services.import_csv(
-                store, rules, csv_file, clock, skip_bad=skip_bad,
+                store, rules, csv_file, clock, skip_bad=skip_bad, allow_clash=allow_clash,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
     else:
-        report = services.import_csv(store, rules, csv_file, clock, skip_bad=skip_bad)
+        report = services.import_csv(store, rules, csv_file, clock, skip_bad=skip_bad, allow_clash=allow_clash)
     for line in report.problems:
         click.echo(f"error: {line}", err=True)
     refused = f", {len(report.problems)} refused" if report.problems else ""

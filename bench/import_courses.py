@@ -20,14 +20,23 @@ ZONES = ["Europe/London", "America/New_York", "Australia/Lord_Howe", "Pacific/Ch
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+THERAPISTS = 2000
+SLOTS = 24  # 50-minute slots a day from 04:00 (clear of every zone's DST switch) to midnight
+
+
 def write_csv(path: Path, n: int) -> None:
+    """``n`` courses over 2,000 therapists (50 each for 100,000) that never clash (SPEC §9),
+    even after holiday moves: each therapist has one zone and gives each course a time of day
+    of its own, with up to 24 courses at once and the next 24 starting 26 weeks later."""
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["client", "therapist", "protocol", "start", "time", "tz"])
         for i in range(n):
-            start = date(2026, 1, 5) + timedelta(days=i % 365)
-            w.writerow([f"CL{i:07d}", f"T{i % 40:02d}", "ipt-16", start.isoformat(),
-                        f"{8 + i % 10:02d}:{(i % 4) * 15:02d}", ZONES[i % len(ZONES)]])  # fmt: skip
+            k, j = i % THERAPISTS, i // THERAPISTS
+            start = date(2026, 1, 5) + timedelta(days=k % 7 + 7 * (k % 20) + 182 * (j // SLOTS))
+            minutes = 4 * 60 + 50 * (j % SLOTS)
+            slot = f"{minutes // 60:02d}:{minutes % 60:02d}"
+            w.writerow([f"CL{i:07d}", f"T{k:04d}", "ipt-16", start.isoformat(), slot, ZONES[k % len(ZONES)]])
 
 
 def timed_import(db: str, csv_path: Path) -> float:

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 if _TYPE_CHECKING:
-    from .core.errors import ConflictError, InvalidInput, IptError, Refused, RuleFileError, StoreError, UnknownName
+    from .core.errors import (
+        ConflictError,
+        InvalidInput,
+        IptError,
+        Refused,
+        RuleFileError,
+        ScheduleClash,
+        StoreError,
+        UnknownName,
+    )
     from .core.events import EVENTS
     from .core.lifecycle import allowed_events, apply, new_course, why_not
     from .core.model import (
@@ -36,7 +45,8 @@ __version__ = "0.1.0"
 
 _WHERE = {
     "core.errors": [
-        "ConflictError", "InvalidInput", "IptError", "Refused", "RuleFileError", "StoreError", "UnknownName",
+        "ConflictError", "InvalidInput", "IptError", "Refused", "RuleFileError", "ScheduleClash", "StoreError",
+        "UnknownName",
     ],
     "core.events": ["EVENTS"],
     "core.lifecycle": ["allowed_events", "apply", "new_course", "why_not"],
@@ -72,6 +82,7 @@ __all__ = [
     "ReminderStatus",
     "RuleFileError",
     "Rulebook",
+    "ScheduleClash",
     "Session",
     "SessionStatus",
     "Simulation",

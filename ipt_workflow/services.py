@@ -20,14 +20,17 @@ from pathlib import Path
 from time import sleep, time_ns
 from typing import Any
 
+from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
 from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, StoreError, shown
 from .core.lifecycle import apply, new_course
-from .core.model import Course, Effects, Plan, Session, check_reference
-from .core.planner import plan, session_reminders, sessions, slot_warnings
+from .core.model import EVENT_DATA, Course, Effects, NoData, Plan, Session, check_reference
+from .core.planner import plan, reminder_id, session_reminders, sessions, slot_warnings
 from .core.protocol import Protocol
 from .core.wallclock import check_ahead, parse_date, parse_time, zone
 from .inputs import read_regular_file
 from .rulebook.files import Rulebook, load_rules
+from .storage.bookings import BookingCheck, BulkBooking
+from .storage.schema import to_text
 from .storage.sql import NewReminder, Rows, SqlStore, build_new_rows
 
 CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
@@ -91,11 +94,19 @@ def build_course(
     return course, plan(course, protocol, rules.clinic)
 
 
-def store_course(store: SqlStore, rules: Rulebook, course: Course, p: Plan, now: datetime) -> Created:
-    """Store a course built by ``build_course``; refuses an id that is taken."""
+def store_course(
+    store: SqlStore, rules: Rulebook, course: Course, p: Plan, now: datetime, allow_clash: bool = False
+) -> Created:
+    """Store a course built by ``build_course``; refuses an id that is taken, and a plan that
+    books its therapist over another course's session (ScheduleClash) unless ``allow_clash``,
+    which books it anyway with a ``schedule_conflict`` alert."""
     if store.existing_ids([course.id]):
         raise CourseExists(f"--id: course {shown(course.id)} already exists")
-    stored = store.add(course, p, now)
+    buffer = rules.clinic.buffer()
+    check = BookingCheck(bookings(course, p.sessions, buffer), buffer, refuse=not allow_clash, at=now)
+    stored = store.add(course, p, now, booking=check)
+    if stored.alerts:
+        p = plan(stored, rules.protocol(stored.protocol), rules.clinic)
     return Created(stored, p, slot_warnings(stored, rules.clinic))
 
 
@@ -132,14 +143,41 @@ def apply_event(
     ``expected_version`` or another writer saved it first; then nothing was written.
     """
     check_ahead(at, now, at_name)
+    data, force = _force(event, data)
     before = store.load(course_id)
     if expected_version is not None and before.version != expected_version:
         raise ConflictError(course_id, expected_version, before.version)
     protocol = protocol_of(rules, before)
     after, effects = apply(before, event, at, protocol, rules.clinic, data)
     p = plan(after, protocol, rules.clinic)
-    stored = store.save(before, after, p, effects, now)
+    # Any event whose replan books new times is checked: one the user chose is refused on a
+    # clash (unless forced); one a fact forced (a miss, a pause, a holiday) raises an alert.
+    buffer = rules.clinic.buffer()
+    was = bookings(before, plan(before, protocol, rules.clinic).sessions, buffer)
+    new = new_bookings(was, bookings(after, p.sessions, buffer))
+    check = BookingCheck(new, buffer, refuse=event in BOOKING_EVENTS and not force, at=now) if new else None
+    stored = store.save(before, after, p, effects, now, booking=check)
+    if len(stored.alerts) != len(after.alerts):
+        raised = [a for a in stored.alerts if a not in after.alerts]
+        effects = effects.model_copy(update={"added": [*effects.added, *raised]})
+        p = plan(stored, protocol, rules.clinic)
     return Applied(stored, p, effects)
+
+
+#: Events whose new times the user chose: a clash refuses them unless ``force: true``.
+BOOKING_EVENTS = frozenset({"extend", "resume", "reschedule_session", "change_slot", "change_therapist"})
+
+
+def _force(event: str, data: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    """``force`` taken out of a booking event's data (left in when its schema has the field)."""
+    if event not in BOOKING_EVENTS or not isinstance(data, dict) or "force" not in data:
+        return data, False
+    force = data["force"]
+    if not isinstance(force, bool):
+        raise InvalidInput(f"event '{event}' data: force: must be true or false")
+    if "force" in EVENT_DATA.get(event, NoData).model_fields:
+        return data, force
+    return {k: v for k, v in data.items() if k != "force"}, force
 
 
 def show(store: SqlStore, rules: Rulebook, course_id: str) -> tuple[Course, Plan]:
@@ -225,12 +263,16 @@ def import_csv(
     *,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    allow_clash: bool = False,
 ) -> ImportReport:
     """Create every course in a CSV (columns client, therapist, protocol, start, time, tz and
     an optional id) with its plan and reminders.
 
     All or nothing by default: any bad row (``FILE:LINE: message``) and nothing is written.
-    With ``skip_bad`` the good rows are imported and the bad ones reported.
+    With ``skip_bad`` the good rows are imported and the bad ones reported. A row whose plan
+    books its therapist over a stored course's session or an earlier row's is a bad row,
+    unless ``allow_clash`` (booked, with a ``schedule_conflict`` alert). The check runs in
+    memory against the therapists' bookings read once, inside the import's transaction.
     """
     header, rows, problems = read_csv(path)
     if header:
@@ -251,11 +293,17 @@ def import_csv(
     chunks = list(chunked(checked, IMPORT_CHUNK))
     done = 0
 
-    def batches(results: Iterator[tuple[list[str], Rows]]) -> Iterator[Rows]:
+    ledger = Ledger(rules.clinic.buffer())
+    therapists = {r.values["therapist"] for r in checked} - {UNASSIGNED}
+    booking = BulkBooking(therapists, rules.clinic.buffer(), ledger.seed)
+
+    def batches(results: Iterator[tuple[list[str], Rows, list[RowBookings]]]) -> Iterator[Rows]:
         # All or nothing: after the first bad row nothing more is written, but every row is
         # still checked so that every problem is reported; then the transaction rolls back.
         nonlocal done, failed
-        for problems_, rows_ in results:
+        for planned_problems, rows_, booked in results:
+            clashing, rows_ = _check_clashes(ledger, booked, rows_, allow_clash, now, sqlite)
+            problems_ = planned_problems + clashing
             report.problems.extend(f"{path}:{p}" for p in problems_)
             failed = failed or (bool(problems_) and not skip_bad)
             done += len(rows_.courses) + len(problems_)
@@ -283,9 +331,10 @@ def import_csv(
             context = get_context(method)
             with ProcessPoolExecutor(workers, context, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 jobs = [(str(rules.directory), chunk, now, sqlite) for chunk in chunks]
-                report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)))
+                report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)), booking)
         else:
-            report.imported = store.write_batches(batches(_plan_chunk_with(rules, c, now, sqlite) for c in chunks))
+            chunk_rows = (_plan_chunk_with(rules, c, now, sqlite) for c in chunks)
+            report.imported = store.write_batches(batches(chunk_rows), booking)
     except _Abort:
         report.imported = 0
         raise InvalidInput("\n".join(sorted(report.problems, key=_line_order))) from None
@@ -338,7 +387,11 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="ipt-parent-watch", daemon=True).start()
 
 
-def _plan_chunk(job: tuple[str, list[_Row], datetime, bool]) -> tuple[list[str], Rows]:
+#: A planned row's bookings for the clash check: (line, course id, therapist, zone, slots).
+RowBookings = tuple[int, str, str, str, list[tuple[int, int, int]]]
+
+
+def _plan_chunk(job: tuple[str, list[_Row], datetime, bool]) -> tuple[list[str], Rows, list[RowBookings]]:
     """In a worker process: plan one chunk of rows into database rows."""
     directory, chunk, now, sqlite = job
     rules = _WORKER_RULES.get(directory)
@@ -347,9 +400,12 @@ def _plan_chunk(job: tuple[str, list[_Row], datetime, bool]) -> tuple[list[str],
     return _plan_chunk_with(rules, chunk, now, sqlite)
 
 
-def _plan_chunk_with(rules: Rulebook, chunk: list[_Row], now: datetime, sqlite: bool) -> tuple[list[str], Rows]:
+def _plan_chunk_with(
+    rules: Rulebook, chunk: list[_Row], now: datetime, sqlite: bool
+) -> tuple[list[str], Rows, list[RowBookings]]:
     problems: list[str] = []
     built: list[tuple[Course, list[Session], list[NewReminder]]] = []
+    booked: list[RowBookings] = []
     gc.disable()
     try:
         for row in chunk:
@@ -361,9 +417,44 @@ def _plan_chunk_with(rules: Rulebook, chunk: list[_Row], now: datetime, sqlite: 
             planned = sessions(course, protocol, rules.clinic)  # a new course: no alerts, no follow-ups yet
             raw = session_reminders(course, protocol, rules.clinic, planned)
             built.append((course, planned, [(rid, kind, aud, due, n, None) for rid, kind, aud, due, n in raw]))
-        return problems, build_new_rows(built, now, sqlite)
+            if course.therapist != UNASSIGNED:
+                slots = [(int(s.start.timestamp()), s.duration_minutes, s.number) for s in planned]
+                booked.append((row.line, course.id, course.therapist, course.timezone, slots))
+        return problems, build_new_rows(built, now, sqlite), booked
     finally:
         gc.enable()
+
+
+def _check_clashes(
+    ledger: Ledger, booked: list[RowBookings], rows: Rows, allow_clash: bool, now: datetime, sqlite: bool
+) -> tuple[list[str], Rows]:
+    """Check a batch's courses against every booking so far (stored, and earlier rows) and
+    book them: ``LINE: therapist … is booked …`` for each clashing row, which is left out of
+    the rows; with ``allow_clash`` it is booked anyway with a ``schedule_conflict`` alert."""
+    problems: list[str] = []
+    dropped: set[str] = set()
+    for line, course_id, therapist, tz, slots in booked:
+        owner, session, hit = ledger.check(course_id, therapist, tz, slots)
+        if hit is None or allow_clash:
+            ledger.book(therapist, owner, slots)
+        if hit is None:
+            continue
+        if not allow_clash:
+            problems.append(f"{line}: {describe(hit)}")
+            dropped.add(course_id)
+            continue
+        rule = f"clash:{hit.course}#{hit.session}"
+        rid = reminder_id(course_id, "schedule_conflict", session, hit.local, rule)
+        when = to_text(now) if sqlite else now
+        rows.reminders.append((course_id, rid, "schedule_conflict", "therapist", when, session, "pending", rule, 0))
+    if dropped:
+        rows = Rows(
+            courses=[r for r in rows.courses if r[0] not in dropped],
+            history=[r for r in rows.history if r[0] not in dropped],
+            sessions=[r for r in rows.sessions if r[0] not in dropped],
+            reminders=[r for r in rows.reminders if r[0] not in dropped],
+        )
+    return problems, rows
 
 
 class _Abort(Exception):

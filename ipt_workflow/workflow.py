@@ -65,14 +65,17 @@ class Workflow:
         protocol: str = services.DEFAULT_PROTOCOL,
         therapist: str = "unassigned",
         course_id: str | None = None,
+        allow_clash: bool = False,
     ) -> Course:
-        """Create a course with its plan and reminders; returns it (version 1)."""
+        """Create a course with its plan and reminders; returns it (version 1). Raises
+        ScheduleClash when its plan books the therapist over another course's session, unless
+        ``allow_clash`` (booked anyway, with a ``schedule_conflict`` therapist alert)."""
         now = self.clock()
         course, plan = services.build_course(
             self.rules, client=client, start=start, time=time, tz=tz, now=now,
             protocol_id=protocol, therapist=therapist, course_id=course_id,
         )  # fmt: skip
-        return services.store_course(self.store, self.rules, course, plan, now).course
+        return services.store_course(self.store, self.rules, course, plan, now, allow_clash=allow_clash).course
 
     def apply(
         self,
@@ -137,5 +140,11 @@ class Workflow:
         targets: list[Sink] = [s if not callable(s) else CallableSink(s) for s in sinks]
         return dispatch_due(self.store, now or self.clock(), targets)
 
-    def import_csv(self, path: str | Path, *, skip_bad: bool = False) -> services.ImportReport:
-        return services.import_csv(self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad)
+    def import_csv(
+        self, path: str | Path, *, skip_bad: bool = False, allow_clash: bool = False
+    ) -> services.ImportReport:
+        """Create the courses of a CSV (see ``services.import_csv``); a row that clashes is a
+        bad row unless ``allow_clash``."""
+        return services.import_csv(
+            self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad, allow_clash=allow_clash
+        )

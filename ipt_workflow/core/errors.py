@@ -7,6 +7,7 @@ is one line naming what was wrong and where.
     │   ├── UnknownName      an unknown protocol, event, problem area or course
     │   └── CourseExists     a course id that is already taken
     ├── Refused              an event the course's state or a guard does not allow
+    ├── ScheduleClash        a plan that books a therapist over another session (SPEC §9)
     ├── ConflictError        another writer changed the course first (reload and retry)
     ├── StoreError           the database cannot be reached, is not ours, is full or failed
     │   └── DatabaseBusy     another process held a lock past the wait bound (IPT_LOCK_TIMEOUT)
@@ -52,6 +53,10 @@ class Refused(IptError):
         self.state = state
         self.reason = reason
         super().__init__(f"event '{event}' refused in state '{state}': {reason}")
+
+
+class ScheduleClash(IptError):
+    """A new plan would book its therapist over a session already booked; nothing was written."""
 
 
 class ConflictError(IptError):

@@ -59,7 +59,8 @@ class ReminderStatus(StrEnum):
 BUILTIN_PROBLEM_AREAS = ("grief", "role_dispute", "role_transition", "interpersonal_deficits")
 
 #: Reminder kinds of SPEC §2 and who they go to. ``plan_limit`` is ours: the plan hit the
-#: protocol's maximum and a missed session could not be replaced.
+#: protocol's maximum and a missed session could not be replaced; ``schedule_conflict``: a session
+#: was booked over another of the same therapist (SPEC §9).
 BUILTIN_KINDS: dict[str, str] = {
     "session_reminder": "client",
     "measure_due": "client",
@@ -74,6 +75,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "plan_limit": "therapist",
     "session_moved": "client",
     "session_cancelled": "client",
+    "schedule_conflict": "therapist",
 }
 
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"

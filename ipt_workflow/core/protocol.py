@@ -26,7 +26,7 @@ from pydantic import (
 from .cel import MAX_CONDITION_LENGTH, cel, cost_problem
 from .events import EVENTS, GUARD_KEYS
 from .model import ACTIVE_STATES, BUILTIN_KINDS, BUILTIN_PROBLEM_AREAS
-from .wallclock import check_year, parse_duration, parse_time, zone
+from .wallclock import check_year, format_duration, parse_duration, parse_time, zone
 
 SCHEMA_VERSION = 1
 
@@ -163,6 +163,7 @@ class _Strict(BaseModel):
 #: stays within Python's range, and every name fits its database column (storage/schema.py).
 MAX_SESSIONS = 100
 MAX_CADENCE_WEEKS = 52
+MAX_SESSION_BUFFER = timedelta(hours=4)  # a pause between sessions, not a second booking
 NAME_LENGTH = 64  # protocol ids, rule ids, problem areas
 SHORT_LENGTH = 32  # versions, reminder kinds
 
@@ -506,6 +507,7 @@ class ClinicPolicy(_Strict):
     holiday_policy: Literal["next_working_day", "skip"] = "next_working_day"
     quiet_hours: Hours | None = None
     reminder_leads: list[str] = Field(default_factory=lambda: ["72h", "24h"], max_length=10)
+    session_buffer: str = "0m"
     attendance: Attendance = Field(default_factory=Attendance)
     digest: Digest = Field(default_factory=Digest)
     _holidays: Any = PrivateAttr(default=None)
@@ -542,6 +544,17 @@ class ClinicPolicy(_Strict):
         for item in v:
             parse_duration(item, "reminder_leads")
         return v
+
+    @field_validator("session_buffer")
+    @classmethod
+    def _buffer(cls, v: str) -> str:
+        if parse_duration(v, "session_buffer") > MAX_SESSION_BUFFER:
+            raise ValueError(f"'{v}' is longer than {format_duration(MAX_SESSION_BUFFER)}")
+        return v
+
+    def buffer(self) -> timedelta:
+        """``session_buffer`` as a duration: how long a therapist stays booked after a session."""
+        return parse_duration(self.session_buffer, "session_buffer")
 
     @model_validator(mode="after")
     def _calendar(self) -> ClinicPolicy:

@@ -166,7 +166,7 @@ reminders = Table(
     Column("due", UTCDateTime, nullable=False),
     Column("session", Integer),
     Column("status", String(16), nullable=False),
-    Column("rule", String(64)),
+    Column("rule", String(160)),  # a clash alert names the other session: clash:COURSE#N
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("lease_until", UTCDateTime),
     Column("delivered_at", UTCDateTime),

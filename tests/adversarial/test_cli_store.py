@@ -295,7 +295,7 @@ main()
 def test_a_full_disk_or_an_io_error_is_one_line_and_writes_nothing(
     tmp_path: Path, db: tuple[str, str], how: str
 ) -> None:
-    write_csv(tmp_path / "many.csv", *(f"CL-{i},T-1,ipt-16,2026-03-02,10:00,Europe/London," for i in range(300)))
+    write_csv(tmp_path / "many.csv", *(f"CL-{i},T-{i},ipt-16,2026-03-02,10:00,Europe/London," for i in range(300)))
     runs = [("import", "many.csv")] if how == "full" else [("import", "many.csv"), EVENT]
     for args in runs:
         result = subprocess.run(

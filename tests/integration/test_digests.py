@@ -158,4 +158,4 @@ def test_a_bad_digest_cron_is_a_rule_file_error(tmp_path: Path) -> None:
     rules = write_rules(tmp_path, "0 25 * * mon-fri")
     done = subprocess.run([*IPT, "rules", "check", str(rules)], capture_output=True, text=True)
     assert done.returncode == 1
-    assert "clinic.yaml: digest.cron (line 18)" in done.stderr and "hour: '25' is not in 0-23" in done.stderr
+    assert "clinic.yaml: digest.cron (line 19)" in done.stderr and "hour: '25' is not in 0-23" in done.stderr

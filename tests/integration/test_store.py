@@ -304,7 +304,7 @@ def test_withdraw_cancels_every_pending_reminder_but_a_raised_alert(
     new_course(wf)
     event(wf, clock, "crs-1", "hold_session", "2026-03-02", "10:50")
     event(wf, clock, "crs-1", "record_measure", "2026-03-02", "10:55", {"instrument": "phq9", "score": 9, "item9": 2})
-    new_course(wf, "crs-2")  # another course keeps its reminders
+    new_course(wf, "crs-2", therapist="th-8")  # another course keeps its reminders
     course = event(wf, clock, "crs-1", "withdraw", "2026-03-05", "09:00")
     assert course.state.value == "withdrawn"
     assert set(reminder_status(raw_engine, "crs-2").values()) == {"pending"}
@@ -618,7 +618,7 @@ def bulk_lines(count: int) -> list[str]:
     for i in range(count):
         protocol, hhmm, tz = BULK_KINDS[i % len(BULK_KINDS)]
         start = date(2026, 3, 2) + timedelta(weeks=(i // len(BULK_KINDS)) % 40)
-        lines.append(f"CL-{i},th-{i % 17},{protocol},{start},{hhmm},{tz},bulk-{i:05d}")
+        lines.append(f"CL-{i},th-{i},{protocol},{start},{hhmm},{tz},bulk-{i:05d}")  # one course a therapist: no clashes
     return lines
 
 
@@ -725,16 +725,16 @@ def test_the_schema_comes_from_alembic_and_upgrading_again_is_harmless(wf: Workf
     with raw_engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
         assert {*TABLES, "ipt_meta", "ipt_alembic_version"} <= tables
-        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0003"]
+        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0004"]
         assert conn.execute(text("SELECT value FROM ipt_meta WHERE key = 'schema_version'")).scalar() == "1"
         indexes = {ix["name"] for ix in inspect(conn).get_indexes("ipt_reminders")}
         assert "ix_ipt_reminders_due" in indexes
-    assert HEAD_REVISION == "0003"
+    assert HEAD_REVISION == "0004"
     before = snapshot(raw_engine)
     upgrade(raw_engine)
     upgrade(raw_engine)
     with raw_engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0003"]
+        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0004"]
         assert conn.execute(text("SELECT count(*) FROM ipt_meta")).scalar() == 1
     assert snapshot(raw_engine) == before
     store = SqlStore(raw_engine, owns_engine=False)

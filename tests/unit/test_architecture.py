@@ -43,7 +43,8 @@ EXPORTED = {
     "EVENTS", "FACTS", "ClinicPolicy", "ConflictError", "StoreError", "Workflow",
     "Course", "CourseState", "Effects", "HistoryEntry", "InvalidInput",
     "IptError", "Measurement", "Plan", "Protocol", "Refused", "Reminder", "ReminderStatus", "RuleFileError",
-    "Rulebook", "Session", "SessionStatus", "Simulation", "SimulationEvent", "UnknownName", "__version__",
+    "Rulebook", "ScheduleClash", "Session", "SessionStatus", "Simulation", "SimulationEvent", "UnknownName",
+    "__version__",
     "allowed_events", "apply", "course_json", "history_json", "load_file", "load_rules", "new_course",
     "parse_events", "plan", "reminder_json", "session_json", "simulate", "why_not",
 }  # fmt: skip

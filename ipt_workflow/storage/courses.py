@@ -1,0 +1,248 @@
+"""Courses: reading one whole, listing them, adding one, and saving an applied event
+(optimistic concurrency on ``version``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, time
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from ..core.clashes import conflict_alert
+from ..core.errors import ConflictError, CourseExists, UnknownName, shown
+from ..core.model import Course, CourseState, Effects, HistoryEntry, Measurement, Pause, Plan, Reminder, SessionStatus
+from . import schema as t
+from .base import chunks
+from .bookings import BookingCheck
+from .bulk import BulkWrites, build_rows
+from .reads import reminder_documents
+from .rows import (
+    course_values,
+    history_values,
+    measure_values,
+    plan_lists,
+    reminder_from_row,
+    reminder_values,
+    session_from_row,
+    session_values,
+)
+
+
+class CourseStore(BulkWrites):
+    """Courses with their history, sessions, measurements and reminders."""
+
+    def load(self, course_id: str) -> Course:
+        """The stored course; raises UnknownName when there is none."""
+        with self._read() as conn:
+            return self._load(conn, course_id)
+
+    def _load(self, conn: Connection, course_id: str) -> Course:
+        row = conn.execute(select(t.courses).where(t.courses.c.id == course_id)).mappings().first()
+        if row is None:
+            raise UnknownName(f"unknown course {shown(course_id)}")
+        hist = conn.execute(
+            select(t.history).where(t.history.c.course_id == course_id).order_by(t.history.c.seq)
+        ).mappings()
+        recorded = conn.execute(
+            select(t.sessions)
+            .where(t.sessions.c.course_id == course_id, t.sessions.c.status != SessionStatus.planned.value)
+            .order_by(t.sessions.c.number)
+        ).mappings()
+        measures = conn.execute(
+            select(t.measurements).where(t.measurements.c.course_id == course_id).order_by(t.measurements.c.seq)
+        ).mappings()
+        alerts = conn.execute(
+            select(t.reminders)
+            .where(t.reminders.c.course_id == course_id, t.reminders.c.rule.is_not(None))
+            .order_by(t.reminders.c.due, t.reminders.c.id)
+        ).mappings()
+        return Course(
+            id=row["id"],
+            client=row["client"],
+            therapist=row["therapist"],
+            protocol=row["protocol"],
+            protocol_version=row["protocol_version"],
+            timezone=row["timezone"],
+            start=row["start_date"],
+            slot=time.fromisoformat(row["slot"]),
+            state=CourseState(row["state"]),
+            focus=row["focus"],
+            current_focus=row["current_focus"],
+            foci_worked=row["foci_worked"],
+            planned_sessions=row["planned_sessions"],
+            sessions=[session_from_row(r) for r in recorded],
+            measurements=[
+                Measurement(
+                    instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
+                )
+                for m in measures
+            ],
+            pauses=[Pause.model_validate(p) for p in row["pauses"]],
+            alerts=[reminder_from_row(r) for r in alerts],
+            fired_rules=row["fired_rules"],
+            completed_at=row["completed_at"],
+            created_at=row["created_at"],
+            history=[
+                HistoryEntry.model_validate(
+                    {
+                        "event": h["event"],
+                        "at": h["at"],
+                        "from": h["from_state"],
+                        "to": h["to_state"],
+                        "rule": h["rule"],
+                        "data": h["data"],
+                    }
+                )
+                for h in hist
+            ],
+            version=row["version"],
+        )
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are stored courses."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in chunks(list(ids), 500):
+                found.update(conn.execute(select(t.courses.c.id).where(t.courses.c.id.in_(chunk))).scalars())
+        return found
+
+    def courses(self, state: str | None = None, therapist: str | None = None) -> list[dict[str, Any]]:
+        """Summaries ``{id, client, therapist, protocol, state, version, created_at}`` by id."""
+        c = t.courses.c
+        query = select(c.id, c.client, c.therapist, c.protocol, c.state, c.version, c.created_at).order_by(c.id)
+        if state:
+            query = query.where(c.state == state)
+        if therapist:
+            query = query.where(c.therapist == therapist)
+        with self._read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def reminders(
+        self,
+        course: str | None = None,
+        start: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[Reminder]:
+        """Reminders in due order, filtered by course, ``start <= due < until`` and status
+        (the query of ``reads.reminder_documents``, as models)."""
+        self.ensure_schema()
+        documents = reminder_documents(self.engine, course, start, until, status, limit)
+        return [Reminder.model_validate(d) for d in documents]
+
+    def add(self, course: Course, plan: Plan, now: datetime, booking: BookingCheck | None = None) -> Course:
+        """Store a new course with its plan and reminders; returns it at version 1 (with any
+        ``schedule_conflict`` alerts ``booking`` raised). Raises CourseExists (nothing written)
+        when its id is taken, even by a writer racing this one, and ScheduleClash when
+        ``booking`` refuses a clash; the clash check and the write are one transaction."""
+        sqlite = self.dialect == "sqlite"
+        stored: list[tuple[Course, Plan]] = [(course, plan)]
+
+        def check(conn: Connection) -> None:
+            if booking is not None:
+                found = self._check_bookings(conn, booking, course.id)
+                if found:
+                    stored[0] = _with_alerts(course, plan, [conflict_alert(course, a, b, booking.at) for a, b in found])
+
+        try:
+            self.write_batches((build_rows(stored, now, sqlite) for _ in (1,)), before=check)
+        except CourseExists:
+            raise CourseExists(f"--id: course {shown(course.id)} already exists") from None
+        return stored[0][0].model_copy(update={"version": 1})
+
+    def save(
+        self,
+        before: Course,
+        after: Course,
+        plan: Plan,
+        effects: Effects,
+        now: datetime,
+        booking: BookingCheck | None = None,
+    ) -> Course:
+        """Write one applied event atomically; ``before`` is the course as it was read.
+
+        Raises ConflictError (nothing written) when another writer got there first, and
+        ScheduleClash when ``booking`` refuses a clash; else a clash it finds is written as
+        ``schedule_conflict`` alerts, which the returned course carries.
+        """
+        expected = before.version
+        with self._write() as conn:
+            if booking is not None:
+                clashed = self._check_bookings(conn, booking, after.id)
+                if clashed:
+                    alerts = [conflict_alert(after, a, b, booking.at) for a, b in clashed]
+                    after, plan = _with_alerts(after, plan, alerts)
+                    effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
+            result = conn.execute(
+                update(t.courses)
+                .where(t.courses.c.id == after.id, t.courses.c.version == expected)
+                .values(
+                    **course_values(after),
+                    updated_at=now,
+                    version=expected + 1,
+                    plan=plan_lists(plan.sessions),
+                )
+            )
+            if result.rowcount != 1:
+                found = conn.execute(select(t.courses.c.version).where(t.courses.c.id == after.id)).scalar()
+                raise ConflictError(after.id, expected, found)
+            seq0 = len(before.history)
+            if effects.history:
+                entries = [history_values(after.id, seq0 + i, h) for i, h in enumerate(effects.history)]
+                conn.execute(insert(t.history), entries)
+            new_measures = after.measurements[len(before.measurements) :]
+            if new_measures:
+                base = len(before.measurements)
+                conn.execute(
+                    insert(t.measurements),
+                    [measure_values(after.id, base + i, m) for i, m in enumerate(new_measures)],
+                )
+            conn.execute(delete(t.sessions).where(t.sessions.c.course_id == after.id))
+            recorded = [session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
+            if recorded:
+                conn.execute(insert(t.sessions), recorded)
+            if effects.cancelled:
+                for chunk in chunks(effects.cancelled, 500):
+                    conn.execute(
+                        update(t.reminders)
+                        .where(
+                            t.reminders.c.course_id == after.id,
+                            t.reminders.c.id.in_(chunk),
+                            t.reminders.c.status == "pending",
+                        )
+                        .values(status="cancelled", lease_until=None)
+                    )
+            if effects.added:
+                ids = [r.id for r in effects.added]
+                known = set(
+                    conn.execute(
+                        select(t.reminders.c.id).where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(ids))
+                    ).scalars()
+                )
+                fresh = [r for r in effects.added if r.id not in known]
+                if fresh:
+                    conn.execute(insert(t.reminders), [reminder_values(r) for r in fresh])
+                for r in effects.added:
+                    if r.id in known:  # planned again after a cancellation: pending once more
+                        conn.execute(
+                            update(t.reminders)
+                            .where(
+                                t.reminders.c.course_id == after.id,
+                                t.reminders.c.id == r.id,
+                                t.reminders.c.status == "cancelled",
+                            )
+                            .values(status="pending", due=r.due, last_error=None)
+                        )
+            self._notify(conn)
+        return after.model_copy(update={"version": expected + 1})
+
+
+def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
+    """The course and plan with ``alerts`` added (an alert raised twice is kept once)."""
+    known = {a.id for a in course.alerts}
+    fresh = [a for a in alerts if a.id not in known]
+    course = course.model_copy(update={"alerts": sorted([*course.alerts, *fresh], key=lambda a: (a.due, a.id))})
+    reminders = sorted([*plan.reminders, *fresh], key=lambda r: (r.due, r.id))
+    return course, Plan(sessions=plan.sessions, reminders=reminders)
