@@ -416,42 +416,35 @@ def _leads_of(protocol: Protocol, policy: ClinicPolicy) -> _Leads:
     return leads
 
 
-def out_of_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> datetime:
-    """Move ``due`` (UTC) earlier to the start of the quiet period it falls in (local time);
-    returns UTC. Quiet hours run from just after ``start`` to just before ``end`` and may
-    span midnight."""
-    local = due.astimezone(tz)
+def _quiet_start_day(local: datetime, start: time, end: time) -> date | None:
+    """The local date on which the quiet period holding ``local`` began, or None when ``local``
+    is outside quiet hours. Quiet hours run from just after ``start`` to just before ``end`` and
+    may span midnight."""
     t = local.time()
     if start > end:  # overnight, e.g. 21:00 to 08:00
         if t > start:
-            day = local.date()
-        elif t < end:
-            day = local.date() - timedelta(days=1)
-        else:
-            return due
-    elif start < t < end:
-        day = local.date()
-    else:
-        return due
-    return local_instant(day, start, tz).astimezone(UTC)
+            return local.date()
+        if t < end:
+            return local.date() - timedelta(days=1)
+        return None
+    return local.date() if start < t < end else None
+
+
+def out_of_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> datetime:
+    """Move ``due`` (UTC) earlier to the start of the quiet period it falls in (local time);
+    returns UTC."""
+    day = _quiet_start_day(due.astimezone(tz), start, end)
+    return due if day is None else local_instant(day, start, tz).astimezone(UTC)
 
 
 def after_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> datetime:
     """Move ``due`` (UTC) later to the end of the quiet period it falls in (local time), for
     a notice due at once: moving it earlier would still send it at once, in the quiet hours."""
-    local = due.astimezone(tz)
-    t = local.time()
-    if start > end:  # overnight, e.g. 21:00 to 08:00
-        if t > start:
-            day = local.date() + timedelta(days=1)
-        elif t < end:
-            day = local.date()
-        else:
-            return due
-    elif start < t < end:
-        day = local.date()
-    else:
+    day = _quiet_start_day(due.astimezone(tz), start, end)
+    if day is None:
         return due
+    if start > end:  # the period that began that evening ends the next morning
+        day += timedelta(days=1)
     return local_instant(day, end, tz).astimezone(UTC)
 
 
