@@ -98,6 +98,10 @@ def _postgresql_setup(engine: Engine, wait: float) -> None:
     _LOCK_WAITS[engine] = wait
 
 
+#: The PostgreSQL advisory lock (one bigint key) held while the schema is created or upgraded.
+SCHEMA_LOCK = 0x1B7_5C4E_3A
+
+
 def upgrade(engine: Engine) -> None:
     """Create or upgrade ipt-workflow's tables to the current schema (Alembic, version table
     ``ipt_alembic_version``). Safe to call on every start; a host application may call it
@@ -110,6 +114,10 @@ def upgrade(engine: Engine) -> None:
     with engine.connect() as conn:
         conn.info["immediate"] = True  # SQLite: take the write lock first, so a second process waits
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # One upgrader at a time: concurrent DDL on a new schema can deadlock; the one that
+                # waited finds the schema at head and does nothing (the key is not a booking lock's).
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK})")
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 

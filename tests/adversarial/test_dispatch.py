@@ -107,14 +107,15 @@ def test_a_session_cancelled_while_its_reminder_is_retried_is_not_sent(db_url: s
 def test_a_batch_slower_than_its_lease_keeps_it_and_no_id_is_posted_twice(
     tmp_path: Path, receivers: list[Receiver]
 ) -> None:
-    """A 0.6 s lease and a receiver that takes 0.2 s a request: the batch of 8 takes 1.6 s.
+    """A 2 s lease and a receiver that takes 0.5 s a request: the batch of 8 takes 4 s.
     A second run starting after the first lease would have run out claims nothing, because
-    the first run renews its lease while it delivers."""
+    the first run renews its lease while it delivers. (A 0.6 s lease was too short for a
+    loaded 2-core machine: a stall of the first run's thread past it is a real expiry.)"""
     db = str(tmp_path / "x.sqlite")
     ids = seed_due(db, 8, T - timedelta(minutes=8), T - timedelta(minutes=1))
-    receiver = Receiver(delay=0.2)
+    receiver = Receiver(delay=0.5)
     receivers.append(receiver)
-    lease = timedelta(seconds=0.6)
+    lease = timedelta(seconds=2)
     results = {}
     start = time.monotonic()
 
@@ -127,7 +128,7 @@ def test_a_batch_slower_than_its_lease_keeps_it_and_no_id_is_posted_twice(
     first = threading.Thread(target=run, args=("first", T))
     first.start()
     deadline = time.monotonic() + 10
-    while len(receiver.keys) < 5 and time.monotonic() < deadline:  # 0.8 s in: past the first lease
+    while len(receiver.keys) < 5 and time.monotonic() < deadline:  # 2 s in: past the first lease
         time.sleep(0.01)
     run("second", T + timedelta(seconds=time.monotonic() - start))
     first.join(30)

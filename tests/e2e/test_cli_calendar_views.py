@@ -224,9 +224,9 @@ def test_reminders_table_finds_the_zone_of_every_course_on_every_backend(
     ipt: RunIpt,
     tmp_path: Path,
 ) -> None:
-    # 501 courses: the zones are read 500 ids at a time
+    # 501 courses (one therapist each: no clashes): the zones are read 500 ids at a time
     rows = [
-        f"CL-{i},T-1,ipt-16,2027-01-11,10:00,{'Europe/London' if i % 2 else 'Australia/Lord_Howe'},C{i:03d}"
+        f"CL-{i},T-{i},ipt-16,2027-01-11,10:00,{'Europe/London' if i % 2 else 'Australia/Lord_Howe'},C{i:03d}"
         for i in range(501)
     ]
     ok(ipt("--db", db_url, "import", write_csv(tmp_path / "courses.csv", *rows), "--now", "2027-01-01T09:00"))
