@@ -21,7 +21,7 @@ import click
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
-    from ipt_workflow.core.protocol import ClinicPolicy
+    from ipt_workflow.core.policy import ClinicPolicy
     from ipt_workflow.delivery.sinks import Sink
     from ipt_workflow.rulebook.files import Rulebook
     from ipt_workflow.storage.sql import SqlStore

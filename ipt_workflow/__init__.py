@@ -35,7 +35,8 @@ if _TYPE_CHECKING:
         SessionStatus,
     )
     from .core.planner import plan
-    from .core.protocol import FACTS, ClinicPolicy, Protocol
+    from .core.policy import ClinicPolicy
+    from .core.protocol import FACTS, Protocol
     from .present.views import course_json, history_json, reminder_json, session_json
     from .rulebook.files import Rulebook, load_file, load_rules
     from .simulation import Simulation, SimulationEvent, parse_events, simulate
@@ -55,7 +56,8 @@ _WHERE = {
         "Session", "SessionStatus",
     ],
     "core.planner": ["plan"],
-    "core.protocol": ["FACTS", "ClinicPolicy", "Protocol"],
+    "core.protocol": ["FACTS", "Protocol"],
+    "core.policy": ["ClinicPolicy"],
     "rulebook.files": ["Rulebook", "load_file", "load_rules"],
     "simulation": ["Simulation", "SimulationEvent", "parse_events", "simulate"],
     "present.views": ["course_json", "history_json", "reminder_json", "session_json"],

@@ -18,7 +18,8 @@ from .core.errors import InvalidInput, IptError
 from .core.lifecycle import apply, new_course
 from .core.model import Course, Plan, Reminder, ReminderStatus
 from .core.planner import plan
-from .core.protocol import ClinicPolicy, Protocol
+from .core.policy import ClinicPolicy
+from .core.protocol import Protocol
 from .core.wallclock import check_year, local_instant, parse_instant, zone
 
 

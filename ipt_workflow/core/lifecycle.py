@@ -32,7 +32,8 @@ from .model import (
 )
 from .moves import RECORDING, change_slot, change_therapist, record_session, reschedule
 from .planner import counts, plan, reminder_id
-from .protocol import ClinicPolicy, Condition, EvaluationError, Protocol
+from .policy import ClinicPolicy
+from .protocol import Condition, EvaluationError, Protocol
 from .wallclock import check_year, local_instant, zone
 
 S = CourseState

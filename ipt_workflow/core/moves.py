@@ -14,7 +14,8 @@ from .calendar import Segment, explicit_start, local_text, wall_start
 from .errors import InvalidInput, Refused
 from .model import Course, Reminder, Session, SessionStatus, check_reference
 from .planner import after_quiet_hours, phase_of_state, reminder_id, sessions, step_start
-from .protocol import WEEKDAYS, ClinicPolicy, Protocol
+from .policy import WEEKDAYS, ClinicPolicy
+from .protocol import Protocol
 from .wallclock import parse_duration, parse_time, zone
 
 RECORDING = {

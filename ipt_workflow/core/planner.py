@@ -30,7 +30,8 @@ from .model import (
     Session,
     SessionStatus,
 )
-from .protocol import ClinicPolicy, Protocol
+from .policy import ClinicPolicy
+from .protocol import Protocol
 from .wallclock import check_year, format_duration, local_instant, parse_duration, zone
 
 DEFAULT_LEADS = {"termination_prep": [timedelta(hours=48)]}

@@ -37,7 +37,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..core.errors import SinkError, StoreError
-from ..core.protocol import ClinicPolicy
+from ..core.policy import ClinicPolicy
 from ..storage import DEFAULT_LOCK_TIMEOUT, sqlite_file
 from ..storage.sql import NOTIFY_CHANNEL, SqlStore
 from .dispatch import LEASE, Dispatched, dispatch_due

@@ -19,7 +19,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from ..core.protocol import ClinicPolicy
+from ..core.policy import ClinicPolicy
 from ..core.wallclock import iso_utc
 from ..storage.sql import SqlStore
 

@@ -16,7 +16,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..core.errors import RuleFileError, UnknownName
-from ..core.protocol import ClinicPolicy, Protocol, _LocatedError, problems
+from ..core.policy import ClinicPolicy
+from ..core.protocol import Protocol, _LocatedError, problems
 
 CLINIC_FILE = "clinic.yaml"
 

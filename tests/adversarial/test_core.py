@@ -30,7 +30,8 @@ from ipt_workflow import (
     plan,
     simulate,
 )
-from ipt_workflow.core.protocol import Condition, check_cron
+from ipt_workflow.core.policy import check_cron
+from ipt_workflow.core.protocol import Condition
 from ipt_workflow.core.wallclock import parse_date, parse_duration, parse_instant, zone
 from ipt_workflow.delivery.digests import cron_trigger
 from ipt_workflow.rulebook.files import check_paths, read_yaml

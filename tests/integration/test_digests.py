@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ipt_workflow import Workflow
-from ipt_workflow.core.protocol import ClinicPolicy, Digest
+from ipt_workflow.core.policy import ClinicPolicy, Digest
 from ipt_workflow.delivery.digests import _weekday_names, cron_trigger, fires_between, record_digests
 from ipt_workflow.delivery.dispatch import dispatch_due
 from ipt_workflow.delivery.sinks import FileSink
