@@ -492,6 +492,76 @@ def course_event(
     )
 
 
+@cli.group()
+def therapist() -> None:
+    """Therapists' calendars: absences (leave)."""
+
+
+@therapist.group()
+def absence() -> None:
+    """A therapist's absences: their sessions on those days move, their clients are told."""
+
+
+@absence.command("add")
+@click.argument("therapist_id", type=ID, metavar="ID")
+@click.option("--from", "start", required=True, metavar="DATE", help="First day away (YYYY-MM-DD).")
+@click.option("--until", required=True, metavar="DATE", help="Last day away (YYYY-MM-DD), included.")
+@click.option("--reason", metavar="TEXT", help="A note for staff (never about a client).")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def absence_add(
+    app: App, therapist_id: str, start: str, until: str, reason: str | None, now: str | None, as_json: bool
+) -> None:
+    """Record an absence and move the therapist's planned sessions out of it; print its id."""
+    from ipt_workflow import absences
+
+    absences.check_absence(therapist_id, start, until, reason)  # checked before a database file is made
+    done = absences.add_absence(app.store, app.rules, therapist_id, start, until, app.now(now), reason)
+    _absence_done(done, "moved", as_json)
+
+
+@absence.command("list")
+@click.argument("therapist_id", type=ID, metavar="[ID]", required=False)
+@json_option
+@click.pass_obj
+def absence_list(app: App, therapist_id: str | None, as_json: bool) -> None:
+    """List absences (of one therapist), by first day."""
+    from ipt_workflow import absences
+    from ipt_workflow.present.views import absence_json
+
+    found = [absence_json(a) for a in absences.list_absences(app.existing_store, therapist_id)]
+    if as_json:
+        emit_json(found)
+        return
+    from ipt_workflow.present.tables import print_absences
+
+    print_absences(found)
+
+
+@absence.command("remove")
+@click.argument("absence_id", type=ID, metavar="ABSENCE_ID")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def absence_remove(app: App, absence_id: str, now: str | None, as_json: bool) -> None:
+    """Delete an absence; the sessions it moved go back to their series times."""
+    from ipt_workflow import absences
+
+    done = absences.remove_absence(app.existing_store, app.rules, absence_id, app.now(now))
+    _absence_done(done, "moved back", as_json)
+
+
+def _absence_done(done: Any, verb: str, as_json: bool) -> None:
+    if as_json:
+        from ipt_workflow.present.views import absence_json
+
+        emit_json({**absence_json(done.absence), "courses": done.courses, "moved": done.moved})
+        return
+    click.echo(done.absence.id)
+    click.echo(f"{done.moved} planned session(s) of {done.courses} course(s) {verb}", err=True)
+
+
 @cli.command("plan")
 @click.argument("course_id", type=ID, metavar="ID")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)

@@ -23,7 +23,7 @@ from typing import Any
 from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
 from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, StoreError, shown
 from .core.lifecycle import apply, new_course
-from .core.model import EVENT_DATA, Course, Effects, NoData, Plan, Session, check_reference
+from .core.model import EVENT_DATA, Absence, Course, Effects, NoData, Plan, Session, check_reference
 from .core.planner import plan, reminder_id, session_reminders, sessions, slot_warnings
 from .core.protocol import Protocol
 from .core.wallclock import check_ahead, parse_date, parse_time, zone
@@ -102,12 +102,30 @@ def store_course(
     which books it anyway with a ``schedule_conflict`` alert."""
     if store.existing_ids([course.id]):
         raise CourseExists(f"--id: course {shown(course.id)} already exists")
+    absent = with_absences_of(store, course, course.therapist)
+    if absent is not course:
+        course, p = absent, plan(absent, protocol_of(rules, absent), rules.clinic)
     buffer = rules.clinic.buffer()
     check = BookingCheck(bookings(course, p.sessions, buffer), buffer, refuse=not allow_clash, at=now)
     stored = store.add(course, p, now, booking=check)
     if stored.alerts:
         p = plan(stored, rules.protocol(stored.protocol), rules.clinic)
     return Created(stored, p, slot_warnings(stored, rules.clinic))
+
+
+def with_absences_of(store: SqlStore, course: Course, therapist: str) -> Course:
+    """The course with ``therapist``'s absences (from its start on) among its absences."""
+    if therapist == UNASSIGNED:
+        return course
+    try:
+        check_reference(therapist, "therapist")
+    except InvalidInput:
+        return course  # the event's own check names it
+    known = {a.id for a in course.absences}
+    extra = [a for a in store.absences([therapist]) if a.id not in known and a.until >= course.start]
+    if not extra:
+        return course
+    return course.model_copy(update={"absences": sorted([*course.absences, *extra], key=lambda a: (a.start, a.id))})
 
 
 def _zone_name(name: str, where: str) -> str:
@@ -145,6 +163,8 @@ def apply_event(
     check_ahead(at, now, at_name)
     data, force = _force(event, data)
     before = store.load(course_id)
+    if event == "change_therapist" and isinstance(data, dict) and isinstance(data.get("therapist"), str):
+        before = with_absences_of(store, before, data["therapist"])
     if expected_version is not None and before.version != expected_version:
         raise ConflictError(course_id, expected_version, before.version)
     protocol = protocol_of(rules, before)
@@ -295,6 +315,9 @@ def import_csv(
 
     ledger = Ledger(rules.clinic.buffer())
     therapists = {r.values["therapist"] for r in checked} - {UNASSIGNED}
+    absent: Absent = {}
+    for a in store.absences(therapists) if therapists else []:
+        absent.setdefault(a.therapist, []).append(a)
     booking = BulkBooking(therapists, rules.clinic.buffer(), ledger.seed)
 
     def batches(results: Iterator[tuple[list[str], Rows, list[RowBookings]]]) -> Iterator[Rows]:
@@ -330,10 +353,10 @@ def import_csv(
             method = "fork" if "fork" in get_all_start_methods() else "spawn"
             context = get_context(method)
             with ProcessPoolExecutor(workers, context, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-                jobs = [(str(rules.directory), chunk, now, sqlite) for chunk in chunks]
+                jobs = [(str(rules.directory), chunk, now, sqlite, absent) for chunk in chunks]
                 report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)), booking)
         else:
-            chunk_rows = (_plan_chunk_with(rules, c, now, sqlite) for c in chunks)
+            chunk_rows = (_plan_chunk_with(rules, c, now, sqlite, absent) for c in chunks)
             report.imported = store.write_batches(batches(chunk_rows), booking)
     except _Abort:
         report.imported = 0
@@ -391,17 +414,22 @@ def _die_with_parent(parent: int) -> None:
 RowBookings = tuple[int, str, str, str, list[tuple[int, int, int]]]
 
 
-def _plan_chunk(job: tuple[str, list[_Row], datetime, bool]) -> tuple[list[str], Rows, list[RowBookings]]:
+Absent = dict[str, list[Absence]]
+
+
+def _plan_chunk(
+    job: tuple[str, list[_Row], datetime, bool, Absent],
+) -> tuple[list[str], Rows, list[RowBookings]]:
     """In a worker process: plan one chunk of rows into database rows."""
-    directory, chunk, now, sqlite = job
+    directory, chunk, now, sqlite, absent = job
     rules = _WORKER_RULES.get(directory)
     if rules is None:
         rules = _WORKER_RULES[directory] = load_rules(Path(directory))
-    return _plan_chunk_with(rules, chunk, now, sqlite)
+    return _plan_chunk_with(rules, chunk, now, sqlite, absent)
 
 
 def _plan_chunk_with(
-    rules: Rulebook, chunk: list[_Row], now: datetime, sqlite: bool
+    rules: Rulebook, chunk: list[_Row], now: datetime, sqlite: bool, absent: Absent
 ) -> tuple[list[str], Rows, list[RowBookings]]:
     problems: list[str] = []
     built: list[tuple[Course, list[Session], list[NewReminder]]] = []
@@ -414,6 +442,9 @@ def _plan_chunk_with(
             except IptError as exc:
                 problems.append(f"{row.line}: {exc}")
                 continue
+            away = [a for a in absent.get(course.therapist, ()) if a.until >= course.start]
+            if away:
+                course = course.model_copy(update={"absences": away})
             planned = sessions(course, protocol, rules.clinic)  # a new course: no alerts, no follow-ups yet
             raw = session_reminders(course, protocol, rules.clinic, planned)
             built.append((course, planned, [(rid, kind, aud, due, n, None) for rid, kind, aud, due, n in raw]))

@@ -71,10 +71,13 @@ def calendar_of(course: Course) -> Calendar:
     handovers: list[tuple[int, str]] = []
     first = course.therapist
     tz: ZoneInfo | None = None
+    absent = {a.id for a in course.absences}
     for entry in course.history:
         if entry.event not in CALENDAR_EVENTS:
             continue
         data = entry.data
+        if "absence" in data and data["absence"] not in absent:
+            continue  # a move made to dodge a clash during an absence that was since removed
         step = int(data["step"])
         if entry.event == "reschedule_session":
             tz = tz or zone(course.timezone)

@@ -30,7 +30,7 @@ from .model import (
     SessionStatus,
     reference_problem,
 )
-from .moves import RECORDING, change_slot, change_therapist, record_session, reschedule
+from .moves import RECORDING, change_slot, change_therapist, record_session, reschedule, with_notice
 from .planner import counts, plan, reminder_id
 from .policy import ClinicPolicy
 from .protocol import Condition, EvaluationError, Protocol
@@ -359,7 +359,7 @@ def _apply(
         changes["history"] = [*course.history, entry]
     notice = changes.pop("notice", None)
     if notice is not None:
-        changes["alerts"] = sorted([*course.alerts, notice], key=lambda a: (a.due, a.id))
+        changes["alerts"] = with_notice(course.alerts, notice)
     new = course.model_copy(update=changes)
     return _run_rules(new, event, at, data, protocol, policy, depth, state)
 

@@ -135,6 +135,26 @@ class Reminder(_Frozen):
     session: int | None
     status: ReminderStatus = ReminderStatus.pending
     rule: str | None = None
+    #: What a receiver needs beyond the id: for ``session_moved`` the session's old and new
+    #: local start (``old_start``, ``start``), for ``session_cancelled`` its ``start``.
+    detail: dict[str, str] | None = None
+
+
+class Absence(_Frozen):
+    """A therapist's leave: every day from ``start`` to ``until`` (both included), in the
+    course's zone. The therapist's planned sessions on those days move as for a closure."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    id: str
+    therapist: Reference
+    start: date = Field(alias="from")
+    until: date
+    reason: str | None = None
+    created_at: datetime | None = None
+
+    def covers(self, therapist: str, day: date) -> bool:
+        return self.therapist == therapist and self.start <= day <= self.until
 
 
 class Measurement(_Frozen):
@@ -191,6 +211,9 @@ class Course(_Frozen):
     created_at: datetime
     history: list[HistoryEntry] = Field(default_factory=list)
     version: int = Field(default=0, description="optimistic-concurrency version; the store sets it")
+    #: The absences of the therapists this course has had (read with the course, not part of
+    #: its record): the planner moves their sessions out of them.
+    absences: list[Absence] = Field(default_factory=list, exclude=True)
 
 
 class Plan(_Frozen):

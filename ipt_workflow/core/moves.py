@@ -26,10 +26,19 @@ RECORDING = {
 
 
 def notice(
-    course: Course, event: str, kind: str, number: int, start: datetime, at: datetime, policy: ClinicPolicy
+    course: Course,
+    event: str,
+    kind: str,
+    number: int,
+    start: datetime,
+    at: datetime,
+    policy: ClinicPolicy,
+    old_start: datetime | None = None,
 ) -> Reminder | None:
     """The client's ``session_moved`` / ``session_cancelled`` notice: due at ``at``, or when
-    the quiet hours end if that is still before ``start``; None for a session already past."""
+    the quiet hours end if that is still before ``start``; None for a session already past.
+    Its detail carries the session's local ``start`` (the new one for a move) and, for a
+    move, the ``old_start``."""
     if start <= at:
         return None
     due = at
@@ -38,7 +47,22 @@ def notice(
         later = after_quiet_hours(at, quiet.start_time, quiet.end_time, zone(course.timezone))
         due = later if later < start else at
     rid = reminder_id(course.id, kind, number, start.isoformat(), f"notice:{at.isoformat()}")
-    return Reminder(id=rid, course=course.id, kind=kind, audience="client", due=due, session=number, rule=event)
+    detail = {"start": start.isoformat()}
+    if old_start is not None:
+        detail["old_start"] = old_start.isoformat()
+    return Reminder(
+        id=rid, course=course.id, kind=kind, audience="client", due=due, session=number, rule=event, detail=detail
+    )
+
+
+def with_notice(alerts: list[Reminder], told: Reminder) -> list[Reminder]:
+    """``alerts`` with ``told`` in place of any earlier notice about the same session (a
+    pending one that no longer holds is cancelled when the course is saved)."""
+    kept = [a for a in alerts if not (a.kind in NOTICE_KINDS and a.session == told.session)]
+    return sorted([*kept, told], key=lambda a: (a.due, a.id))
+
+
+NOTICE_KINDS = ("session_moved", "session_cancelled")
 
 
 def _target(course: Course, event: str, number: int | None, all_sessions: list[Session]) -> Session:
@@ -144,7 +168,7 @@ def reschedule(
             f"({local_text(passed.start)}); use change_slot to move this and the following sessions",
         )
     note = {"step": target.step, "old_start": target.start.isoformat(), "new_start": start.isoformat()}
-    return {"data_note": note, "notice": notice(course, event, "session_moved", n, start, at, policy)}
+    return {"data_note": note, "notice": notice(course, event, "session_moved", n, start, at, policy, target.start)}
 
 
 def change_slot(
@@ -188,7 +212,7 @@ def change_slot(
         "old_start": target.start.isoformat(),
         "new_start": start.isoformat(),
     }
-    return {"data_note": note, "notice": notice(course, event, "session_moved", n, start, at, policy)}
+    return {"data_note": note, "notice": notice(course, event, "session_moved", n, start, at, policy, target.start)}
 
 
 def change_therapist(

@@ -119,7 +119,8 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     tz = zone(course.timezone)
     cal = calendar_of(course)
     cadence = timedelta(weeks=protocol.cadence_weeks)
-    recorded = sorted((_recorded(s, cal, policy, tz, cadence) for s in course.sessions), key=_in_time_order)
+    away = _away_by_therapist(course)
+    recorded = sorted((_recorded(s, cal, policy, tz, cadence, away) for s in course.sessions), key=_in_time_order)
     if c.future == 0:
         return recorded
     occupied = {s.step for s in recorded}
@@ -151,7 +152,7 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     middle = (total + 1) // 2
 
     out = list(recorded)
-    slots = _slots(course, cal, protocol, policy, tz, first_step, occupied)
+    slots = _slots(course, cal, protocol, policy, tz, first_step, occupied, away)
     for j in range(c.future):
         step, start, original = next(slots)
         k = base + j + 1
@@ -171,6 +172,20 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     return out
 
 
+def _away_by_therapist(course: Course) -> Callable[[str], Away | None]:
+    """``away_of`` for each therapist of the course, computed once each."""
+    if not course.absences:
+        return lambda therapist: None
+    known: dict[str, Away | None] = {}
+
+    def of(therapist: str) -> Away | None:
+        if therapist not in known:
+            known[therapist] = away_of(course, therapist)
+        return known[therapist]
+
+    return of
+
+
 def _in_time_order(s: Session) -> tuple[datetime, int]:
     return (s.start, s.number)
 
@@ -181,7 +196,14 @@ def _count_from(n: int) -> Iterator[int]:
         n += 1
 
 
-def _recorded(s: Session, cal: Calendar, policy: ClinicPolicy, tz: ZoneInfo, cadence: timedelta) -> Session:
+def _recorded(
+    s: Session,
+    cal: Calendar,
+    policy: ClinicPolicy,
+    tz: ZoneInfo,
+    cadence: timedelta,
+    away: Callable[[str], Away | None],
+) -> Session:
     """A recorded session with the calendar's facts about it: its therapist, and where the
     series had it when it was moved."""
     update: dict[str, Any] = {}
@@ -190,7 +212,7 @@ def _recorded(s: Session, cal: Calendar, policy: ClinicPolicy, tz: ZoneInfo, cad
         update["therapist"] = therapist
     moved = cal.moves.get(s.step)
     if moved is not None and moved == s.start and s.original_start is None:
-        update["original_start"] = step_start(cal.segment(s.step), s.step, cadence, policy, tz)
+        update["original_start"] = step_start(cal.segment(s.step), s.step, cadence, policy, tz, away(therapist))
     return s.model_copy(update=update) if update else s
 
 
@@ -241,9 +263,11 @@ def _slots(
     tz: ZoneInfo,
     first_step: int,
     occupied: set[int],
+    away: Callable[[str], Away | None],
 ) -> Iterator[tuple[int, datetime, datetime | None]]:
     """(step, local start, start the series gave when moved) of each usable slot from
-    ``first_step`` on. Raises InvalidInput rather than run past the year 9000 (a course or
+    ``first_step`` on; a session that its therapist's absence moved gives the start it had
+    without the absence as the third. Raises InvalidInput rather than run past the year 9000 (a course or
     protocol built by hand, unchecked)."""
     check_year(course.start, "start")
     cadence = timedelta(weeks=protocol.cadence_weeks)
@@ -260,7 +284,8 @@ def _slots(
         step += 1
         if this_step in occupied:
             continue
-        series = step_start(seg, this_step, cadence, policy, tz)
+        gone = away(cal.therapist(this_step))
+        series = step_start(seg, this_step, cadence, policy, tz, gone)
         moved = cal.moves.get(this_step)
         if moved is None and series is None:
             misses += 1
@@ -277,29 +302,48 @@ def _slots(
             later = cal.next_change(this_step)
             step = max(step, jump if later is None else min(jump, later))
             continue
-        yield this_step, start, (series if moved is not None else None)
+        if moved is not None:
+            yield this_step, start, (series if gone is None else step_start(seg, this_step, cadence, policy, tz))
+        elif gone is not None and (plain := step_start(seg, this_step, cadence, policy, tz)) != series:
+            yield this_step, start, plain
+        else:
+            yield this_step, start, None
 
 
-def step_start(seg: Segment, step: int, cadence: timedelta, policy: ClinicPolicy, tz: ZoneInfo) -> datetime | None:
-    """Where the series puts ``step`` (a closed day moved by policy), or None when skipped."""
+Away = Callable[[date], bool]
+
+
+def step_start(
+    seg: Segment, step: int, cadence: timedelta, policy: ClinicPolicy, tz: ZoneInfo, away: Away | None = None
+) -> datetime | None:
+    """Where the series puts ``step`` (a day closed, or one the therapist is ``away``, moved
+    by policy to the next working day they are in), or None when skipped."""
     day = seg.anchor + cadence * (step - seg.step)
-    if policy.is_closed(day):
+    if policy.is_closed(day) or (away is not None and away(day)):
         moved = None
         if policy.holiday_policy == "next_working_day":
-            moved = _next_working_day(policy, day, day + cadence)
+            moved = _next_working_day(policy, day, day + cadence, away)
         if moved is None:
             return None
         day = moved
     return local_instant(day, seg.slot, tz)
 
 
-def _next_working_day(policy: ClinicPolicy, day: date, before: date) -> date | None:
+def _next_working_day(policy: ClinicPolicy, day: date, before: date, away: Away | None = None) -> date | None:
     d = day + timedelta(days=1)
     while d < before:
-        if policy.is_working_day(d):
+        if policy.is_working_day(d) and (away is None or not away(d)):
             return d
         d += timedelta(days=1)
     return None
+
+
+def away_of(course: Course, therapist: str) -> Away | None:
+    """Whether ``therapist`` is absent on a day, by the course's absences (None: never)."""
+    spans = [(a.start, a.until) for a in course.absences if a.therapist == therapist]
+    if not spans:
+        return None
+    return lambda day: any(lo <= day <= hi for lo, hi in spans)
 
 
 def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:

@@ -20,6 +20,7 @@ Log lines are ``key=value`` and carry counts and ids only, never event data.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -104,7 +105,17 @@ def event_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "late": now - row["due"] > LATE_AFTER,
         "audience": row["audience"],
         "session": row["session"],
+        **_detail(row.get("detail")),
     }
+
+
+def _detail(detail: Any) -> dict[str, Any]:
+    """A notice's ``start`` and ``old_start`` (local ISO 8601), for the output line."""
+    if isinstance(detail, str):
+        detail = json.loads(detail)
+    if not isinstance(detail, dict):
+        return {}
+    return {k: detail[k] for k in ("start", "old_start") if isinstance(detail.get(k), str)}
 
 
 def too_late(row: dict[str, Any], now: datetime) -> bool:

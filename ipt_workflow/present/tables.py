@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -146,6 +146,17 @@ def print_course_list(rows: list[dict[str, Any]]) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r["id"], r["client"], r["therapist"], r["protocol"], r["state"], str(r["version"]))
+    _console().print(table)
+
+
+def print_absences(rows: list[dict[str, Any]]) -> None:
+    """Absences as ``absence_json`` gives them: the days with their weekdays."""
+    table = Table(title=f"Absences ({len(rows)})")
+    for col in ("id", "therapist", "from", "until", "reason"):
+        table.add_column(col)
+    for r in rows:
+        first, last = date.fromisoformat(r["from"]), date.fromisoformat(r["until"])
+        table.add_row(r["id"], r["therapist"], f"{first:%a %Y-%m-%d}", f"{last:%a %Y-%m-%d}", r["reason"] or "")
     _console().print(table)
 
 

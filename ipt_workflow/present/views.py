@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..core.model import Course, HistoryEntry, Plan, Reminder, Session
+from ..core.model import Absence, Course, HistoryEntry, Plan, Reminder, Session
 from ..core.wallclock import iso_utc
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ def reminder_json(r: Reminder) -> dict[str, Any]:
         "session": r.session,
         "status": r.status.value if hasattr(r.status, "value") else str(r.status),
         "rule": r.rule,
+        **({"detail": dict(r.detail)} if r.detail else {}),
     }
 
 
@@ -97,4 +98,16 @@ def protocol_summary(p: Protocol) -> dict[str, Any]:
         "assessment": p.phases.assessment.model_dump(),
         "termination": p.phases.termination,
         "focus_limit": p.focus_limit,
+    }
+
+
+def absence_json(a: Absence) -> dict[str, Any]:
+    """``{id, therapist, from, until, reason, created_at}``."""
+    return {
+        "id": a.id,
+        "therapist": a.therapist,
+        "from": a.start.isoformat(),
+        "until": a.until.isoformat(),
+        "reason": a.reason,
+        "created_at": a.created_at.isoformat() if a.created_at else None,
     }

@@ -13,6 +13,7 @@ from ..core.clashes import conflict_alert
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import Course, CourseState, Effects, HistoryEntry, Measurement, Pause, Plan, Reminder, SessionStatus
 from . import schema as t
+from .absences import AbsenceReads, handover_therapists
 from .base import chunks
 from .bookings import BookingCheck
 from .bulk import BulkWrites, build_rows
@@ -29,7 +30,7 @@ from .rows import (
 )
 
 
-class CourseStore(BulkWrites):
+class CourseStore(BulkWrites, AbsenceReads):
     """Courses with their history, sessions, measurements and reminders."""
 
     def load(self, course_id: str) -> Course:
@@ -57,7 +58,7 @@ class CourseStore(BulkWrites):
             .where(t.reminders.c.course_id == course_id, t.reminders.c.rule.is_not(None))
             .order_by(t.reminders.c.due, t.reminders.c.id)
         ).mappings()
-        return Course(
+        course = Course(
             id=row["id"],
             client=row["client"],
             therapist=row["therapist"],
@@ -98,6 +99,9 @@ class CourseStore(BulkWrites):
             ],
             version=row["version"],
         )
+        therapists = {course.therapist} | handover_therapists(course)
+        absences = self._absences(conn, therapists, since=course.start)
+        return course.model_copy(update={"absences": absences}) if absences else course
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored courses."""
@@ -167,75 +171,89 @@ class CourseStore(BulkWrites):
         ScheduleClash when ``booking`` refuses a clash; else a clash it finds is written as
         ``schedule_conflict`` alerts, which the returned course carries.
         """
-        expected = before.version
         with self._write() as conn:
-            if booking is not None:
-                clashed = self._check_bookings(conn, booking, after.id)
-                if clashed:
-                    alerts = [conflict_alert(after, a, b, booking.at) for a, b in clashed]
-                    after, plan = _with_alerts(after, plan, alerts)
-                    effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
-            result = conn.execute(
-                update(t.courses)
-                .where(t.courses.c.id == after.id, t.courses.c.version == expected)
-                .values(
-                    **course_values(after),
-                    updated_at=now,
-                    version=expected + 1,
-                    plan=plan_lists(plan.sessions),
-                )
+            after = self._save(conn, before, after, plan, effects, now, booking)
+            self._notify(conn)
+        return after
+
+    def _save(
+        self,
+        conn: Connection,
+        before: Course,
+        after: Course,
+        plan: Plan,
+        effects: Effects,
+        now: datetime,
+        booking: BookingCheck | None = None,
+    ) -> Course:
+        """``save`` inside the transaction ``conn``."""
+        expected = before.version
+        if booking is not None:
+            clashed = self._check_bookings(conn, booking, after.id)
+            if clashed:
+                alerts = [conflict_alert(after, a, b, booking.at) for a, b in clashed]
+                after, plan = _with_alerts(after, plan, alerts)
+                effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
+        result = conn.execute(
+            update(t.courses)
+            .where(t.courses.c.id == after.id, t.courses.c.version == expected)
+            .values(
+                **course_values(after),
+                updated_at=now,
+                version=expected + 1,
+                plan=plan_lists(plan.sessions),
             )
-            if result.rowcount != 1:
-                found = conn.execute(select(t.courses.c.version).where(t.courses.c.id == after.id)).scalar()
-                raise ConflictError(after.id, expected, found)
-            seq0 = len(before.history)
-            if effects.history:
-                entries = [history_values(after.id, seq0 + i, h) for i, h in enumerate(effects.history)]
-                conn.execute(insert(t.history), entries)
-            new_measures = after.measurements[len(before.measurements) :]
-            if new_measures:
-                base = len(before.measurements)
+        )
+        if result.rowcount != 1:
+            found = conn.execute(select(t.courses.c.version).where(t.courses.c.id == after.id)).scalar()
+            raise ConflictError(after.id, expected, found)
+        seq0 = len(before.history)
+        if effects.history:
+            entries = [history_values(after.id, seq0 + i, h) for i, h in enumerate(effects.history)]
+            conn.execute(insert(t.history), entries)
+        new_measures = after.measurements[len(before.measurements) :]
+        if new_measures:
+            base = len(before.measurements)
+            conn.execute(
+                insert(t.measurements),
+                [measure_values(after.id, base + i, m) for i, m in enumerate(new_measures)],
+            )
+        conn.execute(delete(t.sessions).where(t.sessions.c.course_id == after.id))
+        recorded = [session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
+        if recorded:
+            conn.execute(insert(t.sessions), recorded)
+        if effects.cancelled:
+            for chunk in chunks(effects.cancelled, 500):
                 conn.execute(
-                    insert(t.measurements),
-                    [measure_values(after.id, base + i, m) for i, m in enumerate(new_measures)],
+                    update(t.reminders)
+                    .where(
+                        t.reminders.c.course_id == after.id,
+                        t.reminders.c.id.in_(chunk),
+                        t.reminders.c.status == "pending",
+                    )
+                    .values(status="cancelled", lease_until=None)
                 )
-            conn.execute(delete(t.sessions).where(t.sessions.c.course_id == after.id))
-            recorded = [session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
-            if recorded:
-                conn.execute(insert(t.sessions), recorded)
-            if effects.cancelled:
-                for chunk in chunks(effects.cancelled, 500):
+        if effects.added:
+            ids = [r.id for r in effects.added]
+            known = set(
+                conn.execute(
+                    select(t.reminders.c.id).where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(ids))
+                ).scalars()
+            )
+            fresh = [r for r in effects.added if r.id not in known]
+            if fresh:
+                conn.execute(insert(t.reminders), [reminder_values(r) for r in fresh])
+            for r in effects.added:
+                if r.id in known:  # planned again after a cancellation: pending once more
                     conn.execute(
                         update(t.reminders)
                         .where(
                             t.reminders.c.course_id == after.id,
-                            t.reminders.c.id.in_(chunk),
-                            t.reminders.c.status == "pending",
+                            t.reminders.c.id == r.id,
+                            t.reminders.c.status == "cancelled",
                         )
-                        .values(status="cancelled", lease_until=None)
+                        .values(status="pending", due=r.due, last_error=None)
                     )
-            if effects.added:
-                ids = [r.id for r in effects.added]
-                known = set(
-                    conn.execute(
-                        select(t.reminders.c.id).where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(ids))
-                    ).scalars()
-                )
-                fresh = [r for r in effects.added if r.id not in known]
-                if fresh:
-                    conn.execute(insert(t.reminders), [reminder_values(r) for r in fresh])
-                for r in effects.added:
-                    if r.id in known:  # planned again after a cancellation: pending once more
-                        conn.execute(
-                            update(t.reminders)
-                            .where(
-                                t.reminders.c.course_id == after.id,
-                                t.reminders.c.id == r.id,
-                                t.reminders.c.status == "cancelled",
-                            )
-                            .values(status="pending", due=r.due, last_error=None)
-                        )
-            self._notify(conn)
         return after.model_copy(update={"version": expected + 1})
 
 

@@ -292,7 +292,8 @@ class Outbox(StoreBase):
 
 _LEASED = {"reminders": t.reminders, "digests": t.digests}
 _REMINDER_COLUMNS = tuple(
-    t.reminders.c[name] for name in ("course_id", "id", "kind", "audience", "due", "session", "rule", "attempts")
+    t.reminders.c[name]
+    for name in ("course_id", "id", "kind", "audience", "due", "session", "rule", "attempts", "detail")
 )
 _DIGEST_COLUMNS = tuple(t.digests.c[name] for name in ("id", "therapist", "fire_local", "timezone", "due", "attempts"))
 

@@ -107,7 +107,7 @@ def _reminder_sql(
         where.append("due < :until")
         params["until"] = until
     sql = (
-        "SELECT id, course_id, kind, audience, due, session, status, rule FROM ipt_reminders "
+        "SELECT id, course_id, kind, audience, due, session, status, rule, detail FROM ipt_reminders "
         f"WHERE {' AND '.join(where)} ORDER BY due, id" + (f" LIMIT {int(limit)}" if limit else "")
     )
     return sql, params
@@ -139,6 +139,7 @@ def reminder_documents(
             "session": r["session"],
             "status": r["status"],
             "rule": r["rule"],
+            **({"detail": d} if (d := _json(r["detail"])) else {}),
         }
         for r in rows
     ]
@@ -164,8 +165,17 @@ def _plan_session(values: list[Any], therapist: str) -> dict[str, Any]:
 
 
 _SESSION_ORDER = (
-    "number", "phase", "start", "end", "status", "therapist", "original_start",
-    "duration_minutes", "format", "participants", "optional_participants",
+    "number",
+    "phase",
+    "start",
+    "end",
+    "status",
+    "therapist",
+    "original_start",
+    "duration_minutes",
+    "format",
+    "participants",
+    "optional_participants",
 )  # fmt: skip  (the order of present.views.session_json)
 
 

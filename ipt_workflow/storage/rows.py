@@ -106,6 +106,7 @@ def reminder_values(r: Reminder) -> dict[str, Any]:
         "status": "pending",
         "rule": r.rule,
         "attempts": 0,
+        "detail": r.detail,
     }
 
 
@@ -133,4 +134,5 @@ def reminder_from_row(row: Any) -> Reminder:
         session=row["session"],
         status=row["status"],
         rule=row["rule"],
+        detail=row.get("detail"),
     )

@@ -171,6 +171,7 @@ reminders = Table(
     Column("lease_until", UTCDateTime),
     Column("delivered_at", UTCDateTime),
     Column("last_error", Text),
+    Column("detail", JSON),  # a notice's old and new session start
     Index("ix_ipt_reminders_due", "status", "due"),
     # Only claimed or retrying reminders carry a lease: a small partial index the daemon's
     # "when is the next one claimable" reads, which bulk inserts (no lease) never touch.
@@ -200,4 +201,17 @@ digests = Table(
     Column("delivered_at", UTCDateTime),
     Column("last_error", Text),
     Index("ix_ipt_digests_due", "status", "due"),
+)
+
+# A therapist's leave (SPEC §9): the planner moves their sessions out of these days.
+absences = Table(
+    "ipt_absences",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("therapist", String(64), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("until_date", Date, nullable=False),
+    Column("reason", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_ipt_absences_therapist", "therapist", "until_date"),
 )

@@ -9,14 +9,14 @@ import it, and the names below, from here.
 from __future__ import annotations
 
 from . import HEAD_REVISION
+from .absence_writes import AbsenceWrites, Replanned
 from .base import NOTIFY_CHANNEL
 from .bulk import NewReminder, Rows, build_new_rows, build_rows
-from .courses import CourseStore
 from .engine import engine_for, upgrade
 from .outbox import Outbox
 
 
-class SqlStore(CourseStore, Outbox):
+class SqlStore(AbsenceWrites, Outbox):
     """Courses, history, sessions, measurements and reminders in one SQL database."""
 
 
@@ -24,6 +24,7 @@ __all__ = [
     "HEAD_REVISION",
     "NOTIFY_CHANNEL",
     "NewReminder",
+    "Replanned",
     "Rows",
     "SqlStore",
     "build_new_rows",

@@ -8,7 +8,10 @@ saving changes in the five DST zones:
   earlier only out of quiet hours);
 - the plan never holds more session entries than the protocol's maximum;
 - no reminder still to go out belongs to a start that is no longer its session's start
-  (the effects of each event, applied as the store applies them, cancel every such one).
+  (the effects of each event, applied as the store applies them, cancel every such one);
+- no planned session of the series falls on a day its therapist is absent (absences added
+  and removed at random, for the course's therapists); only a single move the user chose
+  explicitly may.
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ from ipt_workflow import (
     new_course,
     plan,
 )
+from ipt_workflow.core.absences import change_absences
+from ipt_workflow.core.calendar import calendar_of
+from ipt_workflow.core.model import Absence
 from ipt_workflow.core.planner import out_of_quiet_hours
 
 from .test_planner_properties import DST_ZONES, POLICIES, PROTOCOLS
 from .zones import changes
 
-KINDS = ["hold", "miss", "cancel", "reschedule", "change_slot", "change_therapist", "pause"]
+KINDS = ["hold", "miss", "cancel", "reschedule", "change_slot", "change_therapist", "pause", "absence"]
 SHIFTS = [timedelta(hours=h) for h in (-30, -3, -1, 1, 2, 5, 26, 49, 75, 169, -170)] + [
     timedelta(minutes=m) for m in (-45, 30, 61, 7 * 24 * 60 - 20, -7 * 24 * 60 + 20)
 ]
@@ -84,6 +90,9 @@ def event_for(kind: str, n: int, k: int, current: Plan, tz: ZoneInfo) -> tuple[s
         weekday = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][k % 7]
         slot = [time(9), time(1, 30), time(2, 15), time(18, 45), time(23, 59)][k % 5]
         return "change_slot", {"from": target.number, "weekday": weekday, "time": f"{slot:%H:%M}"}, False
+    if kind == "absence" and target is not None:
+        day = target.start.astimezone(tz).date() - timedelta(days=k % 3)
+        return "absence", {"therapist": target.therapist, "from": day, "until": day + timedelta(days=k % 12)}, False
     if kind == "change_therapist":
         data: dict[str, Any] = {"therapist": f"th-{k % 4}"}
         if target is not None and k % 2:
@@ -121,9 +130,24 @@ def check(
             continue  # gone out already
         s = by_number.get(number)
         assert s is not None and s.start == start, (rid, number, start, s)
+    chosen = calendar_of(course).moves
+    for s in sessions:
+        if s.status is SessionStatus.planned and s.step not in chosen:
+            day = s.start.astimezone(tz).date()
+            assert not any(a.covers(s.therapist or "", day) for a in course.absences), (s.number, s.start, s.therapist)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def toggle_absence(course: Course, data: dict[str, Any], k: int) -> tuple[list[Absence], dict[str, str]]:
+    """Every fifth drawn absence removes the oldest one instead, when there is one."""
+    if k % 5 == 0 and course.absences:
+        gone = course.absences[0]
+        return course.absences[1:], {"absence": gone.id, "therapist": gone.therapist, "change": "removed"}
+    absence = Absence.model_validate({"id": f"abs-{len(course.history)}", **data})
+    note = {"absence": absence.id, "therapist": absence.therapist, "change": "added"}
+    return [*course.absences, absence], note
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_calendar_properties_over_random_histories(case: Case) -> None:
     pro, pol, tz = case.protocol, case.policy, ZoneInfo(case.zone)
@@ -151,6 +175,16 @@ def test_calendar_properties_over_random_histories(case: Case) -> None:
             planned = [s for s in current.sessions if s.status is SessionStatus.planned]
             if at_start and planned:
                 clock = max(clock, planned[0].start.astimezone(UTC) + timedelta(minutes=k % 50))
+            if event == "absence":
+                assert payload is not None
+                absences, note = toggle_absence(course, payload, k)
+                new, after, effects, _ = change_absences(course, pro, pol, absences, clock, note)
+                for rid in effects.cancelled:
+                    pending.pop(rid, None)
+                track(after, {r.id for r in effects.added})
+                check(new, after, case, pending, clock)
+                course, current = new, after
+                continue
             try:
                 new, effects = apply(course, event, clock, pro, pol, payload)
             except (Refused, InvalidInput):
