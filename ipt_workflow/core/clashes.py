@@ -154,11 +154,11 @@ class Ledger:
         self.longest = 0  # the longest booking so far, in seconds: how far back one can reach
 
     def seed(self, booked: Iterable[Booking]) -> None:
-        owners: dict[str, int] = {}
+        owners: dict[tuple[str, str], int] = {}  # a course handed over books two therapists
         for b in booked:
-            owner = owners.get(b.course)
+            owner = owners.get((b.course, b.therapist))
             if owner is None:
-                owner = owners[b.course] = self._owner(b.course, b.therapist, b.timezone)
+                owner = owners[b.course, b.therapist] = self._owner(b.course, b.therapist, b.timezone)
             self.book(b.therapist, owner, [(int(b.start.timestamp()), b.minutes, b.session)])
 
     def _owner(self, course: str, therapist: str, timezone: str) -> int:

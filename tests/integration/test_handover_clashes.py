@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select, text
 
-from ipt_workflow import ScheduleClash, Workflow
+from ipt_workflow import InvalidInput, ScheduleClash, Workflow
 from ipt_workflow.storage import schema as t
 from ipt_workflow.storage.sql import SqlStore
 
@@ -87,6 +88,19 @@ def test_the_new_therapist_is_booked_from_the_handover_only(handover: Workflow, 
     assert [a.kind for a in moved.alerts if a.kind == "schedule_conflict"] == []
     assert handover.plan("E").sessions[0].start == london("2027-01-18", "10:00")
     assert course_ids(raw_engine) == ["A", "E"]
+
+
+def test_an_import_names_the_therapist_of_the_session_in_the_way(handover: Workflow, tmp_path: Path) -> None:
+    path = tmp_path / "courses.csv"
+    path.write_text("client,therapist,protocol,start,time,tz,id\n"
+                    "CL-1,th-2,ipt-16,2027-02-08,10:00,Europe/London,F\n"
+                    "CL-2,th-1,ipt-16,2027-01-18,10:00,Europe/London,G\n")  # fmt: skip
+    with pytest.raises(InvalidInput) as refused:
+        handover.import_csv(path)
+    assert str(refused.value).splitlines() == [
+        f"{path}:2: therapist th-2 is booked Mon 2027-02-08 10:00–10:50 GMT (course A, session 6)",
+        f"{path}:3: therapist th-1 is booked Mon 2027-01-18 10:00–10:50 GMT (course A, session 3)",
+    ]
 
 
 def test_the_stored_bookings_name_each_sessions_therapist(handover: Workflow) -> None:
