@@ -35,15 +35,18 @@ class Booking:
 
 
 def bookings(course: Course, sessions: Iterable[Session], buffer: timedelta) -> list[Booking]:
-    """The bookings of a course's planned sessions (none unless it is active or paused)."""
-    if course.state not in BOOKING_STATES or course.therapist == UNASSIGNED:
+    """The bookings of a course's planned sessions (none unless it is active or paused), each
+    under its own session's therapist: after a handover the sessions before it still hold the
+    previous therapist."""
+    if course.state not in BOOKING_STATES:
         return []
     out = []
     for s in sessions:
-        if s.status is SessionStatus.planned:
+        therapist = s.therapist or course.therapist
+        if s.status is SessionStatus.planned and therapist != UNASSIGNED:
             start = s.start.astimezone(UTC)
             out.append(
-                Booking(start, start + timedelta(minutes=s.duration_minutes) + buffer, course.therapist,
+                Booking(start, start + timedelta(minutes=s.duration_minutes) + buffer, therapist,
                         course.id, s.number, s.start.isoformat(), s.duration_minutes, course.timezone)
             )  # fmt: skip
     return out
@@ -53,14 +56,26 @@ def stored_bookings(
     course: str, therapist: str, timezone: str, plan: Sequence[Sequence[Any]] | None, buffer: timedelta
 ) -> list[Booking]:
     """The bookings of a stored plan (``ipt_courses.plan`` lists: number, phase, start,
-    status, duration, ...); a course stored before plans were kept has none."""
+    status, duration, format, participants, optional participants, end, therapist, ...), each
+    under its session's therapist (``therapist``, the course's, for plans stored before SPEC
+    §9 kept one); a course stored before plans were kept has none."""
     out = []
     for s in plan or []:
         if s[3] == "planned":
+            who = (s[9] if len(s) > 9 else None) or therapist
+            if who == UNASSIGNED:
+                continue
             start = datetime.fromisoformat(s[2]).astimezone(UTC)
-            out.append(Booking(start, start + timedelta(minutes=s[4]) + buffer, therapist, course, s[0], s[2], s[4],
+            out.append(Booking(start, start + timedelta(minutes=s[4]) + buffer, who, course, s[0], s[2], s[4],
                                timezone))  # fmt: skip
     return out
+
+
+def plan_therapists(therapist: str, plan: Iterable[Session]) -> set[str]:
+    """The therapists other than the course's own (``therapist``) who hold planned sessions of
+    it: the one it was handed over from, until those sessions are past."""
+    held = {s.therapist for s in plan if s.status is SessionStatus.planned and s.therapist}
+    return held - {therapist, UNASSIGNED}
 
 
 def new_bookings(before: Sequence[Booking], after: Sequence[Booking]) -> list[Booking]:
@@ -139,11 +154,11 @@ class Ledger:
         self.longest = 0  # the longest booking so far, in seconds: how far back one can reach
 
     def seed(self, booked: Iterable[Booking]) -> None:
-        owners: dict[str, int] = {}
+        owners: dict[tuple[str, str], int] = {}  # a course handed over books two therapists
         for b in booked:
-            owner = owners.get(b.course)
+            owner = owners.get((b.course, b.therapist))
             if owner is None:
-                owner = owners[b.course] = self._owner(b.course, b.therapist, b.timezone)
+                owner = owners[b.course, b.therapist] = self._owner(b.course, b.therapist, b.timezone)
             self.book(b.therapist, owner, [(int(b.start.timestamp()), b.minutes, b.session)])
 
     def _owner(self, course: str, therapist: str, timezone: str) -> int:

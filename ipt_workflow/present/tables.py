@@ -13,10 +13,16 @@ from ..core.wallclock import zone
 
 
 def _console() -> Console:
+    import os
     import sys
 
-    # Piped output is read by people too: do not cut ids and dates to 80 columns.
-    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    # COLUMNS, when set, is the width to fit; else the terminal's. Piped output is read by
+    # people too: do not cut ids and dates to 80 columns there.
+    columns = os.environ.get("COLUMNS", "")
+    width = int(columns) if columns.isdigit() and int(columns) > 0 else None
+    if width is None and not sys.stdout.isatty():
+        width = 200
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def wall_time(iso: str, tz: ZoneInfo | None) -> str:
@@ -123,21 +129,49 @@ def history_table(rows: list[dict[str, Any]], tz: ZoneInfo | None) -> Table:
     return table
 
 
-def reminders_table(rows: list[dict[str, Any]], zones: dict[str, str], title: str = "Reminders") -> Table:
+def reminders_table(
+    rows: list[dict[str, Any]], zones: dict[str, str], title: str = "Reminders", width: int | None = None
+) -> Table:
     """Reminders with their due instant in their course's zone (``zones``: course id to zone
-    name; a course not in it shows UTC)."""
-    table = Table(title=title)
-    for col in ("due", "kind", "audience", "course", "session", "status", "id"):
-        table.add_column(col)
+    name; a course not in it shows UTC). When the whole table is wider than ``width`` (a
+    narrow terminal) it leaves out the reminder ids (``--json`` has them), then the audience
+    (the kind implies it), names a single course in the title instead of a column, and lets
+    long course ids wrap; due times are never cut."""
+    cells = []
     for r in rows:
         session = "" if r["session"] is None else str(r["session"])
         due = wall_time(r["due"], _zone(zones.get(r["course"])))
-        table.add_row(due, r["kind"], r["audience"], r["course"], session, r["status"], r["id"])
+        cells.append({"due": due, "kind": r["kind"], "audience": r["audience"], "course": r["course"],
+                      "session": session, "status": r["status"], "id": r["id"]})  # fmt: skip
+    columns = ["due", "kind", "audience", "course", "session", "status", "id"]
+    headers = {c: c for c in columns}
+    if width is not None and _table_width(columns, headers, cells) > width:
+        headers["session"] = "#"
+        columns.remove("id")
+        courses = {c["course"] for c in cells}
+        if len(courses) == 1:
+            columns.remove("course")
+            title = f"{title} of course {next(iter(courses))}"
+        if _table_width(columns, headers, cells) > width:
+            columns.remove("audience")
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(headers[col], no_wrap=col != "course", overflow="fold")
+    for c in cells:
+        table.add_row(*(c[col] for col in columns))
     return table
 
 
+def _table_width(columns: list[str], headers: dict[str, str], cells: list[dict[str, str]]) -> int:
+    """How wide a rich table of ``columns`` is with no cell wrapped: the widest cell of each
+    column, and three characters a column (padding and a rule) plus one."""
+    widest = (max([len(headers[col]), *(len(c[col]) for c in cells)]) for col in columns)
+    return sum(widest) + 3 * len(columns) + 1
+
+
 def print_reminders(rows: list[dict[str, Any]], zones: dict[str, str]) -> None:
-    _console().print(reminders_table(rows, zones))
+    console = _console()
+    console.print(reminders_table(rows, zones, width=console.width))
 
 
 def print_course_list(rows: list[dict[str, Any]]) -> None:
@@ -187,4 +221,4 @@ def print_plan(data: dict[str, Any], timezone: str) -> None:
     console, tz = _console(), zone(timezone)
     console.print(f"course [bold]{data['course']}[/bold]: state [bold]{data['state']}[/bold]")
     console.print(sessions_table(data["sessions"], tz))
-    console.print(reminders_table(data["reminders"], {data["course"]: timezone}))
+    console.print(reminders_table(data["reminders"], {data["course"]: timezone}, width=console.width))

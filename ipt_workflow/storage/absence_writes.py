@@ -30,8 +30,8 @@ class Replanned:
 
 class AbsenceWrites(CourseStore):
     def absence_course_ids(self, therapist: str) -> list[str]:
-        """The active and paused courses that ``therapist`` has, or had before a handover
-        (``change_therapist``), by id."""
+        """The active and paused courses that ``therapist`` has, or still holds sessions of
+        after a handover (``ipt_course_therapists``), by id."""
         c, h = t.courses.c, t.history.c
         states = sorted(s.value for s in BOOKING_STATES)
         handed = select(h.course_id).where(h.event == "change_therapist")
@@ -48,9 +48,9 @@ class AbsenceWrites(CourseStore):
         out: list[Course] = []
         with self._write() as conn:
             self._lock_bookings(conn, [absence.therapist])
-            c, h = t.courses.c, t.history.c
+            c, held = t.courses.c, t.course_therapists.c
             states = sorted(s.value for s in BOOKING_STATES)
-            handed = select(h.course_id).where(h.event == "change_therapist")
+            handed = select(held.course_id).where(held.therapist == absence.therapist)
             found = conn.execute(
                 select(c.id, c.version).where(
                     c.state.in_(states), or_(c.therapist == absence.therapist, c.id.in_(handed))

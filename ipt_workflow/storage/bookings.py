@@ -71,15 +71,31 @@ class Bookings(StoreBase):
     def _booked(
         self, conn: Connection, therapists: Collection[str], buffer: timedelta, exclude: str | None = None
     ) -> list[Booking]:
-        c = t.courses.c
+        """The bookings of ``therapists``: each session under its own therapist, so a course
+        handed over holds the previous therapist for its sessions before the handover. Its
+        courses are found by ``ipt_courses.therapist`` and by ``ipt_course_therapists`` (the
+        therapists a course was handed over from), both through an index."""
+        c, held = t.courses.c, t.course_therapists.c
         states = sorted(s.value for s in BOOKING_STATES)
+        wanted = set(therapists)
+        seen: set[str] = set()
         out: list[Booking] = []
-        for chunk in chunks(sorted(set(therapists)), 500):
-            query = select(c.id, c.therapist, c.timezone, c.plan).where(c.therapist.in_(chunk), c.state.in_(states))
-            if exclude is not None:
-                query = query.where(c.id != exclude)
-            for cid, therapist, tz, plan in conn.execute(query):
-                out += stored_bookings(cid, therapist, tz, plan, buffer)
+        columns = (c.id, c.therapist, c.timezone, c.plan)
+        for chunk in chunks(sorted(wanted), 500):
+            own = select(*columns).where(c.therapist.in_(chunk), c.state.in_(states))
+            handed = (
+                select(*columns)
+                .join(t.course_therapists, held.course_id == c.id)
+                .where(held.therapist.in_(chunk), c.state.in_(states))
+            )
+            for query in (own, handed):
+                if exclude is not None:
+                    query = query.where(c.id != exclude)
+                for cid, therapist, tz, plan in conn.execute(query):
+                    if cid in seen:
+                        continue
+                    seen.add(cid)
+                    out += [b for b in stored_bookings(cid, therapist, tz, plan, buffer) if b.therapist in wanted]
         return out
 
     def _check_bookings(self, conn: Connection, check: BookingCheck, course_id: str) -> list[tuple[Booking, Booking]]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from ..core.clashes import conflict_alert
+from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import Course, CourseState, Effects, HistoryEntry, Measurement, Pause, Plan, Reminder, SessionStatus
 from . import schema as t
@@ -218,6 +218,8 @@ class CourseStore(BulkWrites, AbsenceReads):
                 insert(t.measurements),
                 [measure_values(after.id, base + i, m) for i, m in enumerate(new_measures)],
             )
+        if any(h.event == "change_therapist" for h in after.history):
+            _save_therapists(conn, after.id, plan_therapists(after.therapist, plan.sessions))
         conn.execute(delete(t.sessions).where(t.sessions.c.course_id == after.id))
         recorded = [session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
         if recorded:
@@ -264,3 +266,18 @@ def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Co
     course = course.model_copy(update={"alerts": sorted([*course.alerts, *fresh], key=lambda a: (a.due, a.id))})
     reminders = sorted([*plan.reminders, *fresh], key=lambda r: (r.due, r.id))
     return course, Plan(sessions=plan.sessions, reminders=reminders)
+
+
+def _save_therapists(conn: Connection, course_id: str, therapists: set[str]) -> None:
+    """Keep ``ipt_course_therapists`` of a course handed over: the therapists besides its own
+    that its plan still books."""
+    held = t.course_therapists.c
+    stored = set(conn.execute(select(held.therapist).where(held.course_id == course_id)).scalars())
+    if stored - therapists:
+        conn.execute(
+            delete(t.course_therapists).where(held.course_id == course_id, held.therapist.in_(stored - therapists))
+        )
+    if therapists - stored:
+        conn.execute(
+            insert(t.course_therapists), [{"course_id": course_id, "therapist": x} for x in sorted(therapists - stored)]
+        )

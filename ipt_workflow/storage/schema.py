@@ -110,6 +110,18 @@ courses = Table(
     Index("ix_ipt_courses_therapist_state", "therapist", "state"),
 )
 
+# The therapists other than the course's own (``ipt_courses.therapist``) who hold planned
+# sessions of it: after a handover, the previous therapist until those sessions are past. The
+# clash check finds a therapist's courses by the column and by this table; a course never
+# handed over has no rows, so a bulk import writes none.
+course_therapists = Table(
+    "ipt_course_therapists",
+    metadata,
+    Column("course_id", String(64), ForeignKey("ipt_courses.id", ondelete="CASCADE"), primary_key=True),
+    Column("therapist", String(64), primary_key=True),
+    Index("ix_ipt_course_therapists_therapist", "therapist"),
+)
+
 history = Table(
     "ipt_history",
     metadata,

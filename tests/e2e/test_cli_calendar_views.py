@@ -106,6 +106,37 @@ def test_reminders_table_gives_each_reminder_in_its_own_course_zone(two_zones: t
     assert ok_json(run_ipt(*db, "reminders", "--json", cwd=base))[0]["due"] == "2027-01-08T10:00:00+00:00"
 
 
+def test_reminders_table_fits_an_80_column_terminal(two_zones: tuple[Path, tuple[str, str]], tmp_path: Path) -> None:
+    base, db = two_zones
+    mine = ("--db", str(tmp_path / "x.sqlite"))
+    london = ("--start", "2027-01-11", "--tz", "Europe/London")
+    howe = ("--start", "2027-03-22", "--tz", "Australia/Lord_Howe")
+    for args in (london, howe):
+        ok(run_ipt(*mine, "course", "create", "--client", "CL-1", "--time", "10:00", *args, "--now", "2027-01-01T09:00",
+                   cwd=base))  # fmt: skip
+    wide = ok(run_ipt(*mine, "reminders", "--until", "2027-04-10", cwd=base))
+    assert max(len(line) for line in wide.splitlines()) > 80  # generated course ids and reminder ids
+    narrow_env = {"COLUMNS": "80"}
+    documents = ok_json(run_ipt(*mine, "reminders", "--until", "2027-04-10", "--json", cwd=base, env=narrow_env))
+    assert all(d["id"].startswith("rem_") for d in documents)  # JSON keeps the full ids
+    for where in (mine, db):
+        text = ok(run_ipt(*where, "reminders", "--until", "2027-04-10", cwd=base, env=narrow_env))
+        assert max(len(line) for line in text.splitlines()) <= 80, text
+        assert "…" not in text and "rem_" not in text and not ISO_IN_TEXT.search(text), text
+        rows = [row for row in table_rows(text, "Reminders") if row[0]]  # a long course id wraps onto a second line
+        assert len(rows) == len(ok_json(run_ipt(*where, "reminders", "--until", "2027-04-10", "--json", cwd=base)))
+        for row in rows:
+            assert re.fullmatch(r"[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d (GMT|BST|\+11|\+1030)", row[0]), row
+        assert rows[0][:2] == ["Fri 2027-01-08 10:00 GMT", "session_reminder"]
+    # one course: the title names it instead of a column
+    text = ok(run_ipt(*db, "reminders", "--course", "LHI", cwd=base, env=narrow_env))
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert table_rows(text, "Reminders of course LHI")[0] == ["Fri 2027-03-19 10:00 +11", "session_reminder", "client",
+                                                               "1", "pending"]  # fmt: skip
+    # wide terminals keep the reminder ids
+    assert all(row[6].startswith("rem_") for row in table_rows(ok(run_ipt(*db, "reminders", cwd=base)), "Reminders"))
+
+
 def test_simulate_tables_use_the_zone_given_with_a_numeric_abbreviation(ipt: RunIpt) -> None:
     args = ("simulate", "--protocol", "ipt-16", "--start", "2027-01-11", "--time", "10:00")
     text = ok(ipt(*args, "--tz", "America/Sao_Paulo", "--now", "2027-01-01T00:00"))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from ipt_workflow import Workflow
+from ipt_workflow import Workflow, testing
 from ipt_workflow.delivery.dispatch import LEASE
 from ipt_workflow.testing import seed_due
 from tests.rulesets import clinic_rules
@@ -206,6 +206,59 @@ def test_a_running_daemon_never_emits_the_reminder_of_a_session_cancelled_just_b
     assert old[1] not in moved
     with Workflow(str(db), rules=rules) as wf:
         assert old[1] in {r.id for r in wf.reminders(course="cancel", status="cancelled")}
+
+
+def test_a_running_daemon_never_emits_the_reminder_of_a_session_moved_just_before(tmp_path: Path) -> None:
+    """Real clock, real processes. A session's 30-minute reminder falls due at the next minute
+    boundary at least 25 s away; the daemon is running (it has sent what was due at start)
+    and armed for that instant. Just before it, another process (``ipt course event …
+    reschedule_session``) moves the session a day later. The old reminder never goes out; the
+    client's ``session_moved`` notice does, once; the new reminder is not due yet."""
+    db, out, log_path = tmp_path / "x.sqlite", tmp_path / "out.jsonl", tmp_path / "daemon.log"
+    rules = testing.clinic_rules(tmp_path / "rules", "[30m]", calendar=False)  # no digests, no quiet hours
+    now = datetime.now(UTC)
+    due = (now + timedelta(seconds=85)).replace(second=0, microsecond=0)  # 25 to 85 s away
+    session = due + timedelta(minutes=30)
+    with Workflow(str(db), rules=rules, clock=lambda: now.replace(microsecond=0)) as wf:
+        wf.create_course(client="CL-1", start=session.date().isoformat(), time=f"{session:%H:%M}", tz="UTC",
+                         course_id="c-1")  # fmt: skip
+        old = next(r for r in wf.reminders(course="c-1") if r.kind == "session_reminder" and r.session == 1)
+    assert old.due == due
+    log = log_path.open("w")
+    proc = subprocess.Popen([*IPT, "--db", str(db), "--rules", str(rules), "daemon", "--sweep", "2",
+                             "--sink", f"file:{out}"], stdout=log, stderr=log)  # fmt: skip
+    later = session + timedelta(days=1)
+    move = [*IPT, "--db", str(db), "--rules", str(rules), "course", "event", "c-1", "reschedule_session",
+            "--data", json.dumps({"number": 1, "start": f"{later:%Y-%m-%dT%H:%M}"})]  # fmt: skip
+    try:
+        # started and armed: what was due at start (the PHQ-9 before session 1) went out
+        assert wait_for(lambda: any(e["kind"] == "measure_due" for e in lines(out)), 40), log_path.read_text()
+        # The move commits about 3 s before the reminder is due: the CLI is started 6 s
+        # before, as a process takes a second or more to start on a loaded machine.
+        time.sleep(max(0.0, (due - timedelta(seconds=6) - datetime.now(UTC)).total_seconds()))
+        moved = subprocess.run(move, capture_output=True, text=True, timeout=60)
+        committed = datetime.now(UTC)
+        assert moved.returncode == 0, moved.stderr
+        assert committed < due, f"the move committed {committed - due} after the reminder was due (machine too loaded)"
+        assert wait_for(lambda: any(e["kind"] == "session_moved" for e in lines(out)), 30), log_path.read_text()
+        # past the old due instant, with room for an armed wake-up and a sweep or two
+        time.sleep(max(0.0, (due + timedelta(seconds=6) - datetime.now(UTC)).total_seconds()))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        log.close()
+    assert proc.returncode == 0, log_path.read_text()
+    emitted = lines(out)
+    assert old.id not in {e["id"] for e in emitted}
+    assert [(e["kind"], e["course"], e["session"]) for e in emitted] == [
+        ("measure_due", "c-1", 1),
+        ("session_moved", "c-1", 1),
+    ]
+    with Workflow(str(db), rules=rules) as wf:
+        stored = {r.id: r for r in wf.reminders(course="c-1")}
+    assert stored[old.id].status == "cancelled"
+    new = [r for r in stored.values() if r.kind == "session_reminder" and r.session == 1 and r.status == "pending"]
+    assert [r.due for r in new] == [later - timedelta(minutes=30)]
 
 
 def test_a_moved_session_gets_a_new_reminder_and_the_old_one_never_goes_out(db_url: str, tmp_path: Path) -> None:
