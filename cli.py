@@ -139,7 +139,7 @@ class Reference(click.ParamType[str]):
         self.echo = echo
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from ipt_workflow.core.model import check_reference
+        from ipt_workflow.core.references import check_reference
 
         return check_reference(str(value), _param_name(param) if param else "ID", echo=self.echo)
 
@@ -626,6 +626,73 @@ def reminders_command(
     from ipt_workflow.present.tables import print_reminders
 
     print_reminders(data, course_zones(db, {r["course"] for r in data}))
+
+
+@cli.command("agenda")
+@click.option("--therapist", type=ID, metavar="ID", help="Only the sessions this therapist gives (default: all).")
+@click.option("--from", "start", metavar="DATE", help="First day, in the clinic's zone (default: this week's Monday).")
+@click.option("--until", metavar="DATE", help="Last day, included (default: a week from --from).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)
+@click.option("--now", metavar="ISO", help="Act as if it were this instant: which week is this week; ICS DTSTAMP.")
+@json_option
+@click.pass_obj
+def agenda_command(
+    app: App, therapist: str | None, start: str | None, until: str | None, fmt: str, now: str | None, as_json: bool
+) -> None:
+    """Planned and past sessions of every course over some days, in start order."""
+    from ipt_workflow.agenda import agenda, agenda_window, stored_sessions
+    from ipt_workflow.bootstrap import database_url
+    from ipt_workflow.rulebook.locate import clinic_timezone
+
+    clock = app.now(now)
+    lo, hi = agenda_window(clinic_timezone(app.rules_dir), clock, start, until)
+    found = agenda(database_url(app.db), therapist, lo, hi, lambda c: stored_sessions(app.existing_store, app.rules, c))
+    name = f"IPT agenda {therapist}" if therapist else "IPT agenda"
+    if fmt == "ics" and not as_json:
+        from ipt_workflow.agenda import agenda_calendar
+
+        sys.stdout.buffer.write(agenda_calendar(app.existing_store, app.rules, found.rows, clock, name))
+    elif fmt == "json" or as_json:
+        emit_json(found.rows)
+    else:
+        from datetime import timedelta
+
+        from ipt_workflow.present.tables import print_agenda
+
+        days = f"{lo:%a %Y-%m-%d} to {hi - timedelta(days=1):%a %Y-%m-%d}"
+        print_agenda(found.rows, found.zones, f"Agenda{f' of {therapist}' if therapist else ''}: {days}")
+
+
+@cli.command("slots")
+@click.option("--therapist", type=ID, required=True, metavar="ID")
+@click.option("--from", "start", required=True, metavar="DATE", help="Try first sessions in the week from this day.")
+@click.option("--protocol", "protocol_id", metavar="ID", help="Protocol of the new course (default: ipt-16).")
+@click.option("--weekdays", metavar="mon,tue,..", help="Weekdays to try (default: the clinic's working days).")
+@click.option("--between", metavar="HH:MM-HH:MM", help="When sessions may run (default: the working hours).")
+@click.option("--step", default="15m", show_default=True, metavar="DURATION", help="Between start times tried.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=10, show_default=True, help="At most this many.")
+@click.option("--tz", metavar="ZONE", help="Time zone of the new course (default: the clinic's).")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def slots_command(
+    app: App, therapist: str, start: str, protocol_id: str | None, weekdays: str | None, between: str | None,
+    step: str, limit: int, tz: str | None, now: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Weekly slots where every session of a new course fits the working hours and the
+    therapist's bookings, earliest first."""
+    from ipt_workflow.agenda import slot_query, slots
+
+    rules, clock = app.rules, app.now(now)
+    query = slot_query(rules, therapist=therapist, start=start, protocol=protocol_id, weekdays=weekdays,
+                       between=between, step=step, limit=limit, tz=tz)  # fmt: skip
+    rows = slots(app.existing_store, rules, query, clock)
+    if as_json:
+        emit_json(rows)
+        return
+    from ipt_workflow.present.tables import print_slots
+
+    print_slots(rows, query.timezone, f"Free slots of {therapist} for {query.protocol} ({query.timezone})")
 
 
 def course_zones(db: str, ids: set[str]) -> dict[str, str]:

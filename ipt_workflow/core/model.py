@@ -7,14 +7,16 @@ the future is always recomputed by the planner, so it can never drift from the r
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from .errors import InvalidInput, shown
+from .references import REFERENCE_PATTERN
+from .references import REFERENCE_RULE as REFERENCE_RULE
+from .references import check_reference as check_reference
+from .references import reference_problem as reference_problem
 
 COURSE_SCHEMA_VERSION = 1
 
@@ -78,26 +80,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "schedule_conflict": "therapist",
 }
 
-REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
-#: What course ids, client references and therapist ids may hold (said in error messages).
-REFERENCE_RULE = "1-64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
-
 Reference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
-
-
-def reference_problem(value: str, where: str, *, echo: bool = True) -> str:
-    """The message for an id that breaks ``REFERENCE_RULE``; ``echo=False`` for a client
-    reference, which a message never repeats (it may be a name)."""
-    if not echo:
-        return f"{where}: not a pseudonymous reference ({REFERENCE_RULE}; no spaces, never a name)"
-    return f"{where}: {shown(value)} is not an id ({REFERENCE_RULE})"
-
-
-def check_reference(value: str, where: str, *, echo: bool = True) -> str:
-    """``value`` when it is a valid id; else InvalidInput (see ``reference_problem``)."""
-    if not re.fullmatch(REFERENCE_PATTERN.strip("^$"), value):
-        raise InvalidInput(reference_problem(value, where, echo=echo))
-    return value
 
 
 class _Frozen(BaseModel):

@@ -222,3 +222,30 @@ def print_plan(data: dict[str, Any], timezone: str) -> None:
     console.print(f"course [bold]{data['course']}[/bold]: state [bold]{data['state']}[/bold]")
     console.print(sessions_table(data["sessions"], tz))
     console.print(reminders_table(data["reminders"], {data["course"]: timezone}, width=console.width))
+
+
+def print_agenda(rows: list[dict[str, Any]], zones: dict[str, str], title: str) -> None:
+    """Agenda entries with their start, end and old start on their course's wall clock."""
+    table = Table(title=title)
+    for col in ("start", "end", "therapist", "course", "client", "#", "phase", "status", "moved from"):
+        table.add_column(col)
+    for r in rows:
+        tz = _zone(zones.get(r["course"]))
+        start, end = wall_time(r["start"], tz), wall_time(r["end"], tz)
+        if end[:14] == start[:14]:
+            end = end[15:]  # the same day: the time alone
+        moved = wall_time(r["original_start"], tz) if r["original_start"] else ""
+        table.add_row(start, end, r["therapist"], r["course"], r["client"], str(r["session"]), r["phase"],
+                      r["status"], moved)  # fmt: skip
+    _console().print(table)
+
+
+def print_slots(rows: list[dict[str, Any]], timezone: str, title: str) -> None:
+    """Free weekly slots: weekday and time, first and last session on ``timezone``'s wall clock."""
+    tz = zone(timezone)
+    table = Table(title=title)
+    for col in ("weekday", "time", "first session", "last session", "moved"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["weekday"], r["time"], wall_time(r["first"], tz), wall_time(r["last"], tz), str(r["moved"]))
+    _console().print(table)

@@ -18,9 +18,8 @@ from pydantic import ValidationError
 from ..core.errors import RuleFileError, UnknownName
 from ..core.policy import ClinicPolicy
 from ..core.protocol import Protocol, _LocatedError, problems
-
-CLINIC_FILE = "clinic.yaml"
-
+from .locate import CLINIC_FILE as CLINIC_FILE
+from .locate import builtin_rules_dir as builtin_rules_dir
 
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
@@ -80,16 +79,6 @@ class Rulebook:
         except KeyError:
             known = ", ".join(sorted(self.protocols)) or "none"
             raise UnknownName(f"unknown protocol '{protocol_id}' (known: {known})") from None
-
-
-def builtin_rules_dir() -> Path:
-    """The built-in ``rules/``: inside the installed package (the wheel maps the repo's
-    ``rules/`` to ``ipt_workflow/rules``), else next to the package in a checkout."""
-    here = Path(__file__).resolve().parent.parent  # the ipt_workflow package
-    for candidate in (here / "rules", here.parent / "rules"):
-        if (candidate / CLINIC_FILE).is_file():
-            return candidate
-    raise RuleFileError([f"{here / 'rules'}: (directory): the built-in rules are missing from this install"])
 
 
 def is_clinic_file(path: Path, data: Any) -> bool:

@@ -226,3 +226,51 @@ def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
             for h in history
         ],
     }
+
+
+def plan_sessions(plan: Any, therapist: str) -> list[dict[str, Any]] | None:
+    """The sessions of a stored ``ipt_courses.plan`` as the session shape (None for a course
+    stored before plans were); ``therapist`` is the course's, for plans stored before SPEC §9."""
+    if plan is None:
+        return None
+    return [_plan_session(s, therapist) for s in _json(plan)]
+
+
+_CALENDAR_COLUMNS = "id, client, therapist, state, timezone, plan"
+
+
+def calendar_courses(db: str | Engine, therapist: str | None) -> list[dict[str, Any]]:
+    """``{id, client, therapist, state, timezone, sessions}`` of every course with a session
+    that ``therapist`` gives (of every course when None); ``sessions`` as ``plan_sessions``.
+
+    A therapist's courses are those they hold now (indexed) and those handed to or from them
+    (``change_therapist`` in the history); the caller keeps the sessions that are theirs."""
+    with open_query(db) as query:
+        if therapist is None:
+            rows = query(f"SELECT {_CALENDAR_COLUMNS} FROM ipt_courses", {})
+        else:
+            rows = query(f"SELECT {_CALENDAR_COLUMNS} FROM ipt_courses WHERE therapist = :t", {"t": therapist})
+            held = {r["id"] for r in rows}
+            handed = query("SELECT course_id, data FROM ipt_history WHERE event = 'change_therapist'", {})
+            others = sorted(
+                {
+                    h["course_id"]
+                    for h in handed
+                    if h["course_id"] not in held and therapist in _json(h["data"]).values()
+                }
+            )
+            for i in range(0, len(others), 500):
+                params = {f"c{j}": c for j, c in enumerate(others[i : i + 500])}
+                names = ", ".join(f":{k}" for k in params)
+                rows += query(f"SELECT {_CALENDAR_COLUMNS} FROM ipt_courses WHERE id IN ({names})", params)
+    return [
+        {
+            "id": r["id"],
+            "client": r["client"],
+            "therapist": r["therapist"],
+            "state": r["state"],
+            "timezone": r["timezone"],
+            "sessions": plan_sessions(r["plan"], r["therapist"]),
+        }
+        for r in rows
+    ]
