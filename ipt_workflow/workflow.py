@@ -17,10 +17,11 @@ from sqlalchemy import Engine
 
 from . import services
 from .bootstrap import rules_from, store_for, utc_now
-from .core.model import Course, Effects, Plan, Reminder
+from .core.model import Absence, Course, Effects, Plan, Reminder
 from .rulebook.files import Rulebook
 
 if TYPE_CHECKING:
+    from .absences import AbsenceChange
     from .delivery.dispatch import Dispatched
     from .delivery.sinks import Sink
 
@@ -148,3 +149,44 @@ class Workflow:
         return services.import_csv(
             self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad, allow_clash=allow_clash
         )
+
+    # ------------------------------------------------------------ calendar (SPEC §9)
+
+    def add_absence(self, therapist: str, start: str, until: str, reason: str | None = None) -> AbsenceChange:
+        """Record a therapist's absence (``start`` to ``until``, ISO dates, both included) and
+        move their planned sessions out of it, telling the clients; ``.absence.id`` is its id."""
+        from . import absences
+
+        return absences.add_absence(self.store, self.rules, therapist, start, until, self.clock(), reason)
+
+    def remove_absence(self, absence_id: str) -> AbsenceChange:
+        """Delete an absence; the sessions it moved go back to their series times."""
+        from . import absences
+
+        return absences.remove_absence(self.store, self.rules, absence_id, self.clock())
+
+    def absences(self, therapist: str | None = None) -> list[Absence]:
+        from . import absences
+
+        return absences.list_absences(self.store, therapist)
+
+    def agenda(
+        self, therapist: str | None = None, start: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The agenda entries of SPEC §9 (``{therapist, course, group, client, session, phase,
+        start, end, status, original_start}``) from ``start`` to ``until`` (ISO dates, both
+        included; default: this week in the clinic's zone), in start order."""
+        from . import agenda
+
+        lo, hi = agenda.agenda_window(self.rules.clinic.timezone, self.clock(), start, until)
+        replan = lambda cid: agenda.stored_sessions(self.store, self.rules, cid)  # noqa: E731
+        return agenda.agenda(self.store.engine, therapist, lo, hi, replan).rows
+
+    def slots(self, therapist: str, start: str, **options: Any) -> list[dict[str, Any]]:
+        """Weekly slots for a new course of ``therapist`` in the week from ``start`` (``ipt
+        slots``): options ``protocol``, ``weekdays`` ("mon,tue"), ``between`` ("09:00-12:00"),
+        ``step`` ("15m"), ``limit`` (10), ``tz``. ``{weekday, time, first, last, moved}`` each."""
+        from . import agenda
+
+        query = agenda.slot_query(self.rules, therapist=therapist, start=start, **options)
+        return agenda.slots(self.store, self.rules, query, self.clock())
