@@ -295,7 +295,7 @@ def apply(
     new_ids = {r.id for r in after}
     return new, Effects(
         added=[r for r in after if r.id not in old_ids],
-        cancelled=[r.id for r in before if r.id not in new_ids and not raised(r, at)],
+        cancelled=[r.id for r in before if r.id not in new_ids and not (raised(r, at) and not _resolved(r, new))],
         history=new.history[len(course.history) :],
     )
 
@@ -314,14 +314,16 @@ def check_order(course: Course, event: str, at: datetime) -> None:
         raise InvalidInput(f"at: {at.isoformat()} is before the course's last change ({last.isoformat()})")
 
 
+def _resolved(reminder: Reminder, course: Course) -> bool:
+    """An ``attendance_unrecorded`` alert whose session is now recorded (held, missed or
+    cancelled): it goes even when already due, if not yet sent, for it is no longer true."""
+    return reminder.kind == "attendance_unrecorded" and any(s.number == reminder.session for s in course.sessions)
+
+
 def raised(reminder: Reminder, at: datetime) -> bool:
     """A therapist alert already raised at ``at``: emitted by a rule, or due by then. No later
     event cancels one (a safety alert must reach the therapist, even after a withdrawal);
-    only reminders of sessions that will not happen, not yet due, are cancelled. The
-    exception: ``attendance_unrecorded`` goes (if not yet sent) once its session is recorded,
-    whenever that is, for then it is no longer true."""
-    if reminder.kind == "attendance_unrecorded":
-        return False
+    only reminders of sessions that will not happen, not yet due, are cancelled."""
     return reminder.audience == "therapist" and (reminder.rule is not None or reminder.due <= at)
 
 

@@ -278,6 +278,15 @@ def test_a_paused_course_has_no_attendance_unrecorded_alerts() -> None:
     assert run.unrecorded() == {}
 
 
+def test_a_due_attendance_unrecorded_alert_stays_when_the_course_is_paused() -> None:
+    run = Run()
+    reminders = plan(run.course, run.protocol, BUILTIN.clinic).reminders
+    by_session = {r.session: r.id for r in reminders if r.kind == "attendance_unrecorded"}
+    effects = run("pause", utc(2027, 1, 5, 9))  # session 1 ended unrecorded; its alert was due at 11:05
+    assert by_session[1] not in effects.cancelled  # still true: it goes out
+    assert by_session[2] in effects.cancelled  # not due: the paused course plans no session 2
+
+
 def test_late_cancel_window_comes_from_the_clinic_policy(tmp_path: Path) -> None:
     (tmp_path / "clinic.yaml").write_text(CLINIC_TEXT.replace("late_cancel_window: 24h", "late_cancel_window: 48h"))
     wide = load_rules(tmp_path)
