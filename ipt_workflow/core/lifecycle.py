@@ -295,7 +295,7 @@ def apply(
     new_ids = {r.id for r in after}
     return new, Effects(
         added=[r for r in after if r.id not in old_ids],
-        cancelled=[r.id for r in before if r.id not in new_ids and not (raised(r, at) and not _resolved(r, new))],
+        cancelled=[r.id for r in before if r.id not in new_ids and not stays(r, at, new)],
         history=new.history[len(course.history) :],
     )
 
@@ -314,10 +314,14 @@ def check_order(course: Course, event: str, at: datetime) -> None:
         raise InvalidInput(f"at: {at.isoformat()} is before the course's last change ({last.isoformat()})")
 
 
-def _resolved(reminder: Reminder, course: Course) -> bool:
-    """An ``attendance_unrecorded`` alert whose session is now recorded (held, missed or
-    cancelled): it goes even when already due, if not yet sent, for it is no longer true."""
-    return reminder.kind == "attendance_unrecorded" and any(s.number == reminder.session for s in course.sessions)
+def stays(reminder: Reminder, at: datetime, after: Course) -> bool:
+    """A reminder an event at ``at`` leaves alone although the new plan lacks it: a therapist
+    alert already ``raised``, unless it is an ``attendance_unrecorded`` alert whose session
+    ``after`` records (held, missed or cancelled): that one goes even when due, if not yet
+    sent, for it is no longer true."""
+    if reminder.kind == "attendance_unrecorded" and any(s.number == reminder.session for s in after.sessions):
+        return False
+    return raised(reminder, at)
 
 
 def raised(reminder: Reminder, at: datetime) -> bool:
