@@ -56,10 +56,10 @@ def new_course_id() -> str:
 def protocol_of(rules: Rulebook, course: Course) -> Protocol:
     """The protocol version a course pinned, whatever the default version is now; raises
     StoreError when the rules do not hold that version (naming the versions they hold)."""
-    by_version = rules.versions.get(course.protocol, {})
-    protocol = by_version.get(course.protocol_version)
+    protocol = rules.versions.get(course.protocol, {}).get(course.protocol_version)
     if protocol is None:
-        has = f"has versions {', '.join(by_version)}" if by_version else "has no such protocol"
+        known = rules.known(course.protocol)
+        has = f"has versions {', '.join(known)}" if known else "has no such protocol"
         raise StoreError(
             f"course '{course.id}' follows {course.protocol} {course.protocol_version}, but the rules "
             f"directory {has}: load the rules it was created with"

@@ -68,8 +68,9 @@ _UniqueKeyLoader.add_implicit_resolver(
 class Rulebook:
     """Every version of every protocol, and the clinic policy, with the file each came from.
 
-    ``versions[id]`` maps each version of a protocol to it, in semantic version order (the
-    last is the highest, the one new courses take); ``files[(id, version)]`` is its file."""
+    ``versions[id]`` maps each version of a protocol to it (``load_rules`` puts them in
+    semantic version order); the highest is the one new courses take. ``files[(id, version)]``
+    is the file each came from."""
 
     versions: dict[str, dict[str, Protocol]]
     clinic: ClinicPolicy
@@ -80,7 +81,7 @@ class Rulebook:
     @property
     def protocols(self) -> dict[str, Protocol]:
         """The highest version of each protocol, by id."""
-        return {pid: list(by_version.values())[-1] for pid, by_version in self.versions.items()}
+        return {pid: _highest(by_version) for pid, by_version in self.versions.items()}
 
     @property
     def sources(self) -> dict[str, Path]:
@@ -96,13 +97,18 @@ class Rulebook:
             known = ", ".join(sorted(self.versions)) or "none"
             raise UnknownName(f"unknown protocol {shown(protocol_id)} (known: {known})")
         if version is None:
-            return list(by_version.values())[-1]
+            return _highest(by_version)
         try:
             return by_version[version]
         except KeyError:
+            known = ", ".join(self.known(protocol_id))
             raise UnknownName(
-                f"unknown version {shown(version)} of protocol '{protocol_id}' (known: {', '.join(by_version)})"
+                f"unknown version {shown(version)} of protocol '{protocol_id}' (known: {known})"
             ) from None
+
+    def known(self, protocol_id: str) -> list[str]:
+        """The versions of ``protocol_id`` there are, in version order (none: empty)."""
+        return sorted(self.versions.get(protocol_id, {}), key=version_key)
 
     def named(self, reference: str) -> Protocol:
         """The protocol ``ID`` (its highest version) or ``ID@VERSION``; raises UnknownName."""
@@ -111,7 +117,13 @@ class Rulebook:
 
     def all_protocols(self) -> list[Protocol]:
         """Every version of every protocol: by id, then in version order."""
-        return [p for pid in sorted(self.versions) for p in self.versions[pid].values()]
+        return [
+            self.versions[pid][v] for pid in sorted(self.versions) for v in sorted(self.versions[pid], key=version_key)
+        ]
+
+
+def _highest(by_version: dict[str, Protocol]) -> Protocol:
+    return by_version[max(by_version, key=version_key)]
 
 
 def with_versions(found: dict[tuple[str, str], Protocol]) -> dict[str, dict[str, Protocol]]:

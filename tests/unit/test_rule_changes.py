@@ -166,11 +166,12 @@ def test_the_listing_names_every_version_and_the_policy_with_their_files(tmp_pat
     assert {r[0] for r in rows} == set(BUILTIN.protocols)
 
 
-def test_a_rulebook_built_by_hand_takes_versions_in_order() -> None:
+def test_a_rulebook_built_by_hand_defaults_to_its_highest_version() -> None:
     p = BUILTIN.protocol("ipt-16")
     newer = p.model_copy(update={"version": "1.0.10"})
-    book = Rulebook(versions={"ipt-16": {"1.0.0": p, "1.0.10": newer}}, clinic=BUILTIN.clinic)
-    assert book.protocol("ipt-16") is newer and book.sources == {}
+    book = Rulebook(versions={"ipt-16": {"1.0.10": newer, "1.0.0": p}}, clinic=BUILTIN.clinic)
+    assert book.protocol("ipt-16") is newer and book.protocols["ipt-16"] is newer and book.sources == {}
+    assert [x.version for x in book.all_protocols()] == ["1.0.0", "1.0.10"]
 
 
 # ---------------------------------------------------------------- every clinic setting used or refused
