@@ -148,6 +148,9 @@ ID = Reference()
 CLIENT = Reference(echo=False)
 
 
+PROTOCOL_HELP = "Protocol id (its highest version), or ID@VERSION, e.g. ipt-16@1.0.0."
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
@@ -189,10 +192,12 @@ def protocols() -> None:
 @json_option
 @click.pass_obj
 def protocols_list(app: App, as_json: bool) -> None:
-    """List every protocol with its sessions and phases."""
+    """List every version of every protocol with its sessions and phases (``default``: the
+    version new courses take)."""
     from ipt_workflow.present.views import protocol_summary
 
-    rows = [protocol_summary(p) for _, p in sorted(app.rules.protocols.items())]
+    defaults = app.rules.protocols
+    rows = [{**protocol_summary(p), "default": defaults[p.id] is p} for p in app.rules.all_protocols()]
     if as_json:
         emit_json(rows)
         return
@@ -202,20 +207,22 @@ def protocols_list(app: App, as_json: bool) -> None:
 
 
 @protocols.command("show")
-@click.argument("protocol_id", metavar="ID")
+@click.argument("protocol_id", metavar="ID[@VERSION]")
 @json_option
 @click.pass_obj
 def protocols_show(app: App, protocol_id: str, as_json: bool) -> None:
-    """Show one protocol: sessions, phases, reminders, guards and rules."""
+    """Show one protocol (ID: its highest version; ID@VERSION: that one): sessions, phases,
+    reminders, guards and rules."""
     from ipt_workflow.present.views import protocol_json
 
-    data = protocol_json(app.rules.protocol(protocol_id))
+    protocol = app.rules.named(protocol_id)
+    data = protocol_json(protocol)
     if as_json:
         emit_json(data)
         return
     from ipt_workflow.present.tables import print_protocol
 
-    print_protocol(data, str(app.rules.sources.get(protocol_id, "")))
+    print_protocol(data, str(app.rules.files.get((protocol.id, protocol.version), "")))
 
 
 # ---------------------------------------------------------------- rules
@@ -231,18 +238,27 @@ def rules() -> None:
 @json_option
 @click.pass_obj
 def rules_check(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Check rule files (default: the rules directory). Exit 1 if any is invalid."""
-    from ipt_workflow.rulebook.files import builtin_rules_dir, check_paths
+    """Check rule files (default: the rules directory). Exit 1 if any is invalid. For each
+    directory, list every protocol version and the clinic policy it gives (over the built-in
+    rules), with the file each came from."""
+    from ipt_workflow.rulebook.files import builtin_rules_dir, check_paths, rules_listing
 
     targets = list(paths) or [app.rules_dir or builtin_rules_dir()]
     missing = [str(p) for p in targets if not p.exists()]
     ok, bad = check_paths([p for p in targets if p.exists()])
     bad = [f"{m}: (file): no such file or directory" for m in missing] + bad
+    listings = [rules_listing(p) for p in targets if p.is_dir()]
     if as_json:
-        emit_json({"ok": ok, "problems": bad})
+        emit_json({"ok": ok, "problems": bad, "rules": listings})
     else:
         for name in ok:
             click.echo(f"ok {name}")
+        for listing in listings:
+            for p in listing["protocols"]:
+                default = " (default)" if p["default"] else ""
+                click.echo(f"protocol {p['id']} {p['version']}{default}: {p['source']}")
+            if listing["clinic"]["source"]:
+                click.echo(f"clinic policy: {listing['clinic']['source']}")
         for line in bad:
             click.echo(f"error: {line}", err=True)
     if bad:
@@ -253,7 +269,9 @@ def rules_check(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID")
+@click.option(
+    "--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID[@VERSION]", help=PROTOCOL_HELP
+)
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
 @json_option
 @click.pass_obj
@@ -262,7 +280,7 @@ def diagram(app: App, protocol_id: str, fmt: str, as_json: bool) -> None:
     its states and transitions as data, with the drawing."""
     from ipt_workflow.present.diagram import draw, lifecycle_json
 
-    protocol = app.rules.protocol(protocol_id)
+    protocol = app.rules.named(protocol_id)
     text = draw(protocol, fmt)
     if as_json:
         emit_json({**lifecycle_json(protocol), "format": fmt, "diagram": text})
@@ -274,7 +292,7 @@ def diagram(app: App, protocol_id: str, fmt: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--protocol", "protocol_id", required=True, metavar="ID", help="Protocol id, e.g. ipt-16.")
+@click.option("--protocol", "protocol_id", required=True, metavar="ID[@VERSION]", help=PROTOCOL_HELP)
 @click.option("--start", required=True, metavar="DATE", help="Date of the first session (YYYY-MM-DD).")
 @click.option("--time", "slot", required=True, metavar="HH:MM", help="Local time of the weekly slot.")
 @click.option("--tz", required=True, metavar="ZONE", help="IANA time zone, e.g. Europe/London.")
@@ -310,7 +328,7 @@ def simulate(
     slot_time = parse_time(slot, "--time")
     end = parse_instant(now, zone_info, "--now") if now else None
     rules = app.rules
-    protocol = rules.protocol(protocol_id)
+    protocol = rules.named(protocol_id)
     events: list[simulation.SimulationEvent] = []
     if events_file is not None:
         from ipt_workflow.inputs import load_data_file
@@ -372,7 +390,9 @@ def course() -> None:
 @click.option("--start", required=True, metavar="DATE", help="Date of the first session (YYYY-MM-DD).")
 @click.option("--time", "slot", required=True, metavar="HH:MM", help="Local time of the weekly slot.")
 @click.option("--tz", required=True, metavar="ZONE", help="IANA time zone, e.g. Europe/London.")
-@click.option("--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID")
+@click.option(
+    "--protocol", "protocol_id", default="ipt-16", show_default=True, metavar="ID[@VERSION]", help=PROTOCOL_HELP
+)
 @click.option("--therapist", type=ID, default="unassigned", show_default=True, metavar="ID")
 @click.option("--id", "course_id", type=ID, metavar="ID", help="Course id (default: a new random id).")
 @click.option("--allow-clash", is_flag=True, help=ALLOW_CLASH_HELP)

@@ -211,7 +211,7 @@ def slot_query(
     if window[0] < hours.start_time or window[1] > hours.end_time:
         hours_text = f"{hours.start}-{hours.end}"
         raise InvalidInput(f"--between: '{between}' is not within the clinic's working hours ({hours_text})")
-    rules.protocol(protocol or DEFAULT_PROTOCOL)  # an unknown one is refused here
+    rules.named(protocol or DEFAULT_PROTOCOL)  # an unknown one (or version) is refused here
     name = tz if tz is not None else clinic.timezone
     try:
         zone(name)
@@ -235,7 +235,7 @@ def slots(store: SqlStore, rules: Rulebook, q: SlotQuery, now: datetime) -> list
     clinic, buffer = rules.clinic, rules.clinic.buffer()
     booked = sorted(store.booked({q.therapist}, buffer))
     away = store.absences({q.therapist})
-    duration = timedelta(minutes=rules.protocol(q.protocol).duration_minutes)
+    duration = timedelta(minutes=rules.named(q.protocol).duration_minutes)
     found: list[tuple[datetime, dict[str, Any]]] = []
     for series_first, day, at in _candidates(q, duration):
         if len(found) >= q.limit and series_first > found[q.limit - 1][0]:
@@ -248,13 +248,13 @@ def slots(store: SqlStore, rules: Rulebook, q: SlotQuery, now: datetime) -> list
         )  # fmt: skip
         if away:
             course = course.model_copy(update={"absences": away})
-            plan = plan_of(course, rules.protocol(q.protocol), clinic)
+            plan = plan_of(course, rules.named(q.protocol), clinic)
         sessions = plan.sessions
         if not sessions or not all(_in_hours(s.start, s.end, clinic) for s in sessions):
             continue
         if any(first_overlap(booked, b) is not None for b in bookings(course, sessions, buffer)):
             continue
-        cadence = timedelta(weeks=rules.protocol(q.protocol).cadence_weeks)
+        cadence = timedelta(weeks=rules.named(q.protocol).cadence_weeks)
         tz = zone(q.timezone)
         moved = sum(s.start != local_instant(day + cadence * s.step, at, tz) for s in sessions)
         moved += max(s.step for s in sessions) + 1 - len(sessions)  # slots a closure skipped

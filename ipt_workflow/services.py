@@ -54,12 +54,15 @@ def new_course_id() -> str:
 
 
 def protocol_of(rules: Rulebook, course: Course) -> Protocol:
-    """The protocol a course pinned; refuses a rules directory with another version of it."""
-    protocol = rules.protocol(course.protocol)
-    if protocol.version != course.protocol_version:
+    """The protocol version a course pinned, whatever the default version is now; raises
+    StoreError when the rules do not hold that version (naming the versions they hold)."""
+    protocol = rules.versions.get(course.protocol, {}).get(course.protocol_version)
+    if protocol is None:
+        known = rules.known(course.protocol)
+        has = f"has versions {', '.join(known)}" if known else "has no such protocol"
         raise StoreError(
             f"course '{course.id}' follows {course.protocol} {course.protocol_version}, but the rules "
-            f"directory has {protocol.version}: load the rules it was created with"
+            f"directory {has}: load the rules it was created with"
         )
     return protocol
 
@@ -83,10 +86,11 @@ def build_course(
     therapist: str = "unassigned",
     course_id: str | None = None,
 ) -> tuple[Course, Plan]:
-    """A new course and its plan, checked, not yet stored."""
+    """A new course and its plan, checked, not yet stored. ``protocol_id`` is ``ID`` (its
+    highest version) or ``ID@VERSION``; the course pins the version it took."""
     if course_id is not None and not course_id.strip():
         raise InvalidInput("--id: empty (leave it out for a new random id)")
-    protocol = rules.protocol(protocol_id)
+    protocol = rules.named(protocol_id)
     course = new_course(
         protocol, rules.clinic, course_id=course_id or new_course_id(), client=client, therapist=therapist,
         start=parse_date(start, "--start"), slot=parse_time(time, "--time"), timezone=_zone_name(tz, "--tz"), now=now,
@@ -109,7 +113,7 @@ def store_course(
     check = BookingCheck(bookings(course, p.sessions, buffer), buffer, refuse=not allow_clash, at=now)
     stored = store.add(course, p, now, booking=check)
     if stored.alerts:
-        p = plan(stored, rules.protocol(stored.protocol), rules.clinic)
+        p = plan(stored, protocol_of(rules, stored), rules.clinic)
     return Created(stored, p, slot_warnings(stored, rules.clinic))
 
 
@@ -515,7 +519,7 @@ def _new_course(rules: Rulebook, row: _Row, now: datetime) -> tuple[Course, Prot
             raise InvalidInput(f"{column}: empty")
     check_reference(v["client"], "client", echo=False)
     check_reference(v["therapist"], "therapist")
-    protocol = rules.protocol(v["protocol"])
+    protocol = rules.named(v["protocol"])
     course = new_course(
         protocol, rules.clinic, course_id=v.get("id") or new_course_id(), client=v["client"],
         therapist=v["therapist"], start=parse_date(v["start"], "start"), slot=parse_time(v["time"], "time"),

@@ -68,7 +68,8 @@ class Workflow:
         course_id: str | None = None,
         allow_clash: bool = False,
     ) -> Course:
-        """Create a course with its plan and reminders; returns it (version 1). Raises
+        """Create a course with its plan and reminders; returns it (version 1). ``protocol`` is
+        ``ID`` (its highest version) or ``ID@VERSION``; the course keeps that version. Raises
         ScheduleClash when its plan books the therapist over another course's session, unless
         ``allow_clash`` (booked anyway, with a ``schedule_conflict`` therapist alert)."""
         now = self.clock()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from .clashes import Booking, first_overlap
-from .lifecycle import raised
+from .lifecycle import stays
 from .model import Absence, Course, Effects, HistoryEntry, Plan, Session, SessionStatus
 from .moves import notice, with_notice
 from .planner import away_of, plan
@@ -60,7 +60,7 @@ def change_absences(
     new_ids = {r.id for r in final.reminders}
     effects = Effects(
         added=[r for r in final.reminders if r.id not in old_ids],
-        cancelled=[r.id for r in before.reminders if r.id not in new_ids and not raised(r, at)],
+        cancelled=[r.id for r in before.reminders if r.id not in new_ids and not stays(r, at, new)],
         history=new.history[len(course.history) :],
     )
     return new, final, effects, moved

@@ -200,8 +200,9 @@ def facts(
     baseline = phq[0] if phq else -1
     latest = phq[-1] if phq else -1
     reduction = (baseline - latest) / baseline if baseline > 0 else 0.0
-    recorded = event == "record_measure" and bool(course.measurements)
-    last = course.measurements[-1] if recorded else None
+    # The measurement this event recorded: the last one taken at ``at`` (the list is in time order).
+    last = next((m for m in reversed(course.measurements) if m.at == at), None) if event == "record_measure" else None
+    recorded = last is not None
     measure = (
         {"instrument": last.instrument, "score": last.score, "item9": last.item9 or 0}
         if last
@@ -243,6 +244,10 @@ def facts(
     }
 
 
+def _measured_at(m: Measurement) -> datetime:
+    return m.at
+
+
 def _next_focus(course: Course) -> str | None:
     return next((a for a in course.focus if a not in course.foci_worked), None)
 
@@ -258,6 +263,8 @@ def validate_data(event: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
         return schema.model_validate(dict(data or {})).model_dump(exclude_none=True, by_alias=True)
     except ValidationError as exc:
         err = exc.errors()[0]
+        if not err["loc"] and err["type"] == "value_error":  # a check across fields: it names them
+            raise InvalidInput(f"event '{event}' data: {err['msg'].removeprefix('Value error, ')}") from None
         field = ".".join(str(x) for x in err["loc"]) or "data"
         msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
         shown = f" (got {err['input']!r})" if err["type"] not in ("missing", "extra_forbidden") else ""
@@ -279,10 +286,7 @@ def apply(
     nothing has changed.
     """
     at = _aware(at, "at")
-    if course.history and at < course.history[-1].at:
-        raise InvalidInput(
-            f"at: {at.isoformat()} is before the course's last change ({course.history[-1].at.isoformat()})"
-        )
+    check_order(course, event, at)
     checked = validate_data(event, data)
     before = plan(course, protocol, policy).reminders
     new = _apply(course, event, at, checked, protocol, policy, rule=None, depth=0)
@@ -291,9 +295,33 @@ def apply(
     new_ids = {r.id for r in after}
     return new, Effects(
         added=[r for r in after if r.id not in old_ids],
-        cancelled=[r.id for r in before if r.id not in new_ids and not raised(r, at)],
+        cancelled=[r.id for r in before if r.id not in new_ids and not stays(r, at, new)],
         history=new.history[len(course.history) :],
     )
+
+
+def check_order(course: Course, event: str, at: datetime) -> None:
+    """Raise InvalidInput for an ``at`` before the course's last change (a measure may be
+    entered late: only never before the course was created)."""
+    if event == "record_measure":
+        if at < course.created_at:
+            raise InvalidInput(
+                f"at: {at.isoformat()} is before the course was created ({course.created_at.isoformat()})"
+            )
+        return
+    last = max((h.at for h in course.history), default=None)  # a late measure may sit last
+    if last is not None and at < last:
+        raise InvalidInput(f"at: {at.isoformat()} is before the course's last change ({last.isoformat()})")
+
+
+def stays(reminder: Reminder, at: datetime, after: Course) -> bool:
+    """A reminder an event at ``at`` leaves alone although the new plan lacks it: a therapist
+    alert already ``raised``, unless it is an ``attendance_unrecorded`` alert whose session
+    ``after`` records (held, missed or cancelled): that one goes even when due, if not yet
+    sent, for it is no longer true."""
+    if reminder.kind == "attendance_unrecorded" and any(s.number == reminder.session for s in after.sessions):
+        return False
+    return raised(reminder, at)
 
 
 def raised(reminder: Reminder, at: datetime) -> bool:
@@ -408,8 +436,8 @@ def _prepare(
 
 def _effect(course: Course, event: str, at: datetime, data: dict[str, Any], new_state: CourseState) -> dict[str, Any]:
     """The record changes an accepted event makes beyond its state."""
-    if event == "record_measure":
-        held = [s.number for s in course.sessions if s.status is SessionStatus.held]
+    if event == "record_measure":  # kept in time order: a questionnaire may be entered late
+        held = [s.number for s in course.sessions if s.status is SessionStatus.held and s.start <= at]
         m = Measurement(
             instrument=data["instrument"],
             score=data["score"],
@@ -417,7 +445,7 @@ def _effect(course: Course, event: str, at: datetime, data: dict[str, Any], new_
             at=at,
             session=held[-1] if held else None,
         )
-        return {"measurements": [*course.measurements, m]}
+        return {"measurements": sorted([*course.measurements, m], key=_measured_at)}
     if event == "start_intervention":
         return {"current_focus": course.focus[0], "foci_worked": [course.focus[0]]}
     if event == "retarget":

@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from .references import REFERENCE_PATTERN
 from .references import REFERENCE_RULE as REFERENCE_RULE
@@ -62,7 +62,8 @@ BUILTIN_PROBLEM_AREAS = ("grief", "role_dispute", "role_transition", "interperso
 
 #: Reminder kinds of SPEC §2 and who they go to. ``plan_limit`` is ours: the plan hit the
 #: protocol's maximum and a missed session could not be replaced; ``schedule_conflict``: a session
-#: was booked over another of the same therapist (SPEC §9).
+#: was booked over another of the same therapist (SPEC §9); ``attendance_unrecorded``: a session
+#: ended the clinic's ``attendance.no_show_after`` ago with neither hold nor miss recorded (SPEC §11).
 BUILTIN_KINDS: dict[str, str] = {
     "session_reminder": "client",
     "measure_due": "client",
@@ -78,6 +79,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "session_moved": "client",
     "session_cancelled": "client",
     "schedule_conflict": "therapist",
+    "attendance_unrecorded": "therapist",
 }
 
 Reference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
@@ -230,6 +232,12 @@ class MeasureData(_EventData):
     instrument: Literal["phq9"]
     score: int = Field(ge=0, le=27)
     item9: int = Field(ge=0, le=3)
+
+    @model_validator(mode="after")
+    def _item9_in_total(self) -> MeasureData:
+        if self.item9 > self.score:
+            raise ValueError(f"item9: {self.item9} is more than the total score {self.score} (item 9 counts in it)")
+        return self
 
 
 class FocusData(_EventData):

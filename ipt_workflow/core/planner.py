@@ -381,9 +381,11 @@ RawReminder = tuple[str, str, str, datetime, int]
 def session_reminders(
     course: Course, protocol: Protocol, policy: ClinicPolicy, all_sessions: list[Session]
 ) -> list[RawReminder]:
-    """(id, kind, audience, due, session) of every reminder scheduled before a session, as
-    plain tuples (``plan`` validates them; a bulk import writes them as they are). A session
-    already held keeps only its therapist reminders: the client's are for nothing now."""
+    """(id, kind, audience, due, session) of every reminder scheduled around a session (before
+    it; and for a planned one, the therapist's ``attendance_unrecorded`` alert due
+    ``attendance.no_show_after`` after its end), as plain tuples (``plan`` validates them; a
+    bulk import writes them as they are). A session already held keeps only its therapist
+    reminders: the client's are for nothing now."""
     tz = zone(course.timezone)
     leads = _leads_of(protocol, policy)
     quiet = leads.quiet
@@ -416,6 +418,11 @@ def session_reminders(
             if moves and quiet is not None:
                 due = out_of_quiet_hours(due, quiet[0], quiet[1], tz)
             add((reminder_id(cid, kind, number, start_key, lead_key), kind, audience, due, number))
+        if s.status is SessionStatus.planned:  # gone once a hold, miss or cancellation is recorded
+            after, after_key = leads.unrecorded
+            due = start_utc + timedelta(minutes=s.duration_minutes) + after
+            rid = reminder_id(cid, "attendance_unrecorded", number, start_key, after_key)
+            add((rid, "attendance_unrecorded", "therapist", due, number))
     return out
 
 
@@ -435,6 +442,7 @@ class _Leads:
     measure_every: tuple[tuple[bool, int], ...]
     prep: tuple[tuple[str, str, timedelta, str, bool], ...]
     quiet: tuple[time, time] | None
+    unrecorded: tuple[timedelta, str]  # attendance_unrecorded: after a session's end, and its key
 
 
 _LEADS: dict[tuple[int, int], tuple[Protocol, ClinicPolicy, _Leads]] = {}
@@ -447,6 +455,7 @@ def _leads_of(protocol: Protocol, policy: ClinicPolicy) -> _Leads:
     quiet = (policy.quiet_hours.start_time, policy.quiet_hours.end_time) if policy.quiet_hours else None
     session = protocol.leads("session_reminder") or policy.lead_times
     prep = protocol.leads("termination_prep") or DEFAULT_LEADS["termination_prep"]
+    no_show = parse_duration(policy.attendance.no_show_after, "no_show_after")
     leads = _Leads(
         session=tuple(("session_reminder", "client", d, format_duration(d), True) for d in session),
         measure=tuple(
@@ -456,6 +465,7 @@ def _leads_of(protocol: Protocol, policy: ClinicPolicy) -> _Leads:
         measure_every=tuple((m.baseline, m.every) for m in protocol.measures),
         prep=tuple(("termination_prep", "therapist", d, format_duration(d), False) for d in prep),
         quiet=quiet,
+        unrecorded=(no_show, format_duration(no_show)),
     )
     _LEADS[(id(protocol), id(policy))] = (protocol, policy, leads)
     return leads

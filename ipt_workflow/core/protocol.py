@@ -154,6 +154,21 @@ def _first_line(text: str) -> str:
     return " ".join(lines[:2]) if lines else text
 
 
+def version_key(version: str) -> tuple[Any, ...]:
+    """A sort key putting protocol versions in semantic version order (SemVer 2.0):
+    ``1.2.0 < 1.10.0``, a pre-release before its release (``1.1.0-rc.1 < 1.1.0``), build
+    metadata (``+...``) ignored but for a final tie-break on the text. A version that is not
+    SemVer still sorts: numeric dot-separated parts by number, others by text."""
+    core, _, _build = version.partition("+")
+    release, dash, pre = core.partition("-")
+
+    def parts(text: str) -> tuple[tuple[int, int, str], ...]:
+        return tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in text.split("."))
+
+    pre_key: tuple[Any, ...] = (0, parts(pre)) if dash else (1, ())
+    return (parts(release), pre_key, version)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -269,7 +284,7 @@ class Protocol(_Strict):
 
     schema_version: int
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=NAME_LENGTH)
-    version: str = Field(min_length=1, max_length=SHORT_LENGTH)
+    version: str = Field(pattern=r"^[^\s@]+$", max_length=SHORT_LENGTH, description="no spaces, no '@'")
     name: str = Field(max_length=200)
     description: str = Field(default="", max_length=5000)
     sessions: SessionCounts

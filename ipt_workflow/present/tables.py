@@ -43,11 +43,13 @@ def print_protocols(rows: list[dict[str, Any]]) -> None:
     table = Table(title="Protocols")
     for col in ("id", "version", "name", "sessions", "cadence", "assessment", "termination", "foci"):
         table.add_column(col)
+    several = {r["id"] for r in rows if not r.get("default", True)}
     for r in rows:
         s = r["sessions"]
         a = r["assessment"]
+        version = r["version"] + (" (default)" if r["id"] in several and r.get("default") else "")
         table.add_row(
-            r["id"], r["version"], r["name"],
+            r["id"], version, r["name"],
             f"{s['planned']} (min {s['min']}, max {s['max']})",
             f"every {r['cadence_weeks']} wk, {r['duration_minutes']} min",
             f"{a['min']}-{a['max']}", str(r["termination"]), str(r["focus_limit"]),

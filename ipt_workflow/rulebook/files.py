@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ..core.errors import RuleFileError, UnknownName
+from ..core.errors import RuleFileError, UnknownName, shown
 from ..core.policy import ClinicPolicy
-from ..core.protocol import Protocol, _LocatedError, problems
+from ..core.protocol import Protocol, _LocatedError, problems, version_key
 from .locate import CLINIC_FILE as CLINIC_FILE
 from .locate import builtin_rules_dir as builtin_rules_dir
 
@@ -65,20 +65,72 @@ _UniqueKeyLoader.add_implicit_resolver(
 
 @dataclass
 class Rulebook:
-    """Every protocol by id, and the clinic policy, as loaded from one directory."""
+    """Every version of every protocol, and the clinic policy, with the file each came from.
 
-    protocols: dict[str, Protocol]
+    ``versions[id]`` maps each version of a protocol to it (``load_rules`` puts them in
+    semantic version order); the highest is the one new courses take. ``files[(id, version)]``
+    is the file each came from."""
+
+    versions: dict[str, dict[str, Protocol]]
     clinic: ClinicPolicy
-    sources: dict[str, Path] = field(default_factory=dict)
+    files: dict[tuple[str, str], Path] = field(default_factory=dict)
+    clinic_file: Path | None = None
     directory: Path | None = None
 
-    def protocol(self, protocol_id: str) -> Protocol:
-        """The protocol ``protocol_id``; raises UnknownName listing the known ones."""
+    @property
+    def protocols(self) -> dict[str, Protocol]:
+        """The highest version of each protocol, by id."""
+        return {pid: _highest(by_version) for pid, by_version in self.versions.items()}
+
+    @property
+    def sources(self) -> dict[str, Path]:
+        """The file of the highest version of each protocol, by id."""
+        found = ((pid, (pid, p.version)) for pid, p in self.protocols.items())
+        return {pid: self.files[key] for pid, key in found if key in self.files}
+
+    def protocol(self, protocol_id: str, version: str | None = None) -> Protocol:
+        """Version ``version`` of protocol ``protocol_id`` (default: its highest version).
+        Raises UnknownName listing the known protocols, or the versions of this one."""
+        by_version = self.versions.get(protocol_id)
+        if by_version is None:
+            known = ", ".join(sorted(self.versions)) or "none"
+            raise UnknownName(f"unknown protocol {shown(protocol_id)} (known: {known})")
+        if version is None:
+            return _highest(by_version)
         try:
-            return self.protocols[protocol_id]
+            return by_version[version]
         except KeyError:
-            known = ", ".join(sorted(self.protocols)) or "none"
-            raise UnknownName(f"unknown protocol '{protocol_id}' (known: {known})") from None
+            known = ", ".join(self.known(protocol_id))
+            raise UnknownName(
+                f"unknown version {shown(version)} of protocol '{protocol_id}' (known: {known})"
+            ) from None
+
+    def known(self, protocol_id: str) -> list[str]:
+        """The versions of ``protocol_id`` there are, in version order (none: empty)."""
+        return sorted(self.versions.get(protocol_id, {}), key=version_key)
+
+    def named(self, reference: str) -> Protocol:
+        """The protocol ``ID`` (its highest version) or ``ID@VERSION``; raises UnknownName."""
+        protocol_id, at, version = reference.partition("@")
+        return self.protocol(protocol_id, version if at else None)
+
+    def all_protocols(self) -> list[Protocol]:
+        """Every version of every protocol: by id, then in version order."""
+        return [
+            self.versions[pid][v] for pid in sorted(self.versions) for v in sorted(self.versions[pid], key=version_key)
+        ]
+
+
+def _highest(by_version: dict[str, Protocol]) -> Protocol:
+    return by_version[max(by_version, key=version_key)]
+
+
+def with_versions(found: dict[tuple[str, str], Protocol]) -> dict[str, dict[str, Protocol]]:
+    """``{id: {version: protocol}}`` of ``found``, each id's versions in semantic version order."""
+    out: dict[str, dict[str, Protocol]] = {}
+    for (pid, version), p in sorted(found.items(), key=lambda kv: (kv[0][0], version_key(kv[0][1]))):
+        out.setdefault(pid, {})[version] = p
+    return out
 
 
 def is_clinic_file(path: Path, data: Any) -> bool:
@@ -159,27 +211,45 @@ def _line_of(node: Any, loc: str) -> int | None:
 
 
 def load_rules(directory: Path | None = None) -> Rulebook:
-    """Every ``*.yaml`` and ``*.yml`` in ``directory`` (default: the built-in rules).
-    Protocols replace the built-in ones; a missing ``clinic.yaml`` falls back to the
-    built-in policy. Raises RuleFileError listing the problems of every bad file."""
-    base = directory or builtin_rules_dir()
+    """The built-in rules overlaid with every ``*.yaml`` and ``*.yml`` in ``directory``: a
+    protocol there replaces the built-in one of the same id and version (other versions sit
+    beside it), and a clinic policy there replaces the built-in ``clinic.yaml``. Raises
+    RuleFileError listing the problems of every bad file, and of two files with one
+    ``(id, version)``."""
+    builtin = builtin_rules_dir()
+    base = directory or builtin
     if not base.is_dir():
         raise RuleFileError([f"{base}: (directory): not a directory of rule files"])
-    loaded, _ = _load_directory(base)
+    loaded = overlay(base)
     if loaded.errors:
         raise RuleFileError(loaded.errors)
-    clinic = loaded.clinic
-    if clinic is None:
-        fallback = load_file(builtin_rules_dir() / CLINIC_FILE)
-        assert isinstance(fallback, ClinicPolicy)
-        clinic = fallback
-    return Rulebook(protocols=loaded.protocols, clinic=clinic, sources=loaded.sources, directory=base)
+    assert loaded.clinic is not None  # the built-in rules hold one
+    return Rulebook(
+        versions=with_versions(loaded.protocols), clinic=loaded.clinic, files=loaded.sources,
+        clinic_file=loaded.clinic_path, directory=base,
+    )  # fmt: skip
+
+
+def overlay(base: Path) -> _Directory:
+    """What ``load_rules(base)`` reads: the built-in rules, then ``base`` over them (the
+    problems are those of ``base``, and of the built-in rules should they be broken)."""
+    builtin = builtin_rules_dir()
+    out, _ = _load_directory(builtin)
+    if base.resolve() == builtin.resolve():
+        return out
+    own, _ = _load_directory(base)
+    out.errors.extend(own.errors)
+    out.protocols.update(own.protocols)
+    out.sources.update(own.sources)
+    if own.clinic is not None:
+        out.clinic, out.clinic_path = own.clinic, own.clinic_path
+    return out
 
 
 @dataclass
 class _Directory:
-    protocols: dict[str, Protocol] = field(default_factory=dict)
-    sources: dict[str, Path] = field(default_factory=dict)
+    protocols: dict[tuple[str, str], Protocol] = field(default_factory=dict)
+    sources: dict[tuple[str, str], Path] = field(default_factory=dict)
     clinic: ClinicPolicy | None = None
     clinic_path: Path | None = None
     errors: list[str] = field(default_factory=list)
@@ -187,7 +257,7 @@ class _Directory:
 
 def _load_directory(base: Path) -> tuple[_Directory, list[str]]:
     """(what the rule files in ``base`` hold with the problems of the set, files that loaded
-    and fit the set). A protocol id defined twice and a second clinic policy are problems."""
+    and fit the set). One ``(id, version)`` defined twice and a second clinic policy are problems."""
     out = _Directory()
     ok: list[str] = []
     for path in sorted([*base.glob("*.yaml"), *base.glob("*.yml")]):
@@ -201,12 +271,15 @@ def _load_directory(base: Path) -> tuple[_Directory, list[str]]:
                 out.errors.append(f"{path}: (file): a second clinic policy (the first is {out.clinic_path})")
                 continue
             out.clinic, out.clinic_path = loaded, path
-        elif loaded.id in out.protocols:
-            out.errors.append(f"{path}: id: protocol '{loaded.id}' is also defined in {out.sources[loaded.id]}")
+        elif (key := (loaded.id, loaded.version)) in out.protocols:
+            out.errors.append(
+                f"{path}: {_located(path, 'version')}: protocol '{loaded.id}' version {shown(loaded.version)} "
+                f"is also defined in {out.sources[key]}"
+            )
             continue
         else:
-            out.protocols[loaded.id] = loaded
-            out.sources[loaded.id] = path
+            out.protocols[key] = loaded
+            out.sources[key] = path
         ok.append(str(path))
     return out, ok
 
@@ -228,3 +301,27 @@ def check_paths(paths: list[Path]) -> tuple[list[str], list[str]]:
         except RuleFileError as exc:
             bad.extend(exc.problems)
     return ok, bad
+
+
+def _located(path: Path, loc: str) -> str:
+    """``loc (line N)`` for ``loc`` in the rule file ``path`` (read again: a file that loaded)."""
+    node, _ = read_yaml(_read_regular(path), str(path))
+    line = _line_of(node, loc)
+    return f"{loc} (line {line})" if line else loc
+
+
+def rules_listing(base: Path) -> dict[str, Any]:
+    """What ``load_rules(base)`` gives, as data: ``{directory, protocols: [{id, version,
+    default, source}], clinic: {source}}``, protocols by id then version order (the default
+    is the highest version). Lists what loaded even when some files did not."""
+    loaded = overlay(base)
+    versions = with_versions(loaded.protocols)
+    return {
+        "directory": str(base),
+        "protocols": [
+            {"id": pid, "version": v, "default": v == list(by_version)[-1], "source": str(loaded.sources[(pid, v)])}
+            for pid, by_version in versions.items()
+            for v in by_version
+        ],
+        "clinic": {"source": str(loaded.clinic_path) if loaded.clinic_path else None},
+    }

@@ -51,7 +51,9 @@ class CourseStore(BulkWrites, AbsenceReads):
             .order_by(t.sessions.c.number)
         ).mappings()
         measures = conn.execute(
-            select(t.measurements).where(t.measurements.c.course_id == course_id).order_by(t.measurements.c.seq)
+            select(t.measurements)
+            .where(t.measurements.c.course_id == course_id)
+            .order_by(t.measurements.c.at, t.measurements.c.seq)  # time order: a late entry sits in place
         ).mappings()
         alerts = conn.execute(
             select(t.reminders)
@@ -211,7 +213,7 @@ class CourseStore(BulkWrites, AbsenceReads):
         if effects.history:
             entries = [history_values(after.id, seq0 + i, h) for i, h in enumerate(effects.history)]
             conn.execute(insert(t.history), entries)
-        new_measures = after.measurements[len(before.measurements) :]
+        new_measures = added_measures(before.measurements, after.measurements)
         if new_measures:
             base = len(before.measurements)
             conn.execute(
@@ -281,3 +283,16 @@ def _save_therapists(conn: Connection, course_id: str, therapists: set[str]) -> 
         conn.execute(
             insert(t.course_therapists), [{"course_id": course_id, "therapist": x} for x in sorted(therapists - stored)]
         )
+
+
+def added_measures(before: list[Measurement], after: list[Measurement]) -> list[Measurement]:
+    """The measurements in ``after`` that ``before`` lacks (``after`` is in time order, so a
+    questionnaire entered late is not at its end)."""
+    left = list(before)
+    out = []
+    for m in after:
+        if m in left:
+            left.remove(m)
+        else:
+            out.append(m)
+    return out

@@ -189,7 +189,7 @@ def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
         row = found[0]
         if row["plan"] is None:
             return None
-        measures = query("SELECT * FROM ipt_measurements WHERE course_id = :id ORDER BY seq", {"id": course_id})
+        measures = query("SELECT * FROM ipt_measurements WHERE course_id = :id ORDER BY at, seq", {"id": course_id})
         history = query("SELECT * FROM ipt_history WHERE course_id = :id ORDER BY seq", {"id": course_id})
     return {
         "id": row["id"],

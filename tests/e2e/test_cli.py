@@ -161,9 +161,12 @@ def test_rules_env_var_and_fallback_clinic(ipt: RunIpt, tmp_path: Path) -> None:
     own.mkdir()
     (own / "ipt-b-8.yaml").write_text((RULES / "ipt-b-8.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     rows = ok_json(ipt("protocols", "list", "--json", env={"IPT_RULES": str(own)}))
-    assert [row["id"] for row in rows] == ["ipt-b-8"]
+    assert [row["id"] for row in rows] == sorted(PROTOCOL_IDS)  # over the built-in rules
     rows = ok_json(ipt("--rules", own, "protocols", "list", "--json"))
-    assert [row["id"] for row in rows] == ["ipt-b-8"]
+    assert [row["id"] for row in rows] == sorted(PROTOCOL_IDS)
+    listing = ipt("--rules", own, "rules", "check").stdout.splitlines()
+    assert f"protocol ipt-b-8 1.0.0 (default): {own / 'ipt-b-8.yaml'}" in listing
+    assert f"clinic policy: {RULES.resolve() / 'clinic.yaml'}" in listing
 
 
 def test_a_bad_rules_directory_is_refused_with_every_problem(ipt: RunIpt, tmp_path: Path) -> None:
@@ -202,13 +205,23 @@ def test_rules_check_builtin(ipt: RunIpt) -> None:
     result = ipt("rules", "check")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    ok = [line.removeprefix("ok ") for line in result.stdout.splitlines()]
-    assert all(line.startswith("ok ") for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    ok = [line.removeprefix("ok ") for line in lines if line.startswith("ok ")]
     assert {Path(name).name for name in ok} >= RULE_FILES
+    listed = [line for line in lines if not line.startswith("ok ")]
+    assert listed == [
+        *(f"protocol {p} 1.0.0 (default): {RULES.resolve() / p}.yaml" for p in sorted(PROTOCOL_IDS)),
+        f"clinic policy: {RULES.resolve() / 'clinic.yaml'}",
+    ]
     data = ok_json(ipt("rules", "check", "--json"))
-    assert set(data) >= {"ok", "problems"}
+    assert set(data) >= {"ok", "problems", "rules"}
     assert data["problems"] == []
     assert {Path(name).name for name in data["ok"]} >= RULE_FILES
+    [book] = data["rules"]
+    assert book["clinic"] == {"source": str(RULES.resolve() / "clinic.yaml")}
+    assert [(p["id"], p["version"], p["default"]) for p in book["protocols"]] == [
+        (p, "1.0.0", True) for p in sorted(PROTOCOL_IDS)
+    ]
 
 
 def test_rules_check_a_bad_file(ipt: RunIpt, tmp_path: Path) -> None:
@@ -253,7 +266,11 @@ def test_rules_check_a_directory(ipt: RunIpt, tmp_path: Path) -> None:
     (folder / "clinic.yaml").write_text((RULES / "clinic.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     result = ipt("rules", "check", folder)
     assert result.returncode == 1
-    assert result.stdout.splitlines() == [f"ok {folder / 'clinic.yaml'}"]
+    assert result.stdout.splitlines() == [
+        f"ok {folder / 'clinic.yaml'}",  # what loaded is listed, over the built-in rules
+        *(f"protocol {p} 1.0.0 (default): {RULES.resolve() / p}.yaml" for p in sorted(PROTOCOL_IDS)),
+        f"clinic policy: {folder / 'clinic.yaml'}",
+    ]
     assert result.stderr.startswith(f"error: {prefix}")
 
 

@@ -542,13 +542,15 @@ def test_load_rules_lists_the_problems_of_every_bad_file(tmp_path: Path) -> None
     assert len(problems) == 3, problems
 
 
-def test_load_rules_refuses_a_protocol_id_defined_twice(tmp_path: Path) -> None:
+def test_load_rules_refuses_one_protocol_version_defined_twice(tmp_path: Path) -> None:
     rules = copy_rules(tmp_path)
     shutil.copy(rules / "ipt-16.yaml", rules / "zz-copy.yaml")  # sorts after ipt-16.yaml
+    line = line_no((rules / "zz-copy.yaml").read_text(), 'version: "1.0.0"')
     with pytest.raises(RuleFileError) as info:
         load_rules(rules)
     assert info.value.problems == [
-        f"{rules / 'zz-copy.yaml'}: id: protocol 'ipt-16' is also defined in {rules / 'ipt-16.yaml'}"
+        f"{rules / 'zz-copy.yaml'}: version (line {line}): protocol 'ipt-16' version '1.0.0' is also defined in "
+        f"{rules / 'ipt-16.yaml'}"
     ]
 
 
@@ -557,7 +559,10 @@ def test_load_rules_without_clinic_falls_back_to_the_builtin_policy(tmp_path: Pa
     rules.mkdir()
     shutil.copy(RULES / "ipt-16.yaml", rules / "ipt-16.yaml")
     book = load_rules(rules)
-    assert set(book.protocols) == {"ipt-16"}
+    assert set(book.protocols) >= PROTOCOL_IDS  # the built-in protocols, this one replaced
+    assert book.sources["ipt-16"] == rules / "ipt-16.yaml"
+    assert book.sources["ipt-b-8"] == RULES / "ipt-b-8.yaml"
+    assert book.clinic_file == RULES / "clinic.yaml"
     builtin = load_file(RULES / "clinic.yaml")
     assert book.clinic.model_dump() == builtin.model_dump()
 
@@ -568,8 +573,10 @@ def test_load_rules_with_an_own_clinic(tmp_path: Path) -> None:
     shutil.copy(RULES / "ipt-b-8.yaml", rules / "ipt-b-8.yaml")
     (rules / "clinic.yaml").write_text(replace_line(clinic_text(), r"timezone: .*", "timezone: Europe/Oslo"))
     book = load_rules(rules)
-    assert set(book.protocols) == {"ipt-b-8"}
+    assert set(book.protocols) >= PROTOCOL_IDS
+    assert book.sources["ipt-b-8"] == rules / "ipt-b-8.yaml"
     assert book.clinic.timezone == "Europe/Oslo"
+    assert book.clinic_file == rules / "clinic.yaml"
 
 
 def test_load_rules_of_a_missing_directory(tmp_path: Path) -> None:
