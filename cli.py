@@ -597,9 +597,11 @@ def plan_command(app: App, course_id: str, fmt: str, now: str | None, as_json: b
 
     course_, plan_ = services.show(app.existing_store, app.rules, course_id)
     if fmt == "ics":
+        from ipt_workflow.core.planner import dropped_sessions
         from ipt_workflow.interop.ics import course_calendar
 
-        sys.stdout.buffer.write(course_calendar(course_, plan_, app.now(now)))
+        dropped = dropped_sessions(course_, services.protocol_of(app.rules, course_), app.rules.clinic)
+        sys.stdout.buffer.write(course_calendar(course_, plan_, app.now(now), dropped))
         return
     data = {
         "course": course_.id,

@@ -346,6 +346,25 @@ def away_of(course: Course, therapist: str) -> Away | None:
     return lambda day: any(lo <= day <= hi for lo, hi in spans)
 
 
+def dropped_sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> tuple[list[Session], datetime | None]:
+    """The sessions a withdrawal or completion took out of the plan (planned then, starting
+    after it), as cancelled sessions, and when: what a calendar that holds an earlier export
+    must be told is off. ``([], None)`` for a running course."""
+    if course.state not in (CourseState.withdrawn, CourseState.completed):
+        return [], None
+    finish = next((h for h in reversed(course.history) if h.to is course.state and h.from_ is not course.state), None)
+    if finish is None or finish.from_ is None:
+        return [], None
+    ghost = course.model_copy(update={"state": finish.from_, "completed_at": None})
+    kept = {s.number for s in sessions(course, protocol, policy)}
+    out = [
+        s.model_copy(update={"status": SessionStatus.cancelled})
+        for s in sessions(ghost, protocol, policy)
+        if s.status is SessionStatus.planned and s.number not in kept and s.start > finish.at
+    ]
+    return out, finish.at
+
+
 def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     """The course's sessions and all its reminders, each list in time order.
 

@@ -59,11 +59,21 @@ def session_revisions(course: Course) -> tuple[dict[int, Revision], Revision]:
     return recorded, (count, last)
 
 
-def course_calendar(course: Course, plan: Plan, stamp: datetime) -> bytes:
-    """The ICS text of ``course``'s sessions; ``stamp`` is DTSTAMP (the export time)."""
+def course_calendar(
+    course: Course, plan: Plan, stamp: datetime, dropped: tuple[list[Session], datetime | None] = ([], None)
+) -> bytes:
+    """The ICS text of ``course``'s sessions; ``stamp`` is DTSTAMP (the export time).
+    ``dropped`` (``planner.dropped_sessions``): the sessions a withdrawal or completion took
+    off, written as cancelled (a SEQUENCE higher than before, LAST-MODIFIED the finish), so a
+    calendar that imported an earlier export takes them off too."""
     cal = new_calendar(f"IPT course {course.id}")
     for event in session_events(course, plan, stamp):
         cal.add_component(event)
+    gone, when = dropped
+    if gone and when is not None:
+        count = session_revisions(course)[1][0]
+        for s in gone:
+            cal.add_component(_session_event(course, s, (count + 1, when.astimezone(UTC)), stamp))
     cal.add_missing_timezones()
     return bytes(cal.to_ical())
 

@@ -150,7 +150,7 @@ def test_simulate_tables_use_the_zone_given_with_a_numeric_abbreviation(ipt: Run
 
 # ---------------------------------------------------------------- ICS
 
-EXPORTS_AFTER = ("created", "first held, paused", "resumed (sessions moved)", "session 2 cancelled")
+EXPORTS_AFTER = ("created", "first held, paused", "resumed (sessions moved)", "session 2 cancelled", "withdrawn")
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +178,8 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> list[Calendar]:
     out.append(export("2027-01-31T10:00"))
     event("cancel_session", "2027-01-31T12:00", "--data", '{"number": 2}')
     out.append(export("2027-01-31T13:00"))
+    event("withdraw", "2027-02-05T09:00")  # session 3 (Feb 8) and every later one are off
+    out.append(export("2027-02-05T10:00"))
     return out
 
 
@@ -208,9 +210,11 @@ def test_reimported_exports_update_a_calendar_app_instead_of_duplicating(exports
     assert str(two["STATUS"]) == "CANCELLED"
     assert two.decoded("DTSTART") == datetime.fromisoformat("2027-02-01T10:00+00:00")
     assert first["C1-session-2@ipt-workflow"].decoded("DTSTART") == datetime.fromisoformat("2027-01-18T10:00+00:00")
-    assert str(three["STATUS"]) == "CONFIRMED"
+    assert str(three["STATUS"]) == "CANCELLED", "the withdrawal took it off"
     assert three.decoded("DTSTART") == datetime.fromisoformat("2027-02-08T10:00Z")
+    assert three["X-IPT-STATUS"] == "cancelled"
     assert str(session["C1-session-1@ipt-workflow"]["STATUS"]) == "CONFIRMED"
+    assert {str(e["STATUS"]) for u, e in session.items() if u not in {"C1-session-1@ipt-workflow"}} == {"CANCELLED"}
 
 
 def test_sequence_and_last_modified_never_go_back_and_grow_with_each_change(exports: list[Calendar]) -> None:
@@ -227,7 +231,7 @@ def test_sequence_and_last_modified_never_go_back_and_grow_with_each_change(expo
                 assert n.decoded("SEQUENCE") > e.decoded("SEQUENCE"), (step, uid)
                 assert n.decoded("LAST-MODIFIED") > e.decoded("LAST-MODIFIED"), (step, uid)
     assert changed >= 12, "the resume moved every planned session and the cancel one more"
-    final = by_uid(exports[-1])
+    final = by_uid(exports[-2])
     held = final["C1-session-1@ipt-workflow"]
     assert held.decoded("SEQUENCE") == 1, "the hold, then nothing changes a held session"
     assert held.decoded("LAST-MODIFIED") == datetime.fromisoformat("2027-01-11T10:55Z")
