@@ -221,7 +221,10 @@ def group_event(
         )
         return group.model_copy(update={"state": GroupState.completed, "history": [*group.history, entry]}), {}
     course = schedule_course(group, protocol)
-    after, _ = apply(course, event, at, group_protocol(protocol), policy, data)
+    try:
+        after, _ = apply(course, event, at, group_protocol(protocol), policy, data)
+    except Refused as exc:  # the group's state, not its schedule's
+        raise Refused(event, group.state.value, exc.reason) from None
     entry = after.history[len(course.history)]
     note = dict(entry.data)
     if event in ("hold_session", "cancel_session") and "number" not in note:

@@ -95,6 +95,13 @@ class GroupStore(CourseStore):
                 for r in conn.execute(query)
             ]  # fmt: skip
 
+    def member_states(self, group_id: str) -> dict[str, CourseState]:
+        """The state of each member course of a group."""
+        c = t.courses.c
+        with self._read() as conn:
+            rows = conn.execute(select(c.id, c.state).where(c.group_id == group_id))
+            return {i: CourseState(s) for i, s in rows}
+
     def members(self, group_id: str) -> list[Course]:
         """The member courses of a group, by id."""
         with self._read() as conn:
