@@ -5,6 +5,7 @@ transaction."""
 from __future__ import annotations
 
 import os
+import sys
 import time as _time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -188,6 +189,7 @@ class GroupStore(CourseStore):
                 raise ConflictError(after.id, before.version, found)
             for i, m in enumerate(members):
                 if pause and i == len(members) // 2:
+                    print("test pause: inside the group event's transaction", file=sys.stderr, flush=True)
                     _time.sleep(pause)
                 out.append(self._save(conn, m.before, m.after, m.plan, m.effects, now))
             self._notify(conn)
