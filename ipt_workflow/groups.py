@@ -27,11 +27,11 @@ from .core.groups import (
 from .core.lifecycle import apply, new_course, stays
 from .core.model import ACTIVE_STATES, Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
 from .core.moves import notice, with_notice
-from .core.planner import plan
+from .core.planner import plan, slot_warnings
 from .core.protocol import Protocol
 from .core.wallclock import check_ahead, parse_date, parse_instant, parse_time, zone
 from .rulebook.files import Rulebook
-from .services import _force, _zone_name, new_course_id, slot_warnings
+from .services import _force, _zone_name, new_course_id
 from .storage.bookings import BookingCheck
 from .storage.sql import MemberChange, SqlStore
 
@@ -141,9 +141,7 @@ def add_member(
         protocol, rules.clinic, course_id=course_id or new_course_id(), client=client, therapist=group.therapist,
         start=group.start, slot=group.slot, timezone=group.timezone, now=now,
     )  # fmt: skip
-    created = course.history[0].model_copy(
-        update={"data": {"group": group.id, "pre": [s.isoformat() for s in starts]}}
-    )
+    created = course.history[0].model_copy(update={"data": {"group": group.id, "pre": [s.isoformat() for s in starts]}})
     gp = plan_of(group, all_sessions, protocol.individual_first)
     course = course.model_copy(update={"group": group.id, "group_plan": gp, "history": [created]})
     p = plan(course, protocol, rules.clinic)
@@ -224,7 +222,13 @@ def apply_group_event(
                 changes.append(_replanned(m, gp, protocol, policy, at, (new, eff.history)))
         else:
             entry = HistoryEntry.model_validate(
-                {"event": f"group_{event}", "at": at, "from": m.state, "to": m.state, "data": {"group": group.id, **note}}
+                {
+                    "event": f"group_{event}",
+                    "at": at,
+                    "from": m.state,
+                    "to": m.state,
+                    "data": {"group": group.id, **note},
+                }
             )
             new = m.model_copy(update={"history": [*m.history, entry]})
             for number, (old, start) in moved.items():

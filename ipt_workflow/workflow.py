@@ -121,8 +121,8 @@ class Workflow:
         tz: str,
         cotherapist: str | None = None,
         group_id: str | None = None,
-        min: int = 4,  # noqa: A002 - the SPEC's option name
-        max: int = 12,  # noqa: A002
+        min: int = 4,
+        max: int = 12,
         allow_clash: bool = False,
     ) -> Group:
         """Create a group (SPEC §10) of a ``format: group`` protocol with its schedule."""

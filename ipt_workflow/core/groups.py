@@ -214,7 +214,9 @@ def group_event(
         left = [s for s in group_sessions(group, protocol, policy) if s.status is SessionStatus.planned]
         if left:
             raise Refused(
-                event, group.state.value, f"group session {left[0].number} ({local_text(left[0].start)}) is still planned"
+                event,
+                group.state.value,
+                f"group session {left[0].number} ({local_text(left[0].start)}) is still planned",
             )
         entry = HistoryEntry.model_validate(
             {"event": event, "at": at, "from": CourseState.intervention, "to": CourseState.completed, "data": {}}

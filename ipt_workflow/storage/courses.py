@@ -11,7 +11,18 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
-from ..core.model import Course, CourseState, GroupPlan, Effects, HistoryEntry, Measurement, Pause, Plan, Reminder, SessionStatus
+from ..core.model import (
+    Course,
+    CourseState,
+    Effects,
+    GroupPlan,
+    HistoryEntry,
+    Measurement,
+    Pause,
+    Plan,
+    Reminder,
+    SessionStatus,
+)
 from . import schema as t
 from .absences import AbsenceReads, handover_therapists
 from .base import chunks

@@ -122,10 +122,13 @@ class GroupStore(CourseStore):
                 raise CourseExists(f"--id: group {shown(group.id)} already exists")
             if booking is not None:
                 self._check_bookings(conn, booking, group.id)
-            conn.execute(insert(t.groups).values(**_group_values(group, sessions, individual_first), created_at=group.created_at, updated_at=now, version=1))  # fmt: skip
+            values = _group_values(group, sessions, individual_first)
+            conn.execute(insert(t.groups).values(**values, created_at=group.created_at, updated_at=now, version=1))
         return group.model_copy(update={"version": 1})
 
-    def add_member(self, group: Group, course: Course, plan: Plan, now: datetime, booking: BookingCheck | None) -> Course:
+    def add_member(
+        self, group: Group, course: Course, plan: Plan, now: datetime, booking: BookingCheck | None
+    ) -> Course:
         """Store a new member course of ``group``, checking in the same transaction that the
         group is still active, at its version, and not full. Raises Refused, ConflictError,
         CourseExists or ScheduleClash; then nothing is written."""

@@ -23,8 +23,8 @@ class SqlStore(AbsenceWrites, GroupStore, Outbox):
 
 __all__ = [
     "HEAD_REVISION",
-    "MemberChange",
     "NOTIFY_CHANNEL",
+    "MemberChange",
     "NewReminder",
     "Replanned",
     "Rows",
