@@ -21,7 +21,7 @@ from time import sleep, time_ns
 from typing import Any
 
 from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
-from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, StoreError, shown
+from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, Refused, StoreError, shown
 from .core.lifecycle import apply, new_course
 from .core.model import EVENT_DATA, Absence, Course, Effects, NoData, Plan, Session, check_reference
 from .core.planner import plan, reminder_id, session_reminders, sessions, slot_warnings
@@ -172,7 +172,22 @@ def apply_event(
     if expected_version is not None and before.version != expected_version:
         raise ConflictError(course_id, expected_version, before.version)
     protocol = protocol_of(rules, before)
+    if before.group is not None and event in BOOKING_EVENTS - {"extend", "resume"}:
+        raise Refused(
+            event,
+            before.state.value,
+            f"course {before.id} is a member of group {before.group}: its sessions move with the group "
+            f"(ipt group event {before.group} {event})",
+        )
     after, effects = apply(before, event, at, protocol, rules.clinic, data)
+    if before.group is not None:
+        from .groups import size_alert
+
+        sized = size_alert(store, before, after, at)
+        if sized is not after:
+            raised = [a for a in sized.alerts if a not in after.alerts]
+            effects = effects.model_copy(update={"added": [*effects.added, *raised]})
+            after = sized
     p = plan(after, protocol, rules.clinic)
     # Any event whose replan books new times is checked: one the user chose is refused on a
     # clash (unless forced); one a fact forced (a miss, a pause, a holiday) raises an alert.

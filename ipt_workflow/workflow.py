@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from . import services
 from .bootstrap import rules_from, store_for, utc_now
-from .core.model import Absence, Course, Effects, Plan, Reminder
+from .core.model import Absence, Course, Effects, Group, Plan, Reminder
 from .rulebook.files import Rulebook
 
 if TYPE_CHECKING:
@@ -110,6 +110,58 @@ class Workflow:
             self.last_effects = applied.effects
             return applied.course
         raise AssertionError("unreachable")
+
+    def create_group(
+        self,
+        *,
+        protocol: str,
+        therapist: str,
+        start: str,
+        time: str,
+        tz: str,
+        cotherapist: str | None = None,
+        group_id: str | None = None,
+        min: int = 4,
+        max: int = 12,
+        allow_clash: bool = False,
+    ) -> Group:
+        """Create a group (SPEC §10) of a ``format: group`` protocol with its schedule."""
+        from . import groups
+
+        return groups.create_group(
+            self.store, self.rules, protocol_id=protocol, therapist=therapist, start=start, time=time, tz=tz,
+            now=self.clock(), cotherapist=cotherapist, group_id=group_id, min_size=min, max_size=max,
+            allow_clash=allow_clash,
+        ).group  # fmt: skip
+
+    def add_member(
+        self, group_id: str, *, client: str, course_id: str | None = None, pre: list[str] | None = None
+    ) -> Course:
+        """Add a member to a group: their course, pre-group session(s) at ``pre`` or in the
+        therapist's first free working-hour slots in the 14 days before the group starts."""
+        from . import groups
+
+        return groups.add_member(
+            self.store, self.rules, group_id, client=client, now=self.clock(), course_id=course_id, pre=pre
+        ).course
+
+    def group(self, group_id: str) -> dict[str, Any]:
+        """The group as SPEC §10's JSON."""
+        from . import groups
+
+        return groups.group_json(self.store, self.rules, group_id)
+
+    def groups(self) -> list[dict[str, Any]]:
+        return self.store.groups()
+
+    def group_event(
+        self, group_id: str, event: str, data: dict[str, Any] | None = None, *, at: datetime | None = None
+    ) -> Group:
+        """Record a group event for the group and every member in one transaction."""
+        from . import groups
+
+        now = self.clock()
+        return groups.apply_group_event(self.store, self.rules, group_id, event, at or now, now, data).group
 
     def course(self, course_id: str) -> Course:
         return self.store.load(course_id)

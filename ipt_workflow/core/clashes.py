@@ -32,6 +32,7 @@ class Booking:
     local: str
     minutes: int
     timezone: str
+    owner: str = "course"  # or "group": what ``course`` names
 
 
 def bookings(course: Course, sessions: Iterable[Session], buffer: timedelta) -> list[Booking]:
@@ -41,8 +42,11 @@ def bookings(course: Course, sessions: Iterable[Session], buffer: timedelta) -> 
     if course.state not in BOOKING_STATES:
         return []
     out = []
+    member = course.group is not None
     for s in sessions:
         therapist = s.therapist or course.therapist
+        if member and s.format == "group":
+            continue  # a group member's group sessions are the group's bookings, booked once
         if s.status is SessionStatus.planned and therapist != UNASSIGNED:
             start = s.start.astimezone(UTC)
             out.append(
@@ -53,7 +57,12 @@ def bookings(course: Course, sessions: Iterable[Session], buffer: timedelta) -> 
 
 
 def stored_bookings(
-    course: str, therapist: str, timezone: str, plan: Sequence[Sequence[Any]] | None, buffer: timedelta
+    course: str,
+    therapist: str,
+    timezone: str,
+    plan: Sequence[Sequence[Any]] | None,
+    buffer: timedelta,
+    member: bool = False,
 ) -> list[Booking]:
     """The bookings of a stored plan (``ipt_courses.plan`` lists: number, phase, start,
     status, duration, format, participants, optional participants, end, therapist, ...), each
@@ -61,13 +70,46 @@ def stored_bookings(
     §9 kept one); a course stored before plans were kept has none."""
     out = []
     for s in plan or []:
-        if s[3] == "planned":
+        if s[3] == "planned" and not (member and s[5] == "group"):
             who = (s[9] if len(s) > 9 else None) or therapist
             if who == UNASSIGNED:
                 continue
             start = datetime.fromisoformat(s[2]).astimezone(UTC)
             out.append(Booking(start, start + timedelta(minutes=s[4]) + buffer, who, course, s[0], s[2], s[4],
                                timezone))  # fmt: skip
+    return out
+
+
+def group_bookings(group: str, therapist: str, cotherapist: str | None, timezone: str,
+                   sessions: Iterable[Session], buffer: timedelta) -> list[Booking]:  # fmt: skip
+    """The bookings of a group's planned sessions: each session's therapist (after a handover,
+    the one it was handed to) and the cotherapist."""
+    out = []
+    for s in sessions:
+        if s.status is not SessionStatus.planned:
+            continue
+        start = s.start.astimezone(UTC)
+        end = start + timedelta(minutes=s.duration_minutes) + buffer
+        for who in {s.therapist or therapist, cotherapist} - {None, UNASSIGNED}:
+            assert who is not None
+            out.append(Booking(start, end, who, group, s.number, s.start.isoformat(), s.duration_minutes, timezone,
+                               "group"))  # fmt: skip
+    return sorted(out)
+
+
+def stored_group_bookings(
+    group: str, therapist: str, cotherapist: str | None, timezone: str, plan: dict[str, Any], buffer: timedelta
+) -> list[Booking]:
+    """The bookings of a stored group plan (``ipt_groups.plan``)."""
+    out = []
+    for number, start_text, status, _, who, _, minutes in plan["sessions"]:
+        if status != "planned":
+            continue
+        start = datetime.fromisoformat(start_text).astimezone(UTC)
+        end = start + timedelta(minutes=minutes) + buffer
+        for t in {who or therapist, cotherapist} - {None, UNASSIGNED}:
+            assert t is not None
+            out.append(Booking(start, end, t, group, number, start_text, minutes, timezone, "group"))
     return out
 
 
@@ -119,7 +161,7 @@ def describe(b: Booking) -> str:
     end = start + timedelta(minutes=b.minutes)
     return (
         f"therapist {b.therapist} is booked {start:%a %Y-%m-%d %H:%M}–{end:%H:%M} {start.tzname()} "
-        f"(course {b.course}, session {b.session})"
+        f"({b.owner} {b.course}, session {b.session})"
     )
 
 

@@ -80,6 +80,7 @@ BUILTIN_KINDS: dict[str, str] = {
     "session_cancelled": "client",
     "schedule_conflict": "therapist",
     "attendance_unrecorded": "therapist",
+    "group_size_review": "therapist",
 }
 
 Reference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
@@ -198,6 +199,62 @@ class Course(_Frozen):
     version: int = Field(default=0, description="optimistic-concurrency version; the store sets it")
     #: The absences of the therapists this course has had (read with the course, not part of
     #: its record): the planner moves their sessions out of them.
+    absences: list[Absence] = Field(default_factory=list, exclude=True)
+    #: The group this course is a member of (SPEC §10), or None for an individual course.
+    group: str | None = None
+    #: The group's schedule (read with the course, not part of its record): the planner puts
+    #: the member's group sessions at the group's times.
+    group_plan: GroupPlan | None = Field(default=None, exclude=True)
+
+
+class GroupSlot(_Frozen):
+    """One session of a group's schedule as its members' planners see it."""
+
+    number: int = Field(description="the group session's number (1 = first group session)")
+    start: datetime
+    status: SessionStatus
+    step: int
+    therapist: str | None = None
+    original_start: datetime | None = None
+
+
+class GroupPlan(_Frozen):
+    """A group's schedule for its members: ``individual_first`` individual sessions of each
+    member come first (their starts are the member's own), then member session
+    ``individual_first + n`` is group session ``n``."""
+
+    group: str
+    individual_first: int
+    sessions: list[GroupSlot] = Field(default_factory=list)
+
+
+Course.model_rebuild()
+
+
+class GroupState(StrEnum):
+    active = "active"
+    completed = "completed"
+
+
+class Group(_Frozen):
+    """A cohort's shared schedule (SPEC §10): the group's recorded sessions and calendar
+    history; each member has a course of their own that links to it."""
+
+    id: Reference
+    protocol: str
+    protocol_version: str
+    therapist: Reference
+    cotherapist: Reference | None = None
+    timezone: str
+    start: date
+    slot: time
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+    state: GroupState = GroupState.active
+    sessions: list[Session] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    created_at: datetime
+    version: int = 0
     absences: list[Absence] = Field(default_factory=list, exclude=True)
 
 

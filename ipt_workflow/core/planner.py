@@ -110,7 +110,40 @@ def counts(course: Course, protocol: Protocol) -> Counts:
     else:
         wanted = max(0, course.planned_sessions - recorded)
     room = max(0, protocol.sessions.max - recorded)
-    return Counts(held, missed, cancelled, recorded, min(wanted, room), wanted, intake, assessment, run)
+    future = min(wanted, room)
+    if course.group_plan is not None and future:  # a member: only the group's sessions left
+        future = min(future, len(member_slots(course)))
+    return Counts(held, missed, cancelled, recorded, future, wanted, intake, assessment, run)
+
+
+MemberSlot = tuple[int, int, datetime, str, datetime | None]
+
+
+def pre_starts(course: Course) -> list[datetime]:
+    """The starts of a group member's individual pre-group sessions (its ``create`` entry keeps them)."""
+    for h in course.history[:1]:
+        return [datetime.fromisoformat(str(x)) for x in h.data.get("pre", ())]
+    return []
+
+
+def member_slots(course: Course) -> list[MemberSlot]:
+    """(number, step, local start, therapist, original start) of each session a group member
+    can still have: its own pre-group sessions not yet recorded, then every group session the
+    group has not yet recorded (held or cancelled) and the member has not. A group session the
+    group held while the member was paused is gone for the member: they rejoin the rest."""
+    gp = course.group_plan
+    assert gp is not None
+    tz = zone(course.timezone)
+    recorded = {s.number for s in course.sessions}
+    out: list[MemberSlot] = []
+    for i, start in enumerate(pre_starts(course)[: gp.individual_first], 1):
+        if i not in recorded:
+            out.append((i, i - 1 - gp.individual_first, start.astimezone(tz), course.therapist, None))
+    for g in gp.sessions:
+        n = gp.individual_first + g.number
+        if g.status is SessionStatus.planned and n not in recorded:
+            out.append((n, g.step, g.start.astimezone(tz), g.therapist or course.therapist, g.original_start))
+    return out
 
 
 def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[Session]:
@@ -121,6 +154,10 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     cadence = timedelta(weeks=protocol.cadence_weeks)
     away = _away_by_therapist(course)
     recorded = sorted((_recorded(s, cal, policy, tz, cadence, away) for s in course.sessions), key=_in_time_order)
+    member = None
+    if course.group_plan is not None:
+        recorded = _member_recorded(course, recorded)
+        member = member_slots(course)
     if c.future == 0:
         return recorded
     occupied = {s.step for s in recorded}
@@ -154,7 +191,11 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     out = list(recorded)
     slots = _slots(course, cal, protocol, policy, tz, first_step, occupied, away)
     for j in range(c.future):
-        step, start, original = next(slots)
+        if member is not None:
+            number, step, start, therapist, original = member[j]
+        else:
+            step, start, original = next(slots)
+            number, therapist = next(numbers), cal.therapist(step)
         k = base + j + 1
         if k > window_start or state is CourseState.termination:
             phase = "termination"
@@ -164,12 +205,22 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
             phase = "assessment"
         else:
             phase = "intervention"
-        session = _session(protocol, next(numbers), phase, start, step, k, total, middle, cal.therapist(step))
+        if member is not None:  # a member's session is individual by its number, not its position
+            k = number if number <= protocol.individual_first else max(k, protocol.individual_first + 1)
+        session = _session(protocol, number, phase, start, step, k, total, middle, therapist)
         if original is not None:
             session = session.model_copy(update={"original_start": original})
         out.append(session)
     out.sort(key=_in_time_order)
     return out
+
+
+def _member_recorded(course: Course, recorded: list[Session]) -> list[Session]:
+    """A member's recorded group sessions with the group's therapist for them."""
+    gp = course.group_plan
+    assert gp is not None
+    who = {gp.individual_first + g.number: g.therapist for g in gp.sessions if g.therapist}
+    return [s.model_copy(update={"therapist": who[s.number]}) if s.number in who else s for s in recorded]
 
 
 def _away_by_therapist(course: Course) -> Callable[[str], Away | None]:

@@ -251,3 +251,19 @@ def print_slots(rows: list[dict[str, Any]], timezone: str, title: str) -> None:
     for r in rows:
         table.add_row(r["weekday"], r["time"], wall_time(r["first"], tz), wall_time(r["last"], tz), str(r["moved"]))
     _console().print(table)
+
+
+def print_group(data: dict[str, Any]) -> None:
+    """A group: header, sessions (local wall time) with attendance counts, members."""
+
+    from ..core.calendar import local_text
+
+    co = f" + {data['cotherapist']}" if data.get("cotherapist") else ""
+    print(f"group {data['id']}  {data['protocol']} {data['protocol_version']}  therapist {data['therapist']}{co}")
+    print(f"state {data['state']}  members {len(data['members'])} (min {data['min']}, max {data['max']})")
+    for s in data["sessions"]:
+        start = local_text(datetime.fromisoformat(s["start"]).astimezone(zone(data["timezone"])))
+        seen = f"  present {len(s['present'])}, absent {len(s['absent'])}" if s["status"] == "held" else ""
+        print(f"  {s['number']:>2}  {start}  {s['status']}{seen}")
+    for m in data["members"]:
+        print(f"  member {m['course']}  {m['state']}")

@@ -14,9 +14,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, or_, select, text
 
-from ..core.clashes import BOOKING_STATES, Booking, clashes, describe, stored_bookings
+from ..core.clashes import BOOKING_STATES, Booking, clashes, describe, stored_bookings, stored_group_bookings
 from ..core.errors import ScheduleClash
 from . import schema as t
 from .base import StoreBase, chunks
@@ -80,7 +80,7 @@ class Bookings(StoreBase):
         wanted = set(therapists)
         seen: set[str] = set()
         out: list[Booking] = []
-        columns = (c.id, c.therapist, c.timezone, c.plan)
+        columns = (c.id, c.therapist, c.timezone, c.plan, c.group_id)
         for chunk in chunks(sorted(wanted), 500):
             own = select(*columns).where(c.therapist.in_(chunk), c.state.in_(states))
             handed = (
@@ -91,11 +91,21 @@ class Bookings(StoreBase):
             for query in (own, handed):
                 if exclude is not None:
                     query = query.where(c.id != exclude)
-                for cid, therapist, tz, plan in conn.execute(query):
+                for cid, therapist, tz, plan, group in conn.execute(query):
                     if cid in seen:
                         continue
                     seen.add(cid)
-                    out += [b for b in stored_bookings(cid, therapist, tz, plan, buffer) if b.therapist in wanted]
+                    booked = stored_bookings(cid, therapist, tz, plan, buffer, member=group is not None)
+                    out += [b for b in booked if b.therapist in wanted]
+            g = t.groups.c
+            query = select(g.id, g.therapist, g.cotherapist, g.timezone, g.plan).where(
+                or_(g.therapist.in_(chunk), g.cotherapist.in_(chunk)), g.state == "active"
+            )
+            if exclude is not None:
+                query = query.where(g.id != exclude)
+            for gid, therapist, cotherapist, tz, plan in conn.execute(query):
+                booked = stored_group_bookings(gid, therapist, cotherapist, tz, plan, buffer)
+                out += [b for b in booked if b.therapist in wanted]
         return out
 
     def _check_bookings(self, conn: Connection, check: BookingCheck, course_id: str) -> list[tuple[Booking, Booking]]:

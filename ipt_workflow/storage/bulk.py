@@ -156,7 +156,7 @@ def build_new_rows(
              json_list(v["focus"]), v["current_focus"], json_list(v["foci_worked"]),
              js(v["pauses"]) if v["pauses"] else "[]", json_list(v["fired_rules"]),
              when(v["completed_at"]), when(v["created_at"]), when(now), 1, v["schema_version"],
-             js(plan_lists(course_sessions)))
+             js(plan_lists(course_sessions)), course.group)
         )  # fmt: skip
         for i, h in enumerate(course.history):
             out.history.append(

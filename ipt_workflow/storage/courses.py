@@ -11,7 +11,18 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
-from ..core.model import Course, CourseState, Effects, HistoryEntry, Measurement, Pause, Plan, Reminder, SessionStatus
+from ..core.model import (
+    Course,
+    CourseState,
+    Effects,
+    GroupPlan,
+    HistoryEntry,
+    Measurement,
+    Pause,
+    Plan,
+    Reminder,
+    SessionStatus,
+)
 from . import schema as t
 from .absences import AbsenceReads, handover_therapists
 from .base import chunks
@@ -20,6 +31,7 @@ from .bulk import BulkWrites, build_rows
 from .reads import reminder_documents
 from .rows import (
     course_values,
+    group_plan_from,
     history_values,
     measure_values,
     plan_lists,
@@ -32,6 +44,13 @@ from .rows import (
 
 class CourseStore(BulkWrites, AbsenceReads):
     """Courses with their history, sessions, measurements and reminders."""
+
+    def _group_plan(self, conn: Connection, group_id: str) -> GroupPlan:
+        """The stored schedule of a group, as its members' planners take it."""
+        stored = conn.execute(select(t.groups.c.plan).where(t.groups.c.id == group_id)).scalar()
+        if stored is None:
+            raise UnknownName(f"unknown group {shown(group_id)}")
+        return group_plan_from(group_id, stored)
 
     def load(self, course_id: str) -> Course:
         """The stored course; raises UnknownName when there is none."""
@@ -100,7 +119,10 @@ class CourseStore(BulkWrites, AbsenceReads):
                 for h in hist
             ],
             version=row["version"],
+            group=row["group_id"],
         )
+        if course.group is not None:
+            course = course.model_copy(update={"group_plan": self._group_plan(conn, course.group)})
         therapists = {course.therapist} | handover_therapists(course)
         absences = self._absences(conn, therapists, since=course.start)
         return course.model_copy(update={"absences": absences}) if absences else course

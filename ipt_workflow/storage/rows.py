@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..core.model import Course, HistoryEntry, Measurement, Reminder, Session, SessionStatus
+from ..core.model import Course, GroupPlan, GroupSlot, HistoryEntry, Measurement, Reminder, Session, SessionStatus
 
 
 def plan_lists(sessions: Sequence[Session]) -> list[list[Any]]:
@@ -51,6 +51,7 @@ def course_values(c: Course) -> dict[str, Any]:
         "completed_at": c.completed_at,
         "created_at": c.created_at,
         "schema_version": c.schema_version,
+        "group_id": c.group,
     }
 
 
@@ -136,3 +137,30 @@ def reminder_from_row(row: Any) -> Reminder:
         rule=row["rule"],
         detail=row.get("detail"),
     )
+
+
+def group_plan_lists(individual_first: int, sessions: Sequence[Session]) -> dict[str, Any]:
+    """A group's sessions as stored in ``ipt_groups.plan``."""
+    return {
+        "individual_first": individual_first,
+        "sessions": [
+            [s.number, s.start.isoformat(), s.status.value, s.step, s.therapist,
+             s.original_start.isoformat() if s.original_start else None, s.duration_minutes]
+            for s in sessions
+        ],
+    }  # fmt: skip
+
+
+def group_plan_from(group_id: str, stored: dict[str, Any]) -> GroupPlan:
+    """The ``GroupPlan`` of a stored ``ipt_groups.plan``."""
+    return GroupPlan(
+        group=group_id,
+        individual_first=stored["individual_first"],
+        sessions=[
+            GroupSlot(
+                number=n, start=datetime.fromisoformat(start), status=SessionStatus(status), step=step,
+                therapist=who, original_start=datetime.fromisoformat(orig) if orig else None,
+            )
+            for n, start, status, step, who, orig, _ in stored["sessions"]
+        ],
+    )  # fmt: skip

@@ -105,9 +105,39 @@ courses = Table(
     # Every session of the plan as last written, one list a session in PLAN_FIELDS order, so
     # a course can be shown without the rules; NULL in rows written before revision 0002.
     Column("plan", JSON),
+    # The group (SPEC §10) this course is a member of; NULL for an individual course.
+    Column("group_id", String(64)),
     Index("ix_ipt_courses_state", "state"),
     Index("ix_ipt_courses_therapist", "therapist"),
     Index("ix_ipt_courses_therapist_state", "therapist", "state"),
+    Index("ix_ipt_courses_group", "group_id"),
+)
+
+# A group's shared schedule (SPEC §10): its recorded sessions and calendar history as JSON,
+# and every session as last planned (``plan``: {individual_first, sessions: [[number, start,
+# status, step, therapist, original_start, duration], ..]}), which members' planners read.
+groups = Table(
+    "ipt_groups",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("protocol", String(64), nullable=False),
+    Column("protocol_version", String(32), nullable=False),
+    Column("therapist", String(64), nullable=False),
+    Column("cotherapist", String(64)),
+    Column("timezone", String(64), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("slot", String(5), nullable=False),
+    Column("min_size", Integer, nullable=False),
+    Column("max_size", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("sessions", JSON, nullable=False),
+    Column("history", JSON, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_ipt_groups_therapist", "therapist"),
+    Index("ix_ipt_groups_cotherapist", "cotherapist"),
 )
 
 # The therapists other than the course's own (``ipt_courses.therapist``) who hold planned

@@ -1,0 +1,326 @@
+"""Group use cases (SPEC §10): create a group, add a member, record a group event for the
+group and every member in one transaction, show and list groups. The clock is read by the
+caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .core.calendar import local_text
+from .core.clashes import bookings, group_bookings, new_bookings
+from .core.errors import InvalidInput, Refused, UnknownName
+from .core.groups import (
+    active,
+    attendance,
+    free_pre_starts,
+    group_event,
+    group_protocol,
+    group_sessions,
+    member_number,
+    new_group,
+    plan_of,
+    size_review,
+    with_attendance,
+)
+from .core.lifecycle import apply, new_course, stays
+from .core.model import ACTIVE_STATES, Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
+from .core.moves import notice, with_notice
+from .core.planner import plan, slot_warnings
+from .core.protocol import Protocol
+from .core.wallclock import check_ahead, parse_date, parse_instant, parse_time, zone
+from .rulebook.files import Rulebook
+from .services import _force, _zone_name, new_course_id
+from .storage.bookings import BookingCheck
+from .storage.sql import MemberChange, SqlStore
+
+DEFAULT_MIN = 4
+DEFAULT_MAX = 12
+
+
+def new_group_id() -> str:
+    return "grp_" + new_course_id().removeprefix("crs_")
+
+
+def group_protocol_of(rules: Rulebook, group: Group) -> Protocol:
+    protocol = rules.versions.get(group.protocol, {}).get(group.protocol_version)
+    if protocol is None:
+        raise UnknownName(f"group '{group.id}' follows {group.protocol} {group.protocol_version}, not in the rules")
+    return protocol
+
+
+@dataclass(frozen=True)
+class GroupCreated:
+    group: Group
+    sessions: list[Session]
+    warnings: list[str]
+
+
+def create_group(
+    store: SqlStore,
+    rules: Rulebook,
+    *,
+    protocol_id: str,
+    therapist: str,
+    start: str,
+    time: str,
+    tz: str,
+    now: datetime,
+    cotherapist: str | None = None,
+    group_id: str | None = None,
+    min_size: int = DEFAULT_MIN,
+    max_size: int = DEFAULT_MAX,
+    allow_clash: bool = False,
+) -> GroupCreated:
+    """Create a group with its schedule. Raises InvalidInput (a non-group protocol, ``min >
+    max``, a bad date), CourseExists, or ScheduleClash unless ``allow_clash``."""
+    protocol = rules.named(protocol_id)
+    group = new_group(
+        protocol, group_id=group_id or new_group_id(), therapist=therapist, cotherapist=cotherapist,
+        start=parse_date(start, "--start"), slot=parse_time(time, "--time"), timezone=_zone_name(tz, "--tz"),
+        min_size=min_size, max_size=max_size, now=now,
+    )  # fmt: skip
+    absences = [a for a in store.absences([therapist]) if a.until >= group.start]
+    if absences:
+        group = group.model_copy(update={"absences": absences})
+    all_sessions = group_sessions(group, protocol, rules.clinic)
+    buffer = rules.clinic.buffer()
+    new = group_bookings(group.id, therapist, cotherapist, group.timezone, all_sessions, buffer)
+    check = BookingCheck(new, buffer, refuse=not allow_clash, at=now)
+    stored = store.add_group(group, all_sessions, protocol.individual_first, now, check)
+    probe = Course.model_construct(start=group.start, slot=group.slot)
+    return GroupCreated(stored, all_sessions, slot_warnings(probe, rules.clinic))
+
+
+@dataclass(frozen=True)
+class MemberAdded:
+    course: Course
+    plan: Plan
+
+
+def add_member(
+    store: SqlStore,
+    rules: Rulebook,
+    group_id: str,
+    *,
+    client: str,
+    now: datetime,
+    course_id: str | None = None,
+    pre: list[str] | None = None,
+    allow_clash: bool = False,
+) -> MemberAdded:
+    """Create a member's course of ``group_id``: its pre-group session(s) at ``pre`` (local
+    ISO in the group's zone, or with an offset), else in the therapist's first free
+    working-hour slots in the 14 days before the group starts. Raises Refused (a full or
+    finished group), InvalidInput, CourseExists or ScheduleClash; then nothing is written."""
+    group = store.load_group(group_id)
+    protocol = group_protocol_of(rules, group)
+    if group.state is not GroupState.active:
+        raise Refused("add", group.state.value, f"group {group.id} is {group.state.value}: it takes no new members")
+    tz = zone(group.timezone)
+    all_sessions = group_sessions(group, protocol, rules.clinic)
+    first = all_sessions[0].start if all_sessions else None
+    count = protocol.individual_first
+    if pre:
+        if len(pre) != count:
+            raise InvalidInput(f"--pre: {protocol.id} has {count} pre-group session(s); {len(pre)} given")
+        starts = [parse_instant(p, tz, "--pre").astimezone(tz) for p in pre]
+        late = next((s for s in starts if first is not None and s >= first), None)
+        if late is not None:
+            assert first is not None
+            raise InvalidInput(
+                f"--pre: {local_text(late)} is not before the group's first session ({local_text(first)})"
+            )
+    elif count:
+        booked = store.booked([group.therapist], rules.clinic.buffer())
+        starts = free_pre_starts(group, protocol, rules.clinic, booked, now, count, group.absences)
+    else:
+        starts = []
+    course = new_course(
+        protocol, rules.clinic, course_id=course_id or new_course_id(), client=client, therapist=group.therapist,
+        start=group.start, slot=group.slot, timezone=group.timezone, now=now,
+    )  # fmt: skip
+    created = course.history[0].model_copy(update={"data": {"group": group.id, "pre": [s.isoformat() for s in starts]}})
+    gp = plan_of(group, all_sessions, protocol.individual_first)
+    course = course.model_copy(update={"group": group.id, "group_plan": gp, "history": [created]})
+    p = plan(course, protocol, rules.clinic)
+    buffer = rules.clinic.buffer()
+    check = BookingCheck(bookings(course, p.sessions, buffer), buffer, refuse=not allow_clash, at=now)
+    stored = store.add_member(group, course, p, now, check)
+    if stored.alerts:
+        p = plan(stored, protocol, rules.clinic)
+    return MemberAdded(stored, p)
+
+
+@dataclass(frozen=True)
+class GroupApplied:
+    group: Group
+    sessions: list[Session]
+    members: list[Course]
+
+
+_MOVES = ("reschedule_session", "change_slot", "change_therapist")
+
+
+def apply_group_event(
+    store: SqlStore,
+    rules: Rulebook,
+    group_id: str,
+    event: str,
+    at: datetime,
+    now: datetime,
+    data: dict[str, Any] | None = None,
+) -> GroupApplied:
+    """Apply a group event to the group and each member in one transaction (all or nothing).
+
+    ``hold_session`` with ``{absent: [course ids]}``: the present active members get
+    ``hold_session``, the absent ones ``miss_session`` (paused members neither);
+    ``cancel_session`` cancels it for every active member; ``reschedule_session``,
+    ``change_slot`` and ``change_therapist`` move the group's sessions for every member (each
+    told by a ``session_moved`` notice); ``complete`` completes the members in termination.
+    Raises UnknownName, InvalidInput, Refused, ConflictError or ScheduleClash."""
+    check_ahead(at, now, "--at")
+    data, force = _force(event, data) if event in _MOVES else (data, False)
+    group = store.load_group(group_id)
+    protocol = group_protocol_of(rules, group)
+    policy = rules.clinic
+    if data is not None and not isinstance(data, dict):
+        raise InvalidInput(f"event '{event}' data: must be a JSON object")
+    absent = list((data or {}).get("absent", []) or []) if event == "hold_session" else []
+    members = store.members(group.id)
+    known = {m.id for m in members}
+    stranger = next((a for a in absent if not isinstance(a, str) or a not in known), None)
+    if stranger is not None:
+        raise InvalidInput(f"event '{event}' data: absent: {stranger!r} is not a member of group {group.id}")
+    before_sessions = group_sessions(group, protocol, policy)
+    after, note = group_event(group, event, at, protocol, policy, data)
+    after_sessions = group_sessions(after, protocol, policy)
+    gp = plan_of(after, after_sessions, protocol.individual_first)
+    changes: list[MemberChange] = []
+    present_ids: list[str] = []
+    absent_ids: list[str] = []
+    moved = {s.number: (s.start, t.start) for s in before_sessions for t in after_sessions
+             if s.number == t.number and t.status.value == "planned" and s.start != t.start}  # fmt: skip
+    for m in members:
+        if m.state in (CourseState.withdrawn, CourseState.completed):
+            continue
+        if event in ("hold_session", "cancel_session"):
+            n = member_number(protocol, int(note["number"]))
+            if m.state not in ACTIVE_STATES or any(s.number == n for s in m.sessions):
+                changes.append(_replanned(m, gp, protocol, policy, at, None))
+                continue
+            ev = event
+            if event == "hold_session":
+                ev = "miss_session" if m.id in absent else "hold_session"
+                (absent_ids if m.id in absent else present_ids).append(m.id)
+            new, eff = apply(m, ev, at, protocol, policy, {"number": n})
+            changes.append(_replanned(m, gp, protocol, policy, at, (new, eff.history)))
+        elif event == "complete":
+            if m.state is CourseState.termination:
+                new, eff = apply(m, "complete", at, protocol, policy)
+                changes.append(_replanned(m, gp, protocol, policy, at, (new, eff.history)))
+        else:
+            entry = HistoryEntry.model_validate(
+                {
+                    "event": f"group_{event}",
+                    "at": at,
+                    "from": m.state,
+                    "to": m.state,
+                    "data": {"group": group.id, **note},
+                }
+            )
+            new = m.model_copy(update={"history": [*m.history, entry]})
+            for number, (old, start) in moved.items():
+                told = notice(new, event, "session_moved", member_number(protocol, number), start, at, policy, old)
+                if told is not None:
+                    new = new.model_copy(update={"alerts": with_notice(new.alerts, told)})
+            changes.append(_replanned(m, gp, protocol, policy, at, (new, [entry])))
+    if event == "hold_session":
+        after = with_attendance(after, present_ids, absent_ids)
+    check = None
+    if event in _MOVES:
+        buffer = policy.buffer()
+        was = group_bookings(group.id, group.therapist, group.cotherapist, group.timezone, before_sessions, buffer)
+        now_ = group_bookings(group.id, group.therapist, group.cotherapist, group.timezone, after_sessions, buffer)
+        new_ = new_bookings(was, now_)
+        if new_:
+            check = BookingCheck(new_, buffer, refuse=not force, at=now)
+    stored, courses = store.save_group(group, after, after_sessions, protocol.individual_first, changes, now, check)
+    return GroupApplied(stored, after_sessions, courses)
+
+
+def _replanned(
+    before: Course,
+    gp: Any,
+    protocol: Protocol,
+    policy: Any,
+    at: datetime,
+    changed: tuple[Course, list[HistoryEntry]] | None,
+) -> MemberChange:
+    """A member's change: ``changed`` (the course after its own event and the history it
+    wrote), or nothing but the group's new schedule; reminders added and cancelled between
+    the plan before and after."""
+    new, history = changed if changed is not None else (before, [])
+    new = new.model_copy(update={"group_plan": gp})
+    old = plan(before, protocol, policy).reminders
+    p = plan(new, protocol, policy)
+    old_ids = {r.id for r in old}
+    new_ids = {r.id for r in p.reminders}
+    effects = Effects(
+        added=[r for r in p.reminders if r.id not in old_ids],
+        cancelled=[r.id for r in old if r.id not in new_ids and not stays(r, at, new)],
+        history=history,
+    )
+    return MemberChange(before, new, p, effects)
+
+
+def size_alert(store: SqlStore, before: Course, after: Course, at: datetime) -> Course:
+    """``after`` with a ``group_size_review`` alert when this member's change took its group's
+    active members below the group's minimum."""
+    if after.group is None or before.state == after.state:
+        return after
+    states = store.member_states(after.group)
+    group = store.load_group(after.group)
+    was = active({**states, before.id: before.state})
+    now = active({**states, after.id: after.state})
+    alert = size_review(after, group, was, now, at)
+    if alert is None or any(a.id == alert.id for a in after.alerts):
+        return after
+    return after.model_copy(update={"alerts": sorted([*after.alerts, alert], key=lambda a: (a.due, a.id))})
+
+
+def group_json(store: SqlStore, rules: Rulebook, group_id: str) -> dict[str, Any]:
+    """SPEC §10's group JSON."""
+    group = store.load_group(group_id)
+    protocol = group_protocol_of(rules, group)
+    who = attendance(group)
+    members = store.members(group.id)
+    return {
+        "id": group.id,
+        "protocol": group.protocol,
+        "protocol_version": group.protocol_version,
+        "therapist": group.therapist,
+        "cotherapist": group.cotherapist,
+        "timezone": group.timezone,
+        "state": group.state.value,
+        "min": group.min,
+        "max": group.max,
+        "sessions": [
+            {
+                "number": s.number,
+                "start": s.start.isoformat(),
+                "end": s.end.isoformat(),
+                "status": s.status.value,
+                "therapist": s.therapist,
+                "original_start": s.original_start.isoformat() if s.original_start else None,
+                "present": who.get(s.number, ([], []))[0],
+                "absent": who.get(s.number, ([], []))[1],
+            }
+            for s in group_sessions(group, protocol, rules.clinic)
+        ],
+        "members": [{"course": m.id, "client": m.client, "state": m.state.value} for m in members],
+    }
+
+
+__all__ = ["add_member", "apply_group_event", "create_group", "group_json", "group_protocol", "size_alert"]
