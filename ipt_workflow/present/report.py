@@ -85,6 +85,7 @@ def report_view(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now: 
                 **s,
                 "start_text": _local(s["start"], tz),
                 "moved_from": _local(s["original_start"], tz),
+                "unrecorded": s["status"] == "planned" and _at(s["end"]) <= now,
             }
             for s in sessions
         ],
@@ -285,7 +286,8 @@ def timeline_svg(sessions: Sequence[dict[str, Any]], now: datetime, tz: ZoneInfo
     axis = _time_axis(starts, TIMELINE["left"] + 8, w - TIMELINE["right"] - 8)
     marks = [
         {"x": axis.x(at), "number": s["number"], "status": s["status"], "phase": s["phase"],
-         "moved": bool(s["original_start"]), "text": _local(s["start"], tz)}
+         "moved": bool(s["original_start"]), "text": _local(s["start"], tz),
+         "unrecorded": s["status"] == "planned" and _at(s["end"]) <= now}
         for s, at in zip(sessions, starts, strict=True)
     ]  # fmt: skip
     strips: list[dict[str, Any]] = []
