@@ -68,7 +68,9 @@ def report_view(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now: 
     """Everything the report template shows, as plain values (texts already on the wall clock)."""
     tz = zone(doc["timezone"])
     sessions = doc["sessions"]
-    week = course_week(_at(sessions[0]["start"]), _at(sessions[-1]["start"]), now) if sessions else None
+    ended = doc["state"] in ("completed", "withdrawn") and doc["history"]
+    when = _at(doc["history"][-1]["at"]) if ended else now  # a course that ended: the week it ended in
+    week = course_week(_at(sessions[0]["start"]), _at(sessions[-1]["start"]), when) if sessions else None
     phq = [m for m in doc["measurements"] if m["instrument"] == "phq9"]
     progress = phq9_progress([m["score"] for m in phq])
     counts = {s: sum(x["status"] == s for x in sessions) for s in ("held", "missed", "cancelled", "planned")}
@@ -77,7 +79,7 @@ def report_view(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now: 
     return {
         "course": doc,
         "now": local_text(now.astimezone(tz)),
-        "week": week.text if week else "no sessions",
+        "week": (f"{doc['state']} in " if ended else "") + (week.text if week else "no sessions"),
         "counts": counts,
         "moved": sum(bool(s["original_start"]) for s in sessions),
         "sessions": [

@@ -71,7 +71,8 @@ def test_report_in_chromium(browser: Any, wf: Workflow, artifacts: Path, case: s
     assert len(visit.attrs("svg.phq9-chart .item9-mark", "data-item9")) == sum(bool(m.item9) for m in phq)
     bands = ["minimal", "mild", "moderate", "moderately severe", "severe"]
     assert visit.attrs("svg.phq9-chart .band", "data-band") == bands
-    lines = {c.split()[-1]: s for c, s in zip(visit.attrs(".ref-line", "class"), visit.attrs(".ref-line", "data-score"))}
+    kinds = [c.split()[-1] for c in visit.attrs(".ref-line", "class")]
+    lines = dict(zip(kinds, visit.attrs(".ref-line", "data-score"), strict=True))
     assert lines["remission"] == "5"
     if phq:
         assert lines["baseline"] == str(phq[0].score)
