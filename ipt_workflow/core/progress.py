@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date
 
 #: The PHQ-9 severity bands (Kroenke, Spitzer & Williams 2001): (lowest, highest, label).
 SEVERITY_BANDS: tuple[tuple[int, int, str], ...] = (
@@ -89,8 +89,8 @@ def percent(change: float) -> str:
 
 @dataclass(frozen=True)
 class CourseWeek:
-    """Week ``number`` of ``total``: 0 before the first session; the weeks the plan spans
-    from the first session to the last, counted as the rules' ``week`` fact counts them."""
+    """Week ``number`` of ``total``: 0 before the first session's day, 1 in the seven days
+    from it, and so on; ``total`` the weeks the plan spans from the first session to the last."""
 
     number: int
     total: int
@@ -102,11 +102,11 @@ class CourseWeek:
         return f"week {min(self.number, self.total)} of {self.total}" + (" (over)" if self.number > self.total else "")
 
 
-def course_week(first: datetime, last: datetime, now: datetime) -> CourseWeek:
-    """The week of ``now`` in a course whose sessions run from ``first`` to ``last``."""
-    week = timedelta(weeks=1)
-    total = (last - first) // week + 1 if last >= first else 1
-    number = (now - first) // week + 1 if now >= first else 0
+def course_week(first: date, last: date, today: date) -> CourseWeek:
+    """The week of ``today`` in a course whose sessions run from ``first`` to ``last``, all
+    days on the course's wall clock (so a clock change never shifts a week)."""
+    total = (last - first).days // 7 + 1 if last >= first else 1
+    number = (today - first).days // 7 + 1 if today >= first else 0
     return CourseWeek(number=number, total=total)
 
 

@@ -21,6 +21,7 @@ from ..core.progress import (
     PHQ9_MAX,
     REMISSION_BELOW,
     SEVERITY_BANDS,
+    CourseWeek,
     course_week,
     percent,
     phq9_progress,
@@ -70,7 +71,7 @@ def report_view(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now: 
     sessions = doc["sessions"]
     ended = doc["state"] in ("completed", "withdrawn") and doc["history"]
     when = _at(doc["history"][-1]["at"]) if ended else now  # a course that ended: the week it ended in
-    week = course_week(_at(sessions[0]["start"]), _at(sessions[-1]["start"]), when) if sessions else None
+    week = _week(sessions, when, tz)
     phq = [m for m in doc["measurements"] if m["instrument"] == "phq9"]
     progress = phq9_progress([m["score"] for m in phq])
     counts = {s: sum(x["status"] == s for x in sessions) for s in ("held", "missed", "cancelled", "planned")}
@@ -120,6 +121,14 @@ def report_view(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now: 
         "notices": {s: sum(r["status"] == s for r in notices) for s in sorted({r["status"] for r in notices})},
         "history": [{**h, "at_text": _local(h["at"], tz), "detail": _data_text(h["data"])} for h in doc["history"]],
     }
+
+
+def _week(sessions: Sequence[dict[str, Any]], when: datetime, tz: ZoneInfo) -> CourseWeek | None:
+    """The course week of ``when`` by the course's calendar days (sessions start on local time)."""
+    if not sessions:
+        return None
+    first, last = _at(sessions[0]["start"]).date(), _at(sessions[-1]["start"]).date()
+    return course_week(first, last, when.astimezone(tz).date())
 
 
 def _change(baseline: dict[str, Any], m: dict[str, Any], index: int) -> str:
@@ -318,7 +327,7 @@ def caseload_row(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now:
     ``next_session`` local with its offset, alert ``due`` in UTC). An alert is open while it
     is not delivered (pending or failed) and for ``OPEN_ALERT_DAYS`` after it was due."""
     sessions = doc["sessions"]
-    week = course_week(_at(sessions[0]["start"]), _at(sessions[-1]["start"]), now) if sessions else None
+    week = _week(sessions, now, zone(doc["timezone"]))
     upcoming = [s for s in sessions if s["status"] == "planned" and _at(s["start"]) >= now]
     since = now - timedelta(days=OPEN_ALERT_DAYS)
     open_alerts = [
@@ -351,8 +360,6 @@ def caseload_row(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now:
 def week_text(row: dict[str, Any]) -> str:
     if not row["weeks"]:
         return "no sessions"
-    from ..core.progress import CourseWeek
-
     return CourseWeek(row["week"], row["weeks"]).text
 
 

@@ -79,7 +79,7 @@ def test_caseload_json_has_one_row_per_active_course(site: tuple[Path, tuple[str
     many = next(r for r in rows if r["course"] == "many")
     keys = ("state", "week", "weeks", "held", "missed", "next_session", "next_session_number")
     assert {k: many[k] for k in keys} == {
-        "state": "intervention", "week": 9, "weeks": 13, "held": 3, "missed": 1,
+        "state": "intervention", "week": 9, "weeks": 14, "held": 3, "missed": 1,
         "next_session": "2026-05-05T15:00:00+01:00", "next_session_number": 10,
     }  # fmt: skip
     assert many["phq9"]["remission"] is True and many["phq9_text"] == "PHQ-9 22 → 3 (−86 %), remission"
@@ -97,7 +97,7 @@ def test_caseload_table_and_page(site: tuple[Path, tuple[str, ...]], tmp_path: P
     assert table.returncode == 0, table.stderr
     assert "Caseload of T-02 (2 active)" in table.stdout
     row = next(line for line in table.stdout.splitlines() if "│ many" in line)
-    assert "9 of 13" in row and "22 → 3 (−86 %), remission" in row and "Tue 2026-05-05 15:00 BST" in row
+    assert "9 of 14" in row and "22 → 3 (−86 %), remission" in row and "Tue 2026-05-05 15:00 BST" in row
     out = tmp_path / "caseload.html"
     page = ipt(site, "caseload", "--therapist", "T-02", "--out", out, *NOW)
     assert (page.returncode, page.stdout) == (0, "")

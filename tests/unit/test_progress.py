@@ -3,7 +3,7 @@ from the baseline, remission a latest score under 5; neither on the baseline alo
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -50,10 +50,11 @@ def test_percent_has_a_true_minus_sign() -> None:
     assert (percent(-0.555), percent(0.12), percent(0.001)) == ("−56 %", "+12 %", "0 %")
 
 
-def test_course_week_counts_as_the_rules_week_fact_does() -> None:
-    first = datetime(2026, 3, 2, 10, tzinfo=UTC)
-    last = first + timedelta(weeks=11)
-    assert course_week(first, last, first - timedelta(minutes=1)).text == "not started (of 12)"
+def test_course_week_counts_calendar_days_on_the_wall_clock() -> None:
+    first, last = date(2026, 3, 2), date(2026, 5, 18)  # 11 weeks apart, across a clock change
+    assert course_week(first, last, date(2026, 3, 1)).text == "not started (of 12)"
     assert course_week(first, last, first).text == "week 1 of 12"
-    assert course_week(first, last, first + timedelta(days=7)).text == "week 2 of 12"
+    assert course_week(first, last, date(2026, 3, 8)).text == "week 1 of 12"
+    assert course_week(first, last, date(2026, 3, 9)).text == "week 2 of 12"
+    assert course_week(first, last, last).text == "week 12 of 12"
     assert course_week(first, last, last + timedelta(weeks=2)).text == "week 12 of 12 (over)"
