@@ -357,6 +357,19 @@ def caseload_row(doc: dict[str, Any], deliveries: Sequence[dict[str, Any]], now:
     }
 
 
+def alert_groups(alerts: Sequence[dict[str, Any]], tz: ZoneInfo) -> list[str]:
+    """Open alerts one line per kind, in the order first due: ``safety_alert (Mon 2026-03-02
+    09:55 GMT)``, or ``attendance_unrecorded ×4, last Mon 2026-04-27 11:05 BST``."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for a in alerts:
+        kinds.setdefault(a["kind"], []).append(a)
+    lines = []
+    for kind, found in kinds.items():
+        last = _local(found[-1]["due"], tz)
+        lines.append(f"{kind} ({last})" if len(found) == 1 else f"{kind} ×{len(found)}, last {last}")
+    return lines
+
+
 def week_text(row: dict[str, Any]) -> str:
     if not row["weeks"]:
         return "no sessions"
@@ -373,7 +386,7 @@ def caseload_view(rows: Sequence[dict[str, Any]], therapist: str | None, now: da
             "week_text": week_text(r),
             "phq9_short": _phq9_short(r["phq9"]),
             "next_text": _local(r["next_session"], ctz),
-            "alerts_text": [f"{a['kind']} ({_local(a['due'], ctz)}, {a['status']})" for a in r["open_alerts"]],
+            "alerts_text": alert_groups(r["open_alerts"], ctz),
         })  # fmt: skip
     return {"rows": shown, "therapist": therapist, "now": local_text(now.astimezone(tz))}
 

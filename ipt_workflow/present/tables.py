@@ -235,6 +235,7 @@ def print_caseload(rows: list[dict[str, Any]], title: str) -> None:
     """Caseload rows (``present.report.caseload_row``); next sessions on their course's wall
     clock, open alerts as ``kind (due)``."""
     from ..core.progress import CourseWeek
+    from .report import alert_groups
 
     table = Table(title=title)
     columns = ("course", "client", "therapist", "state", "week", "held", "missed", "PHQ-9", "open alerts",
@@ -245,7 +246,7 @@ def print_caseload(rows: list[dict[str, Any]], title: str) -> None:
         tz = _zone(r["timezone"])
         week = CourseWeek(r["week"], r["weeks"]).text.removeprefix("week ") if r["weeks"] else ""
         phq = phq9_line(r["phq9"]).removeprefix("PHQ-9 ")
-        alerts = "\n".join(f"{a['kind']} ({wall_time(a['due'], tz)})" for a in r["open_alerts"])
+        alerts = "\n".join(alert_groups(r["open_alerts"], tz or zone("UTC")))
         table.add_row(r["course"], r["client"], r["therapist"], r["state"], week, str(r["held"]), str(r["missed"]),
                       phq, alerts, wall_time(r["next_session"], tz) if r["next_session"] else "")  # fmt: skip
     _console().print(table)
