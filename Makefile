@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-anytime lint bench clean
+.PHONY: demo test test-anytime lint bench browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,8 @@ demo: $(STAMP)
 	$(IPT) $(DB) course event demo-1 start_intervention --at 2026-03-09T11:05 --now 2026-03-09T11:05
 	$(IPT) $(DB) course event demo-1 miss_session --at 2026-03-16T11:00 --now 2026-03-16T11:00
 	$(IPT) $(DB) course show demo-1
+	$(IPT) $(DB) report demo-1 --now 2026-03-16T12:00 --out .venv/demo-1-report.html
+	$(IPT) $(DB) caseload --therapist T-01 --now 2026-03-16T12:00
 	$(IPT) $(DB) reminders --course demo-1 --from 2026-03-16T00:00 --until 2026-04-01T00:00
 	$(IPT) $(DB) plan demo-1 --format ics --now 2026-03-16T12:00 > .venv/demo-1.ics
 	@echo "calendar written to .venv/demo-1.ics"
@@ -41,7 +43,14 @@ demo: $(STAMP)
 	$(IPT) $(DB) daemon --once --now 2026-03-16T12:00 --sink file:.venv/demo-emitted.jsonl --sink stdout
 	$(IPT) $(DB) daemon --once --now 2026-03-16T12:00 --sink file:.venv/demo-emitted.jsonl
 
-test: $(STAMP)
+# Headless Chromium from the distribution for tests/browser (Playwright drives it; no browser
+# download). Installed when absent; without root the browser tests skip (they fail under CI=true).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "warning: could not install chromium (run 'make browser' as root); the browser tests will skip"
+
+test: $(STAMP) browser
 	$(BIN)/ruff check ipt_workflow cli.py tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -60,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan_throughput.py
 	$(BIN)/python bench/simulate_wall.py
 	$(BIN)/python bench/cli_help.py
+	$(BIN)/python bench/report_caseload.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

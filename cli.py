@@ -717,6 +717,69 @@ def slots_command(
     print_slots(rows, query.timezone, f"Free slots of {therapist} for {query.protocol} ({query.timezone})")
 
 
+@cli.command("report")
+@click.argument("course_id", type=ID, metavar="ID")
+@click.option("--out", type=click.Path(path_type=Path), metavar="FILE", help="Write the HTML here (default: stdout).")
+@click.option("--now", metavar="ISO", help="Act as if it were this instant: today's mark, the course week.")
+@click.pass_obj
+def report_command(app: App, course_id: str, out: Path | None, now: str | None) -> None:
+    """One course as a self-contained HTML page: header, phases and sessions, the PHQ-9
+    chart, foci, alerts and their delivery, the history with rule ids."""
+    from ipt_workflow.bootstrap import database_url
+    from ipt_workflow.reports import check_out, course_report, write_page
+
+    clock = app.now(now)
+    if out is not None:
+        check_out(out)  # before the database is read
+    html = course_report(database_url(app.db), course_id, clock, _planned_shape(app))
+    if out is None:
+        click.echo(html, nl=False)
+        return
+    write_page(out, html)
+    click.echo(f"report of course {course_id} written to {out}", err=True)
+
+
+@cli.command("caseload")
+@click.option("--therapist", type=ID, metavar="ID", help="Only this therapist's courses (default: every therapist's).")
+@click.option("--out", type=click.Path(path_type=Path), metavar="FILE", help="Write an HTML page here.")
+@click.option("--now", metavar="ISO", help="Act as if it were this instant: weeks, open alerts, next sessions.")
+@json_option
+@click.pass_obj
+def caseload_command(app: App, therapist: str | None, out: Path | None, now: str | None, as_json: bool) -> None:
+    """Every active course: state, week n of N, held and missed, PHQ-9 baseline to latest
+    (response/remission), open alerts, next session."""
+    from ipt_workflow.bootstrap import database_url
+    from ipt_workflow.reports import caseload, caseload_html, check_out, write_page
+
+    clock = app.now(now)
+    if out is not None:
+        check_out(out)  # before the database is read
+    rows = caseload(database_url(app.db), therapist, clock, _planned_shape(app))
+    if out is not None:
+        from ipt_workflow.rulebook.locate import clinic_timezone
+
+        write_page(out, caseload_html(rows, therapist, clock, clinic_timezone(app.rules_dir)))
+        click.echo(f"caseload of {len(rows)} courses written to {out}", err=True)
+    if as_json:
+        emit_json(rows)
+    elif out is None:
+        from ipt_workflow.present.tables import print_caseload
+
+        print_caseload(rows, f"Caseload{f' of {therapist}' if therapist else ''} ({len(rows)} active)")
+
+
+def _planned_shape(app: App) -> Callable[[str], dict[str, Any]]:
+    """The course shape from the planner, for a course stored before plans were kept."""
+
+    def shape(course_id: str) -> dict[str, Any]:
+        from ipt_workflow import services
+        from ipt_workflow.present.views import course_json
+
+        return course_json(*services.show(app.existing_store, app.rules, course_id))
+
+    return shape
+
+
 def course_zones(db: str, ids: set[str]) -> dict[str, str]:
     """The time zone of each course in ``ids`` that exists (one indexed read per 500 ids, on
     the quick path: no rules, no models)."""

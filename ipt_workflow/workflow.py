@@ -203,6 +203,26 @@ class Workflow:
             self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad, allow_clash=allow_clash
         )
 
+    # ------------------------------------------------------------ reports (SPEC §13)
+
+    def report(self, course_id: str) -> str:
+        """The course report (``ipt report``) as one self-contained HTML document, as of the
+        clock. Raises UnknownName for an unknown id."""
+        from .reports import course_report
+
+        return course_report(self.store.engine, course_id, self.clock(), self._planned_shape)
+
+    def caseload(self, therapist: str | None = None) -> list[dict[str, Any]]:
+        """The active courses (of ``therapist``) as ``ipt caseload --json`` gives them."""
+        from .reports import caseload
+
+        return caseload(self.store.engine, therapist, self.clock(), self._planned_shape)
+
+    def _planned_shape(self, course_id: str) -> dict[str, Any]:
+        from .present.views import course_json
+
+        return course_json(*services.show(self.store, self.rules, course_id))
+
     # ------------------------------------------------------------ calendar (SPEC §9)
 
     def add_absence(self, therapist: str, start: str, until: str, reason: str | None = None) -> AbsenceChange:

@@ -205,6 +205,8 @@ def print_course(data: dict[str, Any]) -> None:
         f"{data['protocol']} {data['protocol_version']}, {data['timezone']}): state [bold]{data['state']}[/bold], "
         f"version {data['version']}; focus {focus}; current {data['current_focus'] or 'none'}"
     )
+    if "phq9" in data:
+        console.print(phq9_line(data["phq9"]))
     console.print(sessions_table(data["sessions"], tz))
     if data["measurements"]:
         table = Table(title="Measurements")
@@ -216,6 +218,38 @@ def print_course(data: dict[str, Any]) -> None:
             )
         console.print(table)
     console.print(history_table(data["history"], tz))
+
+
+def phq9_line(phq9: dict[str, Any] | None) -> str:
+    """``PHQ-9 18 → 7 (−61 %), response``: the course shape's ``phq9`` as one line."""
+    from ..core.progress import Phq9Progress, phq9_text
+
+    if phq9 is None:
+        return phq9_text(None)
+    change = None if phq9["change_percent"] is None else phq9["change_percent"] / 100
+    fields = {k: phq9[k] for k in ("baseline", "latest", "count", "response", "remission")}
+    return phq9_text(Phq9Progress(**fields, change=change))
+
+
+def print_caseload(rows: list[dict[str, Any]], title: str) -> None:
+    """Caseload rows (``present.report.caseload_row``); next sessions on their course's wall
+    clock, open alerts as ``kind (due)``."""
+    from ..core.progress import CourseWeek
+    from .report import alert_groups
+
+    table = Table(title=title)
+    columns = ("course", "client", "therapist", "state", "week", "held", "missed", "PHQ-9", "open alerts",
+               "next session")  # fmt: skip
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        tz = _zone(r["timezone"])
+        week = CourseWeek(r["week"], r["weeks"]).text.removeprefix("week ") if r["weeks"] else ""
+        phq = phq9_line(r["phq9"]).removeprefix("PHQ-9 ")
+        alerts = "\n".join(alert_groups(r["open_alerts"], tz or zone("UTC")))
+        table.add_row(r["course"], r["client"], r["therapist"], r["state"], week, str(r["held"]), str(r["missed"]),
+                      phq, alerts, wall_time(r["next_session"], tz) if r["next_session"] else "")  # fmt: skip
+    _console().print(table)
 
 
 def print_plan(data: dict[str, Any], timezone: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..core.model import Absence, Course, HistoryEntry, Plan, Reminder, Session
+from ..core.progress import phq9_json
 from ..core.wallclock import iso_utc
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ def history_json(h: HistoryEntry) -> dict[str, Any]:
 
 
 def course_json(course: Course, plan: Plan) -> dict[str, Any]:
-    """The course shape: identity, state, focus, every session, the history."""
+    """The course shape: identity, state, focus, every session, the history, and ``phq9``
+    (baseline to latest, see ``core.progress.phq9_json``)."""
     return {
         "id": course.id,
         "client": course.client,
@@ -69,6 +71,7 @@ def course_json(course: Course, plan: Plan) -> dict[str, Any]:
         "state": course.state.value,
         "focus": list(course.focus),
         "current_focus": course.current_focus,
+        "foci_worked": list(course.foci_worked),
         "planned_sessions": course.planned_sessions,
         "version": course.version,
         "sessions": [session_json(s) for s in plan.sessions],
@@ -77,6 +80,7 @@ def course_json(course: Course, plan: Plan) -> dict[str, Any]:
             for m in course.measurements
         ],
         "history": [history_json(h) for h in course.history],
+        "phq9": phq9_json([m.score for m in course.measurements if m.instrument == "phq9"]),
     }
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import UnknownName, shown
+from ..core.progress import phq9_json
 from ..core.wallclock import iso_utc
 from . import HEAD_REVISION, PLAN_FIELDS, lock_timeout
 from .files import make_private, sqlite_path
@@ -201,6 +202,7 @@ def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
         "state": row["state"],
         "focus": list(_json(row["focus"])),
         "current_focus": row["current_focus"],
+        "foci_worked": list(_json(row["foci_worked"])),
         "planned_sessions": row["planned_sessions"],
         "version": row["version"],
         "sessions": [_plan_session(s, row["therapist"]) for s in _json(row["plan"])],
@@ -225,6 +227,7 @@ def course_document(db: str | Engine, course_id: str) -> dict[str, Any] | None:
             }
             for h in history
         ],
+        "phq9": phq9_json([m["score"] for m in measures if m["instrument"] == "phq9"]),
     }
 
 
@@ -274,3 +277,42 @@ def calendar_courses(db: str | Engine, therapist: str | None) -> list[dict[str, 
         }
         for r in rows
     ]
+
+
+def delivery_documents(db: str | Engine, course_id: str) -> list[dict[str, Any]]:
+    """Every stored reminder of the course as ``reminder_documents`` gives it, with
+    ``delivered_at`` (ISO 8601 UTC or null) and ``attempts``, in due order (for reports)."""
+    sql = (
+        "SELECT id, course_id, kind, audience, due, session, status, rule, detail, delivered_at, attempts "
+        "FROM ipt_reminders WHERE course_id = :course ORDER BY due, id"
+    )
+    with open_query(db) as query:
+        rows = query(sql, {"course": course_id})
+    return [
+        {
+            "id": r["id"],
+            "course": r["course_id"],
+            "kind": r["kind"],
+            "audience": r["audience"],
+            "due": _instant(r["due"]),
+            "session": r["session"],
+            "status": r["status"],
+            "rule": r["rule"],
+            "delivered_at": _instant(r["delivered_at"]),
+            "attempts": r["attempts"],
+            **({"detail": d} if (d := _json(r["detail"])) else {}),
+        }
+        for r in rows
+    ]
+
+
+def course_ids(db: str | Engine, states: tuple[str, ...], therapist: str | None = None) -> list[str]:
+    """The ids of the courses in ``states`` (of ``therapist``, the course's current one, when
+    given), in id order."""
+    params: dict[str, Any] = {f"s{i}": s for i, s in enumerate(states)}
+    sql = f"SELECT id FROM ipt_courses WHERE state IN ({', '.join(':' + k for k in params)})"
+    if therapist is not None:
+        sql += " AND therapist = :therapist"
+        params["therapist"] = therapist
+    with open_query(db) as query:
+        return [r["id"] for r in query(sql + " ORDER BY id", params)]
