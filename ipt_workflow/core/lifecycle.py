@@ -195,7 +195,9 @@ def facts(
     c = counts(course, protocol)
     tz = zone(course.timezone)
     first = local_instant(course.start, course.slot, tz)
-    week = (at - first) // timedelta(weeks=1) + 1 if at >= first else 0
+    # Weeks on the wall clock, so the hour a clock change takes or gives never moves a week.
+    wall = at.astimezone(tz).replace(tzinfo=None) - first.replace(tzinfo=None)
+    week = wall // timedelta(weeks=1) + 1 if at >= first else 0
     phq = [m.score for m in course.measurements if m.instrument == "phq9"]
     baseline = phq[0] if phq else -1
     latest = phq[-1] if phq else -1

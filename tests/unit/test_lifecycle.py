@@ -419,3 +419,24 @@ def test_one_machine_per_protocol_shared_by_all_courses() -> None:
     assert lifecycle_for(p) is lifecycle_for(p)
     assert lifecycle_for(p) is not lifecycle_for(RULES.protocol("ipt-b-8"))
     assert lifecycle_for(p).machine.models == []  # never add_model-ed
+
+
+@pytest.mark.parametrize(
+    ("zone", "start", "at", "week"),
+    [
+        # London springs forward on 2026-03-29: the Monday 10:00 BST three weeks on is week 4.
+        ("Europe/London", date(2026, 3, 9), datetime(2026, 3, 30, 9, 0, tzinfo=UTC), 4),
+        ("Europe/London", date(2026, 3, 9), datetime(2026, 3, 30, 8, 59, tzinfo=UTC), 3),
+        # Lord Howe moves its clocks back by 30 minutes on 2026-04-05.
+        ("Australia/Lord_Howe", date(2026, 3, 30), datetime(2026, 4, 5, 23, 30, tzinfo=UTC), 2),
+        ("Australia/Lord_Howe", date(2026, 3, 30), datetime(2026, 4, 5, 23, 29, tzinfo=UTC), 1),
+    ],
+)
+def test_the_week_fact_counts_weeks_on_the_wall_clock(zone: str, start: date, at: datetime, week: int) -> None:
+    from ipt_workflow.core.lifecycle import facts
+
+    c = new_course(
+        RULES.protocol("ipt-16"), POLICY, course_id="c1", client="CL-001", therapist="T-7",
+        start=start, slot=time(10, 0), timezone=zone, now=T0,
+    )  # fmt: skip
+    assert facts(c, RULES.protocol("ipt-16"), POLICY, "record_measure", {}, at)["week"] == week
