@@ -23,9 +23,15 @@ def main() -> None:
     t0 = clock.perf_counter()
     courses = [
         new_course(
-            protocol, policy, course_id=f"c{i:06d}", client=f"CL{i:06d}", therapist=f"T{i % 40:02d}",
-            start=date(2026, 1, 5) + timedelta(days=i % 365), slot=time(8 + i % 10, (i % 4) * 15),
-            timezone=ZONES[i % len(ZONES)], now=now,
+            protocol,
+            policy,
+            course_id=f"c{i:06d}",
+            client=f"CL{i:06d}",
+            therapist=f"T{i % 40:02d}",
+            start=date(2026, 1, 5) + timedelta(days=i % 365),
+            slot=time(8 + i % 10, (i % 4) * 15),
+            timezone=ZONES[i % len(ZONES)],
+            now=now,
         )
         for i in range(args.courses)
     ]

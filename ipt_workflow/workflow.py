@@ -138,9 +138,11 @@ class Workflow:
         taking one event dict (an exception means "try again later"), or sink objects."""
         from .delivery.dispatch import dispatch_due
         from .delivery.sinks import CallableSink
+        from .rulechanges import RulesWatch
 
         targets: list[Sink] = [s if not callable(s) else CallableSink(s) for s in sinks]
-        return dispatch_due(self.store, now or self.clock(), targets)
+        check = RulesWatch(self.store, self.rules, None, reload=False)
+        return dispatch_due(self.store, now or self.clock(), targets, check=check)
 
     def import_csv(
         self, path: str | Path, *, skip_bad: bool = False, allow_clash: bool = False

@@ -372,7 +372,26 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
             )
     reminders.extend(course.alerts)
     reminders.sort(key=_by_due)
-    return Plan(sessions=all_sessions, reminders=reminders)
+    return Plan(sessions=all_sessions, reminders=reminders, fingerprint=rules_fingerprint(protocol, policy))
+
+
+_FINGERPRINTS: dict[tuple[int, int], tuple[Protocol, ClinicPolicy, str]] = {}
+
+
+def rules_fingerprint(protocol: Protocol, policy: ClinicPolicy) -> str:
+    """A short hash of the rules a plan is made under: the protocol version's content and the
+    clinic policy's. Stored with every plan; a plan whose fingerprint differs from the rules in
+    force was made under other rules (``ipt replan``, and the daemon, replan it first)."""
+    cached = _FINGERPRINTS.get((id(protocol), id(policy)))
+    if cached is not None and cached[0] is protocol and cached[1] is policy:
+        return cached[2]
+    digest = hashlib.sha256()
+    for part in (protocol.id, protocol.version, protocol.model_dump_json(), policy.model_dump_json()):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    found = digest.hexdigest()[:20]
+    _FINGERPRINTS[(id(protocol), id(policy))] = (protocol, policy, found)
+    return found
 
 
 RawReminder = tuple[str, str, str, datetime, int]

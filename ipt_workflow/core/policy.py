@@ -253,5 +253,3 @@ class ClinicPolicy(_Strict):
 
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self.working_weekdays and not self.is_closed(day)
-
-

@@ -7,14 +7,25 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
-from ..core.model import Course, CourseState, Effects, HistoryEntry, Measurement, Pause, Plan, Reminder, SessionStatus
+from ..core.model import (
+    ACTIVE_STATES,
+    Course,
+    CourseState,
+    Effects,
+    HistoryEntry,
+    Measurement,
+    Pause,
+    Plan,
+    Reminder,
+    SessionStatus,
+)
 from . import schema as t
 from .absences import AbsenceReads, handover_therapists
-from .base import chunks
+from .base import StoreBase, chunks
 from .bookings import BookingCheck
 from .bulk import BulkWrites, build_rows
 from .reads import reminder_documents
@@ -100,6 +111,7 @@ class CourseStore(BulkWrites, AbsenceReads):
                 for h in hist
             ],
             version=row["version"],
+            rules_fingerprint=row["rules_fingerprint"],
         )
         therapists = {course.therapist} | handover_therapists(course)
         absences = self._absences(conn, therapists, since=course.start)
@@ -204,6 +216,7 @@ class CourseStore(BulkWrites, AbsenceReads):
                 updated_at=now,
                 version=expected + 1,
                 plan=plan_lists(plan.sessions),
+                rules_fingerprint=plan.fingerprint,
             )
         )
         if result.rowcount != 1:
@@ -237,6 +250,18 @@ class CourseStore(BulkWrites, AbsenceReads):
                     )
                     .values(status="cancelled", lease_until=None)
                 )
+        for r in effects.rescheduled:  # kept under its id, due at another instant by the rules in force
+            conn.execute(
+                update(t.reminders)
+                .where(t.reminders.c.course_id == after.id, t.reminders.c.id == r.id, t.reminders.c.status == "pending")
+                # A claim in flight loses its token (the daemon then does not send it at the old
+                # instant); it is claimed again at the new one.
+                .values(
+                    due=r.due,
+                    lease_until=None,
+                    attempts=t.reminders.c.attempts + case((t.reminders.c.lease_until.is_(None), 0), else_=1),
+                )
+            )
         if effects.added:
             ids = [r.id for r in effects.added]
             known = set(
@@ -296,3 +321,64 @@ def added_measures(before: list[Measurement], after: list[Measurement]) -> list[
         else:
             out.append(m)
     return out
+
+
+class RuleReads(StoreBase):
+    """What rule changes read: which courses run, under which rules their plans were made,
+    their stored plans, and which claimed reminders a replan left as they were."""
+
+    def running(
+        self, protocol: str | None = None, ids: Sequence[str] | None = None
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """``(id, protocol, protocol_version, state, rules_fingerprint)`` of running courses
+        (active or paused), by id: of ``protocol``, or those of ``ids`` (any state), or all."""
+        c = t.courses.c
+        columns = (c.id, c.protocol, c.protocol_version, c.state, c.rules_fingerprint)
+        out: list[tuple[str, str, str, str, str | None]] = []
+        with self._read() as conn:
+            if ids is not None:
+                for chunk in chunks(list(ids), 500):
+                    out += [tuple(r) for r in conn.execute(select(*columns).where(c.id.in_(chunk)))]
+            else:
+                running = sorted([s.value for s in ACTIVE_STATES] + [CourseState.paused.value])
+                query = select(*columns).where(c.state.in_(running))
+                if protocol is not None:
+                    query = query.where(c.protocol == protocol)
+                out = [tuple(r) for r in conn.execute(query)]
+        return sorted(out)
+
+    def fingerprints(self, ids: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """``{id: (protocol, protocol_version, rules_fingerprint)}`` of the courses ``ids``:
+        one indexed read per 500 ids (the daemon asks once per claimed batch)."""
+        c = t.courses.c
+        found: dict[str, tuple[str, str, str | None]] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(ids), 500):
+                query = select(c.id, c.protocol, c.protocol_version, c.rules_fingerprint).where(c.id.in_(chunk))
+                found.update({r[0]: (r[1], r[2], r[3]) for r in conn.execute(query)})
+        return found
+
+    def stored_plan(self, course_id: str) -> list[list[Any]]:
+        """The course's plan as last written (``ipt_courses.plan``: one list a session)."""
+        with self._read() as conn:
+            value = conn.execute(select(t.courses.c.plan).where(t.courses.c.id == course_id)).scalar()
+        return list(value or [])
+
+    def unchanged_claims(self, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+        """Of claimed reminder rows (``course_id, id, due, attempts``), the keys still pending
+        with the same due instant and claim count: untouched by a replan since the claim."""
+        if not rows:
+            return set()
+        r = t.reminders.c
+        wanted = {(row["course_id"], row["id"]): row for row in rows}
+        same: set[tuple[str, str]] = set()
+        with self._read() as conn:
+            for chunk in chunks(list(wanted), 500):
+                query = select(r.course_id, r.id, r.status, r.due, r.attempts).where(
+                    tuple_(r.course_id, r.id).in_(list(chunk))
+                )
+                for course_id, rid, status, due, attempts in conn.execute(query):
+                    row = wanted[(course_id, rid)]
+                    if status == "pending" and due == row["due"] and attempts == row["attempts"]:
+                        same.add((course_id, rid))
+        return same

@@ -105,6 +105,9 @@ courses = Table(
     # Every session of the plan as last written, one list a session in PLAN_FIELDS order, so
     # a course can be shown without the rules; NULL in rows written before revision 0002.
     Column("plan", JSON),
+    # The fingerprint of the rules that plan was made under (``planner.rules_fingerprint``);
+    # NULL in rows written before revision 0007 (then the plan counts as made under other rules).
+    Column("rules_fingerprint", String(32)),
     Index("ix_ipt_courses_state", "state"),
     Index("ix_ipt_courses_therapist", "therapist"),
     Index("ix_ipt_courses_therapist_state", "therapist", "state"),

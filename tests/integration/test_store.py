@@ -729,7 +729,7 @@ def test_the_schema_comes_from_alembic_and_upgrading_again_is_harmless(wf: Workf
         assert conn.execute(text("SELECT value FROM ipt_meta WHERE key = 'schema_version'")).scalar() == "1"
         indexes = {ix["name"] for ix in inspect(conn).get_indexes("ipt_reminders")}
         assert "ix_ipt_reminders_due" in indexes
-    assert HEAD_REVISION == "0006"
+    assert HEAD_REVISION == "0007"
     before = snapshot(raw_engine)
     upgrade(raw_engine)
     upgrade(raw_engine)
