@@ -354,7 +354,8 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     """
     all_sessions = sessions(course, protocol, policy)
     if course.state is CourseState.withdrawn:
-        return Plan(sessions=all_sessions, reminders=[a for a in course.alerts if a.audience == "therapist"])
+        kept = [a for a in course.alerts if a.audience == "therapist"]
+        return Plan(sessions=all_sessions, reminders=kept, fingerprint=rules_fingerprint(protocol, policy))
     cid = course.id
     reminders: list[Reminder] = [
         _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})

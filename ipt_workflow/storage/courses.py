@@ -168,7 +168,7 @@ class CourseStore(BulkWrites, AbsenceReads):
             self.write_batches((build_rows(stored, now, sqlite) for _ in (1,)), before=check)
         except CourseExists:
             raise CourseExists(f"--id: course {shown(course.id)} already exists") from None
-        return stored[0][0].model_copy(update={"version": 1})
+        return stored[0][0].model_copy(update={"version": 1, "rules_fingerprint": stored[0][1].fingerprint})
 
     def save(
         self,
@@ -283,7 +283,7 @@ class CourseStore(BulkWrites, AbsenceReads):
                         )
                         .values(status="pending", due=r.due, last_error=None)
                     )
-        return after.model_copy(update={"version": expected + 1})
+        return after.model_copy(update={"version": expected + 1, "rules_fingerprint": plan.fingerprint})
 
 
 def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
@@ -292,7 +292,7 @@ def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Co
     fresh = [a for a in alerts if a.id not in known]
     course = course.model_copy(update={"alerts": sorted([*course.alerts, *fresh], key=lambda a: (a.due, a.id))})
     reminders = sorted([*plan.reminders, *fresh], key=lambda r: (r.due, r.id))
-    return course, Plan(sessions=plan.sessions, reminders=reminders)
+    return course, Plan(sessions=plan.sessions, reminders=reminders, fingerprint=plan.fingerprint)
 
 
 def _save_therapists(conn: Connection, course_id: str, therapists: set[str]) -> None:
