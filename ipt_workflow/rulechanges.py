@@ -115,13 +115,22 @@ def _replanned(
     store: SqlStore, course: Course, new: Course, protocol: Protocol, rules: Rulebook, now: datetime,
     change: CourseChange,
 ) -> tuple[Plan, Effects]:  # fmt: skip
+    """``_diff`` against what the store holds for ``course`` now."""
+    stored, stored_plan = store.reminders(course=course.id), store.stored_plan(course.id)
+    return _diff(course, new, protocol, rules, now, stored, stored_plan, change)
+
+
+def _diff(
+    course: Course, new: Course, protocol: Protocol, rules: Rulebook, now: datetime, stored: list[Reminder],
+    stored_plan: list[list[Any]], change: CourseChange,
+) -> tuple[Plan, Effects]:  # fmt: skip
     """The new plan of ``new`` (``course`` as stored, changed or not) and the effects that make
-    the stored reminders its reminders; the change filled in."""
+    the ``stored`` reminders its reminders; the change filled in (sessions against
+    ``stored_plan``, the session lists last written)."""
     p = plan(new, protocol, rules.clinic)
-    stored = store.reminders(course=course.id)
     added, cancelled, moved = reconcile(stored, p.reminders, now, new)
     by_id = {r.id: r for r in stored}
-    _session_diff(store.stored_plan(course.id), p.sessions, change)
+    _session_diff(stored_plan, p.sessions, change)
     change.reminders_added = [_reminder(r) for r in added]
     change.reminders_cancelled = [_reminder(by_id[rid]) for rid in cancelled]
     change.reminders_moved = [
@@ -262,7 +271,43 @@ def replan(
             raise UnknownName(f"--course: unknown course {shown(missing[0])}")
     else:
         ids = [r[0] for r in store.running() if expected.get((r[1], r[2])) != r[4]]
-    return ChangeReport([replan_course(store, rules, cid, now, dry_run) for cid in ids], dry_run)
+    out: list[CourseChange] = []
+    for start in range(0, len(ids), CHUNK):
+        out += _replan_chunk(store, rules, ids[start : start + CHUNK], now, dry_run)
+    return ChangeReport(out, dry_run)
+
+
+#: Courses read, replanned and written together by ``replan`` (one transaction a chunk; a
+#: chunk another writer got into first is done again course by course).
+CHUNK = 500
+
+
+def _replan_chunk(store: SqlStore, rules: Rulebook, ids: list[str], now: datetime, dry_run: bool) -> list[CourseChange]:
+    courses, reminders, plans = store.load_many(ids)
+    changes: list[CourseChange] = []
+    writes: list[tuple[Course, Course, Plan, Effects]] = []
+    for cid in ids:
+        course = courses.get(cid)
+        if course is None:
+            continue  # deleted meanwhile
+        change = CourseChange(course.id, course.protocol, course.protocol_version, "replanned",
+                              timezone=course.timezone)  # fmt: skip
+        changes.append(change)
+        try:
+            protocol = protocol_of(rules, course)
+        except StoreError as exc:
+            change.status, change.reason = "refused", str(exc)
+            continue
+        p, effects = _diff(course, course, protocol, rules, now, reminders[cid], plans.get(cid, []), change)
+        if not change.changed:
+            change.status = "unchanged"
+        if not dry_run and (change.changed or course.rules_fingerprint != p.fingerprint):
+            writes.append((course, course, p, effects))
+    try:
+        store.save_many(writes, now)
+    except ConflictError:
+        return [replan_course(store, rules, c.course, now) for c in changes]
+    return changes
 
 
 def expected_fingerprints(rules: Rulebook) -> dict[tuple[str, str], str]:

@@ -382,3 +382,38 @@ class RuleReads(StoreBase):
                     if status == "pending" and due == row["due"] and attempts == row["attempts"]:
                         same.add((course_id, rid))
         return same
+
+
+class RuleWrites(CourseStore, RuleReads):
+    """Many courses read and replanned together (``ipt replan``)."""
+
+    def load_many(
+        self, ids: Sequence[str]
+    ) -> tuple[dict[str, Course], dict[str, list[Reminder]], dict[str, list[list[Any]]]]:
+        """The courses ``ids`` (those stored), each with its stored reminders and stored plan,
+        read in one transaction."""
+        r = t.reminders.c
+        courses: dict[str, Course] = {}
+        reminders: dict[str, list[Reminder]] = {i: [] for i in ids}
+        plans: dict[str, list[list[Any]]] = {}
+        with self._read() as conn:
+            for course_id in ids:
+                try:
+                    courses[course_id] = self._load(conn, course_id)
+                except UnknownName:
+                    continue
+            for row in conn.execute(select(t.reminders).where(r.course_id.in_(list(ids))).order_by(r.due, r.id)):
+                reminders[row.course_id].append(reminder_from_row(row._mapping))
+            query = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(list(ids)))
+            plans = {cid: list(p or []) for cid, p in conn.execute(query)}
+        return courses, reminders, plans
+
+    def save_many(self, items: Sequence[tuple[Course, Course, Plan, Effects]], now: datetime) -> None:
+        """``save`` of several courses in one transaction: all or none (ConflictError when
+        another writer saved one of them first)."""
+        if not items:
+            return
+        with self._write() as conn:
+            for before, after, plan, effects in items:
+                self._save(conn, before, after, plan, effects, now)
+            self._notify(conn)

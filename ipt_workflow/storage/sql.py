@@ -12,12 +12,12 @@ from . import HEAD_REVISION
 from .absence_writes import AbsenceWrites, Replanned
 from .base import NOTIFY_CHANNEL
 from .bulk import NewReminder, Rows, build_new_rows, build_rows
-from .courses import RuleReads
+from .courses import RuleWrites
 from .engine import engine_for, upgrade
 from .outbox import Outbox
 
 
-class SqlStore(AbsenceWrites, Outbox, RuleReads):
+class SqlStore(AbsenceWrites, Outbox, RuleWrites):
     """Courses, history, sessions, measurements and reminders in one SQL database."""
 
 

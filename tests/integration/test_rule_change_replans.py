@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
 from ipt_workflow import Workflow, rulechanges
+from ipt_workflow.core.errors import UnknownName
 from ipt_workflow.core.lifecycle import apply, new_course, raised
 from ipt_workflow.core.model import Course, ReminderStatus
 from ipt_workflow.core.planner import plan
@@ -323,3 +324,21 @@ def test_migrating_1000_courses_changes_exactly_what_the_dry_run_said(tmp_path: 
                 s["number"] for s in change["sessions"]["added"]
             }
         assert rulechanges.migrate(wf.store, rules, "ipt-16", "1.1.0", now).json()["migrated"] == 0
+
+
+def test_the_library_calls_migrate_and_replan(tmp_path: Path) -> None:
+    rules = Rulebook(versions={**BASE.versions, "ipt-16": {"1.0.0": IPT16, "1.1.0": version_110()}},
+                     clinic=BASE.clinic)  # fmt: skip
+    clock = Clock(T0 - timedelta(days=3))
+    with Workflow(str(tmp_path / "x.sqlite"), rules=rules, clock=clock) as wf:
+        wf.create_course(client="CL-1", start="2027-01-04", time="10:00", tz="Europe/London",
+                         protocol="ipt-16@1.0.0", course_id="A")  # fmt: skip
+        dry = wf.migrate("ipt-16", "1.1.0", dry_run=True)
+        assert [(c.course, c.status) for c in dry.courses] == [("A", "migrated")]
+        assert wf.course("A").protocol_version == "1.0.0"
+        assert wf.migrate("ipt-16", "1.1.0").json() == {**dry.json(), "dry_run": False}
+        course = wf.course("A")
+        assert (course.protocol_version, course.planned_sessions, len(wf.plan("A").sessions)) == ("1.1.0", 10, 10)
+        assert wf.replan().courses == []
+        with pytest.raises(UnknownName, match=r"^--to: protocol 'ipt-16' has no version '9\.9\.9'"):
+            wf.migrate("ipt-16", "9.9.9")
