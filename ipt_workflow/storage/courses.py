@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, case, delete, func, insert, select, tuple_, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
@@ -239,21 +239,20 @@ class CourseStore(BulkWrites, AbsenceReads):
         recorded = [session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
         if recorded:
             conn.execute(insert(t.sessions), recorded)
+        pending = t.reminders.c.status == "pending"
+        if conn.dialect.name == "sqlite":  # a hint so the primary key is used, not the (status, due) index
+            pending = func.likely(pending)
         if effects.cancelled:
             for chunk in chunks(effects.cancelled, 500):
                 conn.execute(
                     update(t.reminders)
-                    .where(
-                        t.reminders.c.course_id == after.id,
-                        t.reminders.c.id.in_(chunk),
-                        t.reminders.c.status == "pending",
-                    )
+                    .where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(chunk), pending)
                     .values(status="cancelled", lease_until=None)
                 )
         for r in effects.rescheduled:  # kept under its id, due at another instant by the rules in force
             conn.execute(
                 update(t.reminders)
-                .where(t.reminders.c.course_id == after.id, t.reminders.c.id == r.id, t.reminders.c.status == "pending")
+                .where(t.reminders.c.course_id == after.id, t.reminders.c.id == r.id, pending)
                 # A claim in flight loses its token (the daemon then does not send it at the old
                 # instant); it is claimed again at the new one.
                 .values(

@@ -158,6 +158,9 @@ def test_a_daemon_running_during_replan_and_a_clinic_yaml_edit_sends_only_old_or
                 stdout=sink, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
 
+    def started(log: Path) -> None:  # its clock starts then: wait for it, however loaded the machine
+        assert wait_for(lambda: "started dialect" in log.read_text(), seconds=30), log.read_text()
+
     def stop(daemon: subprocess.Popen[str]) -> None:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=20)
@@ -167,6 +170,7 @@ def test_a_daemon_running_during_replan_and_a_clinic_yaml_edit_sends_only_old_or
     # while the leads change to [24h, 1h] and `ipt replan` runs.
     daemon = start("2027-01-04T07:59:57", outs[0], tmp_path / "d1.log")
     try:
+        started(tmp_path / "d1.log")
         assert wait_for(lambda: len(lines(outs[0])) >= 6), "the 24h reminders already due were not sent"
         set_leads(rules, "[24h, 1h]")
         ok(ipt("--rules", rules, "--db", db, "replan", "--now", "2027-01-04T07:59:59"))
@@ -177,17 +181,20 @@ def test_a_daemon_running_during_replan_and_a_clinic_yaml_edit_sends_only_old_or
     policies["mid"] = load_rules(rules).clinic
     # 2. Under [24h, 1h]: the 1h reminders fall due at 09:00; clinic.yaml changes to [24h, 45m]
     # just before, with no `ipt replan`: the daemon reloads the rules and replans first.
-    daemon = start("2027-01-04T08:59:57", outs[1], tmp_path / "d2.log")
+    log2 = tmp_path / "d2.log"
+    daemon = start("2027-01-04T08:59:57", outs[1], log2)
     try:
-        time.sleep(1)
+        started(log2)
         set_leads(rules, "[24h, 45m]")
-        time.sleep(4)  # past 09:00 on the daemon's clock
+        # At 09:00 on its clock the daemon claims the 1h reminders, sees the rules changed,
+        # reloads them and replans every course first.
+        assert wait_for(lambda: log2.read_text().count("rules changed") == 6, seconds=30), log2.read_text()
     finally:
         if daemon.poll() is None:
             stop(daemon)
     policies["new"] = load_rules(rules).clinic
-    log2 = (tmp_path / "d2.log").read_text()
-    assert "Traceback" not in log2 and "rules reloaded" in log2
+    text = log2.read_text()
+    assert "Traceback" not in text and "rules reloaded" in text
 
     with Workflow(str(db), rules=str(rules)) as wf:
         protocol = wf.rules.protocol("ipt-16")
