@@ -342,3 +342,18 @@ def test_the_library_calls_migrate_and_replan(tmp_path: Path) -> None:
         assert wf.replan().courses == []
         with pytest.raises(UnknownName, match=r"^--to: protocol 'ipt-16' has no version '9\.9\.9'"):
             wf.migrate("ipt-16", "9.9.9")
+
+
+def test_a_plan_stored_before_revision_0007_counts_as_made_under_other_rules(tmp_path: Path) -> None:
+    clock = Clock(T0 - timedelta(days=3))
+    path = str(tmp_path / "x.sqlite")
+    with Workflow(path, rules=BASE, clock=clock) as wf:
+        wf.create_course(client="CL-1", start="2027-01-04", time="10:00", tz="Europe/London", course_id="A")
+        with wf.store.engine.begin() as conn:  # what the upgrade to 0007 leaves in an older row
+            conn.execute(text("UPDATE ipt_courses SET rules_fingerprint = NULL"))
+        before = pending(wf, "A")
+        report = wf.replan()
+        assert [(c.course, c.status) for c in report.courses] == [("A", "unchanged")]
+        assert pending(wf, "A") == before
+        assert wf.course("A").rules_fingerprint == plan(wf.course("A"), IPT16, BASE.clinic).fingerprint
+        assert wf.replan().courses == []
