@@ -148,6 +148,7 @@ ID = Reference()
 CLIENT = Reference(echo=False)
 
 
+NOW_HELP = "Act as if it were this instant (ISO 8601; without an offset: UTC)."
 PROTOCOL_HELP = "Protocol id (its highest version), or ID@VERSION, e.g. ipt-16@1.0.0."
 
 
@@ -265,6 +266,89 @@ def rules_check(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
         sys.exit(1)
 
 
+@rules.command("migrate")
+@click.option("--protocol", "protocol_id", required=True, metavar="ID", help="The protocol whose courses move.")
+@click.option("--to", "version", required=True, metavar="VERSION", help="The version they move onto.")
+@click.option("--course", "course_ids", multiple=True, type=ID, metavar="ID",
+              help="Only this course (repeatable); default: every running course of the protocol.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def rules_migrate(
+    app: App, protocol_id: str, version: str, course_ids: tuple[str, ...], dry_run: bool, now: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Move running courses (active or paused) onto another version of their protocol: state and
+    history kept, plan and reminders recomputed, one transaction per course. Prints what changes
+    per course; a course the version cannot take is refused with the reason and left as it was."""
+    from ipt_workflow import rulechanges
+
+    rules = app.rules
+    rulechanges.target_version(rules, protocol_id, version)  # before the database is opened
+    report = rulechanges.migrate(app.existing_store, rules, protocol_id, version, app.now(now),
+                                 list(course_ids) or None, dry_run)  # fmt: skip
+    _print_changes(report, as_json)
+
+
+@cli.command("replan")
+@click.option("--course", "course_ids", multiple=True, type=ID, metavar="ID",
+              help="Only this course (repeatable); default: every running course planned under other "
+                   "rules.")  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def replan_command(app: App, course_ids: tuple[str, ...], dry_run: bool, now: str | None, as_json: bool) -> None:
+    """Apply the rules in force (a changed clinic policy: leads, quiet hours, holidays, closures,
+    buffer, attendance) to running courses whose plans were made under other rules; prints per
+    course the sessions moved and the reminders added, cancelled and moved, compared with the
+    plan as stored. One transaction per course."""
+    from ipt_workflow import rulechanges
+
+    rules = app.rules
+    report = rulechanges.replan(app.existing_store, rules, app.now(now), list(course_ids) or None, dry_run)
+    _print_changes(report, as_json)
+
+
+def _print_changes(report: Any, as_json: bool) -> None:
+    """A replan's or migration's report: JSON, or a block per course and a summary line."""
+    if as_json:
+        emit_json(report.json())
+        return
+    from datetime import datetime
+
+    from ipt_workflow.core.calendar import local_text
+    from ipt_workflow.core.wallclock import zone
+
+    would = {"migrated": "would migrate", "replanned": "would replan"}
+    for c in report.courses:
+
+        def local(text: str, tz: str = c.timezone) -> str:
+            return local_text(datetime.fromisoformat(text).astimezone(zone(tz)))
+
+        verb = would.get(c.status, c.status) if report.dry_run else c.status
+        target = f" -> {c.to}" if c.to and c.to != c.version else ""
+        reason = f": {c.reason}" if c.reason else ""
+        click.echo(f"{c.course} ({c.protocol} {c.version}{target}): {verb}{reason}")
+        for s in c.sessions_added:
+            click.echo(f"  session {s['number']} added: {local(s['start'])}")
+        for s in c.sessions_removed:
+            click.echo(f"  session {s['number']} removed: {local(s['start'])}")
+        for s in c.sessions_moved:
+            click.echo(f"  session {s['number']} moved: {local(s['from'])} -> {local(s['to'])}")
+        for r in c.reminders_added:
+            click.echo(f"  reminder added: {r['kind']} session {r['session']} due {r['due']} ({r['id']})")
+        for r in c.reminders_cancelled:
+            click.echo(f"  reminder cancelled: {r['kind']} session {r['session']} due {r['due']} ({r['id']})")
+        for r in c.reminders_moved:
+            click.echo(f"  reminder moved: {r['kind']} session {r['session']} due {r['from']} -> {r['to']} ({r['id']})")
+    counts = report.json()
+    done = [f"{counts[k]} {k}" for k in ("migrated", "replanned", "unchanged", "refused") if counts[k]]
+    prefix = "dry run (nothing written): " if report.dry_run else ""
+    click.echo(prefix + (", ".join(done) or "no course to change"))
+
+
 # ---------------------------------------------------------------- diagram
 
 
@@ -372,7 +456,6 @@ def simulate(
 
 # ---------------------------------------------------------------- courses
 
-NOW_HELP = "Act as if it were this instant (ISO 8601; without an offset: UTC)."
 ALLOW_CLASH_HELP = "Book even over another session of the therapist, with a schedule_conflict alert."
 MAX_LIMIT = 1_000_000_000  # integer options have a stated range: a huge one is a usage error
 MAX_VERSION = 2**31 - 1
@@ -1043,17 +1126,20 @@ def daemon(
     click.get_current_context().call_on_close(store.close)
     wait_for_locks(store.engine, lock_wait)
     lease = timedelta(seconds=lease_seconds)
+    from ipt_workflow.rulechanges import RulesWatch
+
+    watch = RulesWatch(store, app.rules, app.rules_dir)
     try:
         if once:
             at = start or precise_clock()
             with once_errors(store, lock_wait):
-                run_once(store, clinic, at, targets, batch, lease, dry_run)
+                run_once(store, clinic, at, targets, batch, lease, dry_run, watch)
             return
         from ipt_workflow.delivery.daemon import Daemon
 
         clock = clock_from(start) if start else precise_clock
         running = Daemon(store, targets, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
-                         lock_wait=lock_wait)  # fmt: skip
+                         lock_wait=lock_wait, check=watch)  # fmt: skip
         for target in targets:
             if isinstance(target, WebhookSink):
                 target.stopping = running.stopping  # after SIGTERM: no new request, only the one in flight
@@ -1067,7 +1153,7 @@ def daemon(
 
 def run_once(
     store: SqlStore, clinic: ClinicPolicy, at: datetime, targets: list[Sink], batch: int, lease: timedelta,
-    dry_run: bool,
+    dry_run: bool, check: Any = None,
 ) -> None:  # fmt: skip
     """``ipt daemon --once``: record today's digests so far, send what is due at ``at``, and
     say how it went on stderr; with ``dry_run`` print on stdout what would go out, record nothing."""
@@ -1087,7 +1173,7 @@ def run_once(
     from ipt_workflow.delivery.dispatch import dispatch_due
 
     record_digests(store, clinic, at)
-    result = dispatch_due(store, at, targets, batch=batch, lease=lease)
+    result = dispatch_due(store, at, targets, batch=batch, lease=lease, check=check)
     summary = f"delivered {result.delivered}, skipped {result.skipped}"
     extra = [f"{n} {what}" for n, what in ((result.digests, "digests"), (result.retried, "to retry"),
                                            (result.failed, "failed"), (result.dropped, "dropped")) if n]  # fmt: skip

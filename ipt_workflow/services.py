@@ -22,9 +22,9 @@ from typing import Any
 
 from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
 from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, Refused, StoreError, shown
-from .core.lifecycle import apply, new_course
+from .core.lifecycle import apply, new_course, reconcile
 from .core.model import EVENT_DATA, Absence, Course, Effects, NoData, Plan, Session, check_reference
-from .core.planner import plan, reminder_id, session_reminders, sessions, slot_warnings
+from .core.planner import plan, reminder_id, rules_fingerprint, session_reminders, sessions, slot_warnings
 from .core.protocol import Protocol
 from .core.wallclock import check_ahead, parse_date, parse_time, zone
 from .inputs import read_regular_file
@@ -195,6 +195,11 @@ def apply_event(
     was = bookings(before, plan(before, protocol, rules.clinic).sessions, buffer)
     new = new_bookings(was, bookings(after, p.sessions, buffer))
     check = BookingCheck(new, buffer, refuse=event in BOOKING_EVENTS and not force, at=now) if new else None
+    if before.rules_fingerprint != p.fingerprint:
+        # The stored plan was made under other rules: its "before" is what is stored, not a
+        # recomputation under the rules in force (which would keep stale reminders pending).
+        added, cancelled, moved = reconcile(store.reminders(course=course_id), p.reminders, at, after)
+        effects = effects.model_copy(update={"added": added, "cancelled": cancelled, "rescheduled": moved})
     stored = store.save(before, after, p, effects, now, booking=check)
     if len(stored.alerts) != len(after.alerts):
         raised = [a for a in stored.alerts if a not in after.alerts]
@@ -453,6 +458,7 @@ def _plan_chunk_with(
     problems: list[str] = []
     built: list[tuple[Course, list[Session], list[NewReminder]]] = []
     booked: list[RowBookings] = []
+    fingerprints: dict[str, str] = {}
     gc.disable()
     try:
         for row in chunk:
@@ -467,10 +473,11 @@ def _plan_chunk_with(
             planned = sessions(course, protocol, rules.clinic)  # a new course: no alerts, no follow-ups yet
             raw = session_reminders(course, protocol, rules.clinic, planned)
             built.append((course, planned, [(rid, kind, aud, due, n, None) for rid, kind, aud, due, n in raw]))
+            fingerprints[course.id] = rules_fingerprint(protocol, rules.clinic)
             if course.therapist != UNASSIGNED:
                 slots = [(int(s.start.timestamp()), s.duration_minutes, s.number) for s in planned]
                 booked.append((row.line, course.id, course.therapist, course.timezone, slots))
-        return problems, build_new_rows(built, now, sqlite), booked
+        return problems, build_new_rows(built, now, sqlite, fingerprints.get), booked
     finally:
         gc.enable()
 

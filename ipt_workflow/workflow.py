@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .absences import AbsenceChange
     from .delivery.dispatch import Dispatched
     from .delivery.sinks import Sink
+    from .rulechanges import ChangeReport
 
 
 class Workflow:
@@ -190,9 +191,29 @@ class Workflow:
         taking one event dict (an exception means "try again later"), or sink objects."""
         from .delivery.dispatch import dispatch_due
         from .delivery.sinks import CallableSink
+        from .rulechanges import RulesWatch
 
         targets: list[Sink] = [s if not callable(s) else CallableSink(s) for s in sinks]
-        return dispatch_due(self.store, now or self.clock(), targets)
+        check = RulesWatch(self.store, self.rules, None, reload=False)
+        return dispatch_due(self.store, now or self.clock(), targets, check=check)
+
+    def replan(self, courses: Sequence[str] | None = None, dry_run: bool = False) -> ChangeReport:
+        """Apply the rules in force to every running course planned under other rules (or to
+        ``courses``), compared with the plan as stored (``ipt replan``); ``.json()`` is the
+        report of SPEC §11."""
+        from .rulechanges import replan
+
+        return replan(self.store, self.rules, self.clock(), courses, dry_run)
+
+    def migrate(
+        self, protocol: str, to: str, courses: Sequence[str] | None = None, dry_run: bool = False
+    ) -> ChangeReport:
+        """Move running courses of ``protocol`` onto version ``to`` (``ipt rules migrate``): one
+        transaction per course; a course the version cannot take is refused with the reason.
+        Raises UnknownName for an unknown protocol, version or course (nothing written)."""
+        from .rulechanges import migrate
+
+        return migrate(self.store, self.rules, protocol, to, self.clock(), courses, dry_run)
 
     def import_csv(
         self, path: str | Path, *, skip_bad: bool = False, allow_clash: bool = False

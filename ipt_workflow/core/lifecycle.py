@@ -8,7 +8,7 @@ it never mutates its input and never reads the clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from transitions import EventData, Machine
 from .errors import InvalidInput, Refused, UnknownName
 from .events import EVENTS, TABLE
 from .model import (
+    ACTIVE_STATES,
     EVENT_DATA,
     Course,
     CourseState,
@@ -27,6 +28,7 @@ from .model import (
     NoData,
     Pause,
     Reminder,
+    ReminderStatus,
     SessionStatus,
     reference_problem,
 )
@@ -538,4 +540,84 @@ def _alert(course: Course, protocol: Protocol, kind: str, at: datetime, rule: st
         due=at,
         session=session,
         rule=rule,
+    )
+
+
+def reconcile(
+    stored: Sequence[Reminder], planned: Sequence[Reminder], at: datetime, after: Course
+) -> tuple[list[Reminder], list[str], list[Reminder]]:
+    """What makes the reminders as stored those of ``planned`` (a plan under the rules in
+    force): (to add: planned and not stored, or stored cancelled; to cancel: ids stored pending
+    that the plan lacks, unless they ``stays``; to reschedule: stored pending under the same id
+    with another due instant). The "before" side is what is stored, never a recomputation."""
+    by_id = {r.id: r for r in stored}
+    planned_ids = {r.id for r in planned}
+    pending = ReminderStatus.pending
+    cancelled = [r.id for r in stored if r.status is pending and r.id not in planned_ids and not stays(r, at, after)]
+    added: list[Reminder] = []
+    moved: list[Reminder] = []
+    for r in planned:
+        old = by_id.get(r.id)
+        if old is None or old.status is ReminderStatus.cancelled:
+            added.append(r)
+        elif old.status is pending and old.due != r.due:
+            moved.append(r)
+    return added, cancelled, moved
+
+
+def migration_problem(course: Course, old: Protocol, new: Protocol) -> str | None:
+    """Why version ``new`` cannot take ``course`` (now on ``old``), or None. The checks:
+    the course is running (active or paused); the session entries recorded plus those still to
+    plan fit the new maximum; its focus areas are problem areas of the new version and no more
+    foci were worked than its ``focus_limit``; every alert it holds is a kind the new version
+    knows; a course in assessment has not held more assessment sessions than the new maximum."""
+    if course.state not in (*ACTIVE_STATES, CourseState.paused):
+        return f"not running (state {course.state.value})"
+    c = counts(course, old)
+    planned = migrated_planned(course, old, new)
+    entries = c.recorded + max(0, planned - c.held)
+    if c.recorded > new.sessions.max:
+        return f"{c.recorded} session entries recorded, more than {new.version}'s maximum of {new.sessions.max}"
+    if entries > new.sessions.max:
+        return f"its plan would make {entries} session entries, past {new.version}'s maximum of {new.sessions.max}"
+    unknown = [a for a in course.focus if a not in new.problem_areas]
+    if unknown:
+        return f"focus area '{unknown[0]}' is not a problem area of {new.version}"
+    if len(course.foci_worked) > new.focus_limit:
+        return f"{len(course.foci_worked)} foci worked, more than {new.version}'s focus_limit of {new.focus_limit}"
+    kinds = new.kinds
+    odd = sorted({a.kind for a in course.alerts if a.kind not in kinds})
+    if odd:
+        return f"it holds a '{odd[0]}' alert, a kind {new.version} does not know"
+    at_state = course.pauses[-1].resume_to if course.state is CourseState.paused and course.pauses else course.state
+    if at_state is CourseState.assessment and c.assessment_held > new.phases.assessment.max:
+        return (
+            f"{c.assessment_held} assessment sessions held, more than {new.version}'s maximum of "
+            f"{new.phases.assessment.max}"
+        )
+    return None
+
+
+def migrated_planned(course: Course, old: Protocol, new: Protocol) -> int:
+    """The sessions a course plans on ``new``: the new version's number, plus any extension
+    the course had on top of the old one's."""
+    return new.sessions.planned + max(0, course.planned_sessions - old.sessions.planned)
+
+
+def migrate(course: Course, old: Protocol, new: Protocol, at: datetime) -> Course:
+    """The course on protocol version ``new``, state and history kept, a ``migrate`` history
+    entry added (``data: {from, to}``). Raises Refused with ``migration_problem``'s reason."""
+    problem = migration_problem(course, old, new)
+    if problem is not None:
+        raise Refused("migrate", course.state.value, problem)
+    entry = HistoryEntry.model_validate(
+        {"event": "migrate", "at": _aware(at, "at"), "from": course.state, "to": course.state,
+         "data": {"from": old.version, "to": new.version}}
+    )  # fmt: skip
+    return course.model_copy(
+        update={
+            "protocol_version": new.version,
+            "planned_sessions": migrated_planned(course, old, new),
+            "history": [*course.history, entry],
+        }
     )

@@ -205,6 +205,9 @@ class Course(_Frozen):
     #: The group's schedule (read with the course, not part of its record): the planner puts
     #: the member's group sessions at the group's times.
     group_plan: GroupPlan | None = Field(default=None, exclude=True)
+    #: The fingerprint of the rules its stored plan was made under (read with the course from
+    #: ``ipt_courses.rules_fingerprint``, not part of its record; None: not known).
+    rules_fingerprint: str | None = Field(default=None, exclude=True)
 
 
 class GroupSlot(_Frozen):
@@ -264,6 +267,8 @@ class Plan(_Frozen):
 
     sessions: list[Session]
     reminders: list[Reminder]
+    #: The rules it was made under (``planner.rules_fingerprint``): stored with the plan.
+    fingerprint: str | None = None
 
 
 class Effects(_Frozen):
@@ -272,6 +277,8 @@ class Effects(_Frozen):
     added: list[Reminder]
     cancelled: list[str]
     history: list[HistoryEntry]
+    #: Pending reminders kept under their id whose due instant the rules in force moved.
+    rescheduled: list[Reminder] = Field(default_factory=list)
 
 
 # Event data, validated strictly (no "12" for 12, no 12.5).

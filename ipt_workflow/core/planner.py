@@ -424,7 +424,8 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     """
     all_sessions = sessions(course, protocol, policy)
     if course.state is CourseState.withdrawn:
-        return Plan(sessions=all_sessions, reminders=[a for a in course.alerts if a.audience == "therapist"])
+        kept = [a for a in course.alerts if a.audience == "therapist"]
+        return Plan(sessions=all_sessions, reminders=kept, fingerprint=rules_fingerprint(protocol, policy))
     cid = course.id
     reminders: list[Reminder] = [
         _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})
@@ -442,7 +443,26 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
             )
     reminders.extend(course.alerts)
     reminders.sort(key=_by_due)
-    return Plan(sessions=all_sessions, reminders=reminders)
+    return Plan(sessions=all_sessions, reminders=reminders, fingerprint=rules_fingerprint(protocol, policy))
+
+
+_FINGERPRINTS: dict[tuple[int, int], tuple[Protocol, ClinicPolicy, str]] = {}
+
+
+def rules_fingerprint(protocol: Protocol, policy: ClinicPolicy) -> str:
+    """A short hash of the rules a plan is made under: the protocol version's content and the
+    clinic policy's. Stored with every plan; a plan whose fingerprint differs from the rules in
+    force was made under other rules (``ipt replan``, and the daemon, replan it first)."""
+    cached = _FINGERPRINTS.get((id(protocol), id(policy)))
+    if cached is not None and cached[0] is protocol and cached[1] is policy:
+        return cached[2]
+    digest = hashlib.sha256()
+    for part in (protocol.id, protocol.version, protocol.model_dump_json(), policy.model_dump_json()):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    found = digest.hexdigest()[:20]
+    _FINGERPRINTS[(id(protocol), id(policy))] = (protocol, policy, found)
+    return found
 
 
 RawReminder = tuple[str, str, str, datetime, int]

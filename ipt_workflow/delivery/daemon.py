@@ -40,7 +40,7 @@ from ..core.errors import SinkError, StoreError
 from ..core.policy import ClinicPolicy
 from ..storage import DEFAULT_LOCK_TIMEOUT, sqlite_file
 from ..storage.sql import NOTIFY_CHANNEL, SqlStore
-from .dispatch import LEASE, Dispatched, dispatch_due
+from .dispatch import LEASE, Check, Dispatched, dispatch_due
 from .sinks import Sink
 
 LOCK_WAIT = DEFAULT_LOCK_TIMEOUT  # seconds a store operation waits for another process's lock
@@ -62,10 +62,12 @@ class Daemon:
         batch: int = 1000,
         lease: timedelta = LEASE,
         lock_wait: float = LOCK_WAIT,
+        check: Check | None = None,
     ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.store = store
+        self.check = check  # see dispatch_due: no reminder of a plan made under other rules goes out
         self.sinks = sinks
         self.clock = clock
         self.clinic = clinic
@@ -97,7 +99,7 @@ class Daemon:
             now = self.clock()
             try:
                 result = dispatch_due(self.store, now, self.sinks, batch=self.batch, stop=self.stopping,
-                                      lease=self.lease, clock=self.clock)  # fmt: skip
+                                      lease=self.lease, clock=self.clock, check=self.check)  # fmt: skip
             except SinkError as exc:  # a full disk: the batch stays pending and goes out after its lease
                 log.error("sink error=%r", str(exc))
                 result = Dispatched()

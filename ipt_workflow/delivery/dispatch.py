@@ -41,6 +41,7 @@ RETRY_BASE = timedelta(seconds=30)  # wait 30 s, 60 s, 120 s ... between attempt
 log = logging.getLogger("ipt_workflow.delivery.dispatch")
 _K = TypeVar("_K")
 Claim = tuple[Any, ...]  # (course_id, id, attempts) of a reminder, (id, attempts) of a digest
+Check = Callable[[list[dict[str, Any]], datetime], list[dict[str, Any]]]
 
 
 @dataclass
@@ -170,13 +171,20 @@ def dispatch_due(
     stop: Callable[[], bool] | None = None,
     lease: timedelta = LEASE,
     clock: Callable[[], datetime] | None = None,
+    check: Check | None = None,
 ) -> Dispatched:
     """Emit everything due at ``now`` to every sink, batch by batch, until nothing is left
     (or ``stop()`` is true: then after the batch in flight). Leases run for ``lease`` on
-    ``clock`` (default: ``now``, running on at real speed)."""
+    ``clock`` (default: ``now``, running on at real speed). ``check(rows, now)`` sees each
+    claimed batch first and returns the rows to go on with (``rulechanges.RulesWatch``: no
+    reminder goes out of a plan made under other rules); it settles the rows it leaves out."""
     clock = clock or running_from(now)
     result = Dispatched()
-    while not (stop and stop()) and (rows := store.claim_due(now, batch, lease, clock())):
+    while not (stop and stop()) and (claimed := store.claim_due(now, batch, lease, clock())):
+        rows = check(claimed, now) if check is not None else claimed
+        if not rows:
+            result.batches += 1
+            continue
         claims: dict[str, Claim] = {row["id"]: (row["course_id"], row["id"], row["attempts"]) for row in rows}
         events: list[dict[str, Any]] = []
         skipped: list[Claim] = []

@@ -127,6 +127,8 @@ NewReminder = tuple[str, str, str, datetime, "int | None", "str | None"]  # id, 
 
 def build_rows(items: Iterable[tuple[Course, Plan]], now: datetime, sqlite: bool) -> Rows:
     """The rows that store new courses (at version 1) with their plans and reminders."""
+    items = list(items)
+    fingerprints = {course.id: plan.fingerprint for course, plan in items}
     return build_new_rows(
         (
             (course, plan.sessions, [(r.id, r.kind, r.audience, r.due, r.session, r.rule) for r in plan.reminders])
@@ -134,14 +136,19 @@ def build_rows(items: Iterable[tuple[Course, Plan]], now: datetime, sqlite: bool
         ),
         now,
         sqlite,
+        fingerprints.get,
     )
 
 
 def build_new_rows(
-    items: Iterable[tuple[Course, Sequence[Session], Sequence[NewReminder]]], now: datetime, sqlite: bool
+    items: Iterable[tuple[Course, Sequence[Session], Sequence[NewReminder]]],
+    now: datetime,
+    sqlite: bool,
+    fingerprint: Callable[[str], str | None] | None = None,
 ) -> Rows:
     """Rows for new courses given their sessions (planned ones are not stored) and their
-    reminders as plain tuples: the bulk import's path, with no model built per reminder."""
+    reminders as plain tuples: the bulk import's path, with no model built per reminder.
+    ``fingerprint(course id)`` is the fingerprint of the rules that planned it."""
 
     def when(d: datetime | None) -> Any:
         return d if not sqlite or d is None else to_text(d)
@@ -156,7 +163,7 @@ def build_new_rows(
              json_list(v["focus"]), v["current_focus"], json_list(v["foci_worked"]),
              js(v["pauses"]) if v["pauses"] else "[]", json_list(v["fired_rules"]),
              when(v["completed_at"]), when(v["created_at"]), when(now), 1, v["schema_version"],
-             js(plan_lists(course_sessions)), course.group)
+             js(plan_lists(course_sessions)), course.group, fingerprint(course.id) if fingerprint else None)
         )  # fmt: skip
         for i, h in enumerate(course.history):
             out.history.append(

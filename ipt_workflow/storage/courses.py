@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, tuple_, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import (
+    ACTIVE_STATES,
     Course,
     CourseState,
     Effects,
@@ -25,7 +26,7 @@ from ..core.model import (
 )
 from . import schema as t
 from .absences import AbsenceReads, handover_therapists
-from .base import chunks
+from .base import StoreBase, chunks
 from .bookings import BookingCheck
 from .bulk import BulkWrites, build_rows
 from .reads import reminder_documents
@@ -120,6 +121,7 @@ class CourseStore(BulkWrites, AbsenceReads):
             ],
             version=row["version"],
             group=row["group_id"],
+            rules_fingerprint=row["rules_fingerprint"],
         )
         if course.group is not None:
             course = course.model_copy(update={"group_plan": self._group_plan(conn, course.group)})
@@ -178,7 +180,7 @@ class CourseStore(BulkWrites, AbsenceReads):
             self.write_batches((build_rows(stored, now, sqlite) for _ in (1,)), before=check)
         except CourseExists:
             raise CourseExists(f"--id: course {shown(course.id)} already exists") from None
-        return stored[0][0].model_copy(update={"version": 1})
+        return stored[0][0].model_copy(update={"version": 1, "rules_fingerprint": stored[0][1].fingerprint})
 
     def save(
         self,
@@ -226,6 +228,7 @@ class CourseStore(BulkWrites, AbsenceReads):
                 updated_at=now,
                 version=expected + 1,
                 plan=plan_lists(plan.sessions),
+                rules_fingerprint=plan.fingerprint,
             )
         )
         if result.rowcount != 1:
@@ -248,17 +251,28 @@ class CourseStore(BulkWrites, AbsenceReads):
         recorded = [session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
         if recorded:
             conn.execute(insert(t.sessions), recorded)
+        pending = t.reminders.c.status == "pending"
+        if conn.dialect.name == "sqlite":  # a hint so the primary key is used, not the (status, due) index
+            pending = func.likely(pending)
         if effects.cancelled:
             for chunk in chunks(effects.cancelled, 500):
                 conn.execute(
                     update(t.reminders)
-                    .where(
-                        t.reminders.c.course_id == after.id,
-                        t.reminders.c.id.in_(chunk),
-                        t.reminders.c.status == "pending",
-                    )
+                    .where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(chunk), pending)
                     .values(status="cancelled", lease_until=None)
                 )
+        for r in effects.rescheduled:  # kept under its id, due at another instant by the rules in force
+            conn.execute(
+                update(t.reminders)
+                .where(t.reminders.c.course_id == after.id, t.reminders.c.id == r.id, pending)
+                # A claim in flight loses its token (the daemon then does not send it at the old
+                # instant); it is claimed again at the new one.
+                .values(
+                    due=r.due,
+                    lease_until=None,
+                    attempts=t.reminders.c.attempts + case((t.reminders.c.lease_until.is_(None), 0), else_=1),
+                )
+            )
         if effects.added:
             ids = [r.id for r in effects.added]
             known = set(
@@ -280,7 +294,7 @@ class CourseStore(BulkWrites, AbsenceReads):
                         )
                         .values(status="pending", due=r.due, last_error=None)
                     )
-        return after.model_copy(update={"version": expected + 1})
+        return after.model_copy(update={"version": expected + 1, "rules_fingerprint": plan.fingerprint})
 
 
 def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
@@ -289,7 +303,7 @@ def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Co
     fresh = [a for a in alerts if a.id not in known]
     course = course.model_copy(update={"alerts": sorted([*course.alerts, *fresh], key=lambda a: (a.due, a.id))})
     reminders = sorted([*plan.reminders, *fresh], key=lambda r: (r.due, r.id))
-    return course, Plan(sessions=plan.sessions, reminders=reminders)
+    return course, Plan(sessions=plan.sessions, reminders=reminders, fingerprint=plan.fingerprint)
 
 
 def _save_therapists(conn: Connection, course_id: str, therapists: set[str]) -> None:
@@ -318,3 +332,99 @@ def added_measures(before: list[Measurement], after: list[Measurement]) -> list[
         else:
             out.append(m)
     return out
+
+
+class RuleReads(StoreBase):
+    """What rule changes read: which courses run, under which rules their plans were made,
+    their stored plans, and which claimed reminders a replan left as they were."""
+
+    def running(
+        self, protocol: str | None = None, ids: Sequence[str] | None = None
+    ) -> list[tuple[str, str, str, str, str | None]]:
+        """``(id, protocol, protocol_version, state, rules_fingerprint)`` of running courses
+        (active or paused), by id: of ``protocol``, or those of ``ids`` (any state), or all."""
+        c = t.courses.c
+        columns = (c.id, c.protocol, c.protocol_version, c.state, c.rules_fingerprint)
+        out: list[tuple[str, str, str, str, str | None]] = []
+        with self._read() as conn:
+            if ids is not None:
+                for chunk in chunks(list(ids), 500):
+                    out += [tuple(r) for r in conn.execute(select(*columns).where(c.id.in_(chunk)))]
+            else:
+                running = sorted([s.value for s in ACTIVE_STATES] + [CourseState.paused.value])
+                query = select(*columns).where(c.state.in_(running))
+                if protocol is not None:
+                    query = query.where(c.protocol == protocol)
+                out = [tuple(r) for r in conn.execute(query)]
+        return sorted(out)
+
+    def fingerprints(self, ids: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """``{id: (protocol, protocol_version, rules_fingerprint)}`` of the courses ``ids``:
+        one indexed read per 500 ids (the daemon asks once per claimed batch)."""
+        c = t.courses.c
+        found: dict[str, tuple[str, str, str | None]] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(ids), 500):
+                query = select(c.id, c.protocol, c.protocol_version, c.rules_fingerprint).where(c.id.in_(chunk))
+                found.update({r[0]: (r[1], r[2], r[3]) for r in conn.execute(query)})
+        return found
+
+    def stored_plan(self, course_id: str) -> list[list[Any]]:
+        """The course's plan as last written (``ipt_courses.plan``: one list a session)."""
+        with self._read() as conn:
+            value = conn.execute(select(t.courses.c.plan).where(t.courses.c.id == course_id)).scalar()
+        return list(value or [])
+
+    def unchanged_claims(self, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+        """Of claimed reminder rows (``course_id, id, due, attempts``), the keys still pending
+        with the same due instant and claim count: untouched by a replan since the claim."""
+        if not rows:
+            return set()
+        r = t.reminders.c
+        wanted = {(row["course_id"], row["id"]): row for row in rows}
+        same: set[tuple[str, str]] = set()
+        with self._read() as conn:
+            for chunk in chunks(list(wanted), 500):
+                query = select(r.course_id, r.id, r.status, r.due, r.attempts).where(
+                    tuple_(r.course_id, r.id).in_(list(chunk))
+                )
+                for course_id, rid, status, due, attempts in conn.execute(query):
+                    row = wanted[(course_id, rid)]
+                    if status == "pending" and due == row["due"] and attempts == row["attempts"]:
+                        same.add((course_id, rid))
+        return same
+
+
+class RuleWrites(CourseStore, RuleReads):
+    """Many courses read and replanned together (``ipt replan``)."""
+
+    def load_many(
+        self, ids: Sequence[str]
+    ) -> tuple[dict[str, Course], dict[str, list[Reminder]], dict[str, list[list[Any]]]]:
+        """The courses ``ids`` (those stored), each with its stored reminders and stored plan,
+        read in one transaction."""
+        r = t.reminders.c
+        courses: dict[str, Course] = {}
+        reminders: dict[str, list[Reminder]] = {i: [] for i in ids}
+        plans: dict[str, list[list[Any]]] = {}
+        with self._read() as conn:
+            for course_id in ids:
+                try:
+                    courses[course_id] = self._load(conn, course_id)
+                except UnknownName:
+                    continue
+            for row in conn.execute(select(t.reminders).where(r.course_id.in_(list(ids))).order_by(r.due, r.id)):
+                reminders[row.course_id].append(reminder_from_row(row._mapping))
+            query = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(list(ids)))
+            plans = {cid: list(p or []) for cid, p in conn.execute(query)}
+        return courses, reminders, plans
+
+    def save_many(self, items: Sequence[tuple[Course, Course, Plan, Effects]], now: datetime) -> None:
+        """``save`` of several courses in one transaction: all or none (ConflictError when
+        another writer saved one of them first)."""
+        if not items:
+            return
+        with self._write() as conn:
+            for before, after, plan, effects in items:
+                self._save(conn, before, after, plan, effects, now)
+            self._notify(conn)

@@ -107,6 +107,9 @@ courses = Table(
     Column("plan", JSON),
     # The group (SPEC §10) this course is a member of; NULL for an individual course.
     Column("group_id", String(64)),
+    # The fingerprint of the rules that plan was made under (``planner.rules_fingerprint``);
+    # NULL in rows written before revision 0007 (then the plan counts as made under other rules).
+    Column("rules_fingerprint", String(32)),
     Index("ix_ipt_courses_state", "state"),
     Index("ix_ipt_courses_therapist", "therapist"),
     Index("ix_ipt_courses_therapist_state", "therapist", "state"),

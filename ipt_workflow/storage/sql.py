@@ -12,12 +12,13 @@ from . import HEAD_REVISION
 from .absence_writes import AbsenceWrites, Replanned
 from .base import NOTIFY_CHANNEL
 from .bulk import NewReminder, Rows, build_new_rows, build_rows
+from .courses import RuleWrites
 from .engine import engine_for, upgrade
 from .groups import GroupStore, MemberChange
 from .outbox import Outbox
 
 
-class SqlStore(AbsenceWrites, GroupStore, Outbox):
+class SqlStore(AbsenceWrites, GroupStore, Outbox, RuleWrites):
     """Courses, history, sessions, measurements and reminders in one SQL database."""
 
 

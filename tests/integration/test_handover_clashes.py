@@ -127,6 +127,10 @@ def test_the_side_row_goes_once_the_previous_therapists_sessions_are_past(
 def test_upgrading_to_0006_fills_in_the_courses_handed_over_before(handover: Workflow, raw_engine: Engine) -> None:
     with raw_engine.begin() as conn:  # the database as revision 0005 left it
         conn.execute(text("DROP TABLE ipt_course_therapists"))
+        conn.execute(text("ALTER TABLE ipt_courses DROP COLUMN rules_fingerprint"))  # added by 0008
+        conn.execute(text("DROP INDEX ix_ipt_courses_group"))  # 0007: groups
+        conn.execute(text("ALTER TABLE ipt_courses DROP COLUMN group_id"))
+        conn.execute(text("DROP TABLE ipt_groups"))
         conn.execute(text("UPDATE ipt_alembic_version SET version_num = '0005'"))
     store = SqlStore(raw_engine, owns_engine=False)
     store.ensure_schema()

@@ -1,0 +1,406 @@
+"""Rule changes on running courses (SPEC §11): ``ipt rules migrate`` moves courses onto
+another version of their protocol, ``ipt replan`` applies a changed clinic policy, and the
+daemon replans a course whose stored plan was made under other rules before it emits any of
+its reminders.
+
+Every replan compares the new plan with the plan *as stored* (the stored reminders and the
+stored session list), never with a recomputation under the new rules. Each course is one
+transaction (``store.save``, optimistic on its version): all or nothing per course.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from .core.errors import ConflictError, IptError, Refused, StoreError, UnknownName, shown
+from .core.lifecycle import migrate as migrate_course
+from .core.lifecycle import reconcile
+from .core.model import Course, Effects, Plan, Reminder, Session
+from .core.planner import plan, rules_fingerprint
+from .core.protocol import Protocol
+from .core.wallclock import iso_utc
+from .rulebook.files import Rulebook, load_rules
+from .rulebook.locate import builtin_rules_dir
+from .services import protocol_of
+from .storage.sql import SqlStore
+
+log = logging.getLogger("ipt_workflow.rulechanges")
+
+#: Tries of one course's replan when another writer saves it meanwhile.
+TRIES = 3
+
+
+@dataclass
+class CourseChange:
+    """What a replan or a migration does (or did) to one course; ``status`` is ``migrated``,
+    ``replanned``, ``unchanged`` or ``refused`` (then ``reason`` says why)."""
+
+    course: str
+    protocol: str
+    version: str
+    status: str
+    to: str | None = None
+    reason: str | None = None
+    timezone: str = "UTC"  # the course's zone, for local times in tables
+    sessions_added: list[dict[str, Any]] = field(default_factory=list)
+    sessions_removed: list[dict[str, Any]] = field(default_factory=list)
+    sessions_moved: list[dict[str, Any]] = field(default_factory=list)
+    reminders_added: list[dict[str, Any]] = field(default_factory=list)
+    reminders_cancelled: list[dict[str, Any]] = field(default_factory=list)
+    reminders_moved: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            (self.sessions_added, self.sessions_removed, self.sessions_moved, self.reminders_added,
+             self.reminders_cancelled, self.reminders_moved)
+        )  # fmt: skip
+
+    def json(self) -> dict[str, Any]:
+        """``{course, protocol, from, to, status, reason, sessions: {added, removed, moved},
+        reminders: {added, cancelled, moved}}``; instants: sessions local ISO 8601, reminders UTC."""
+        return {
+            "course": self.course,
+            "protocol": self.protocol,
+            "from": self.version,
+            "to": self.to or self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "sessions": {"added": self.sessions_added, "removed": self.sessions_removed, "moved": self.sessions_moved},
+            "reminders": {
+                "added": self.reminders_added,
+                "cancelled": self.reminders_cancelled,
+                "moved": self.reminders_moved,
+            },
+        }
+
+
+@dataclass
+class ChangeReport:
+    courses: list[CourseChange]
+    dry_run: bool
+
+    def json(self) -> dict[str, Any]:
+        counts = {
+            s: sum(c.status == s for c in self.courses) for s in ("migrated", "replanned", "unchanged", "refused")
+        }
+        return {"dry_run": self.dry_run, **counts, "courses": [c.json() for c in self.courses]}
+
+
+def _session_diff(stored: list[list[Any]], sessions: list[Session], change: CourseChange) -> None:
+    """Sessions added, removed and moved between the stored plan lists and ``sessions``."""
+    before = {row[0]: row[2] for row in stored}
+    after = {s.number: s.start for s in sessions}
+    for n, start in after.items():
+        if n not in before:
+            change.sessions_added.append({"number": n, "start": start.isoformat()})
+        elif datetime.fromisoformat(before[n]) != start:
+            change.sessions_moved.append({"number": n, "from": before[n], "to": start.isoformat()})
+    for n, text in before.items():
+        if n not in after:
+            change.sessions_removed.append({"number": n, "start": text})
+
+
+def _reminder(r: Reminder) -> dict[str, Any]:
+    return {"id": r.id, "kind": r.kind, "due": iso_utc(r.due), "session": r.session}
+
+
+def _replanned(
+    store: SqlStore, course: Course, new: Course, protocol: Protocol, rules: Rulebook, now: datetime,
+    change: CourseChange,
+) -> tuple[Plan, Effects]:  # fmt: skip
+    """``_diff`` against what the store holds for ``course`` now."""
+    stored, stored_plan = store.reminders(course=course.id), store.stored_plan(course.id)
+    return _diff(course, new, protocol, rules, now, stored, stored_plan, change)
+
+
+def _diff(
+    course: Course, new: Course, protocol: Protocol, rules: Rulebook, now: datetime, stored: list[Reminder],
+    stored_plan: list[list[Any]], change: CourseChange,
+) -> tuple[Plan, Effects]:  # fmt: skip
+    """The new plan of ``new`` (``course`` as stored, changed or not) and the effects that make
+    the ``stored`` reminders its reminders; the change filled in (sessions against
+    ``stored_plan``, the session lists last written)."""
+    p = plan(new, protocol, rules.clinic)
+    added, cancelled, moved = reconcile(stored, p.reminders, now, new)
+    by_id = {r.id: r for r in stored}
+    _session_diff(stored_plan, p.sessions, change)
+    change.reminders_added = [_reminder(r) for r in added]
+    change.reminders_cancelled = [_reminder(by_id[rid]) for rid in cancelled]
+    change.reminders_moved = [
+        {"id": r.id, "kind": r.kind, "from": iso_utc(by_id[r.id].due), "to": iso_utc(r.due), "session": r.session}
+        for r in moved
+    ]
+    history = new.history[len(course.history) :]
+    return p, Effects(added=added, cancelled=cancelled, rescheduled=moved, history=history)
+
+
+def replan_course(
+    store: SqlStore, rules: Rulebook, course_id: str, now: datetime, dry_run: bool = False
+) -> CourseChange:
+    """Replan one course under ``rules`` (its pinned protocol version, the clinic policy in
+    force) against its plan as stored; write it unless ``dry_run`` (one transaction, tried
+    again when another writer saved the course meanwhile). A course whose protocol version the
+    rules lack is ``refused``."""
+    for attempt in range(TRIES):
+        course = store.load(course_id)
+        change = CourseChange(course.id, course.protocol, course.protocol_version, "replanned",
+                              timezone=course.timezone)  # fmt: skip
+        try:
+            protocol = protocol_of(rules, course)
+        except StoreError as exc:
+            change.status, change.reason = "refused", str(exc)
+            return change
+        p, effects = _replanned(store, course, course, protocol, rules, now, change)
+        if not change.changed:
+            change.status = "unchanged"
+        if dry_run or (not change.changed and course.rules_fingerprint == p.fingerprint):
+            return change
+        try:
+            store.save(course, course, p, effects, now)
+        except ConflictError:
+            if attempt == TRIES - 1:
+                raise
+            continue
+        return change
+    raise AssertionError("unreachable")
+
+
+def migrate_one(
+    store: SqlStore, rules: Rulebook, course_id: str, target: Protocol, now: datetime, dry_run: bool = False
+) -> CourseChange:
+    """Move one course onto protocol version ``target``: state and history kept, a ``migrate``
+    history entry added, plan and reminders recomputed against the plan as stored; one
+    transaction. Refused (reason given, nothing written) when it cannot take it."""
+    for attempt in range(TRIES):
+        course = store.load(course_id)
+        change = CourseChange(course.id, course.protocol, course.protocol_version, "migrated", to=target.version,
+                              timezone=course.timezone)  # fmt: skip
+        if course.protocol != target.id:
+            change.status, change.reason = "refused", f"follows {course.protocol}, not {target.id}"
+            return change
+        if course.protocol_version == target.version:
+            change.status, change.reason = "unchanged", f"already on {target.version}"
+            return change
+        try:
+            old = protocol_of(rules, course)
+            new = migrate_course(course, old, target, now)
+        except (StoreError, Refused) as exc:
+            change.status = "refused"
+            change.reason = exc.reason if isinstance(exc, Refused) else str(exc)
+            return change
+        p, effects = _replanned(store, course, new, target, rules, now, change)
+        if dry_run:
+            return change
+        try:
+            store.save(course, new, p, effects, now)
+        except ConflictError:
+            if attempt == TRIES - 1:
+                raise
+            continue
+        return change
+    raise AssertionError("unreachable")
+
+
+def target_version(rules: Rulebook, protocol_id: str, version: str) -> Protocol:
+    """Version ``version`` of ``protocol_id``; raises UnknownName naming the versions there are."""
+    if protocol_id not in rules.versions:
+        known = ", ".join(sorted(rules.versions)) or "none"
+        raise UnknownName(f"--protocol: unknown protocol {shown(protocol_id)} (known: {known})")
+    if version not in rules.versions[protocol_id]:
+        known = ", ".join(rules.known(protocol_id))
+        where = f" in {rules.directory}" if rules.directory else ""
+        raise UnknownName(f"--to: protocol '{protocol_id}' has no version {shown(version)}{where} (known: {known})")
+    return rules.versions[protocol_id][version]
+
+
+def migrate(
+    store: SqlStore,
+    rules: Rulebook,
+    protocol_id: str,
+    version: str,
+    now: datetime,
+    courses: Sequence[str] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[CourseChange], None] | None = None,
+) -> ChangeReport:
+    """``ipt rules migrate``: every running course of ``protocol_id`` not yet on ``version``
+    (or the ``courses`` named, whatever their state: one not running is refused), each in its
+    own transaction. Raises UnknownName (nothing written) for an unknown protocol or version,
+    and for a course id that is not stored."""
+    target = target_version(rules, protocol_id, version)
+    if courses:
+        ids = list(dict.fromkeys(courses))
+        known = {row[0] for row in store.running(ids=ids)}
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise UnknownName(f"--course: unknown course {shown(missing[0])}")
+    else:
+        ids = [row[0] for row in store.running(protocol=protocol_id) if row[2] != version]
+    out = []
+    for course_id in ids:
+        change = migrate_one(store, rules, course_id, target, now, dry_run)
+        if progress is not None:
+            progress(change)
+        out.append(change)
+    return ChangeReport(out, dry_run)
+
+
+def replan(
+    store: SqlStore,
+    rules: Rulebook,
+    now: datetime,
+    courses: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> ChangeReport:
+    """``ipt replan``: every running course whose stored plan was made under other rules (or
+    the ``courses`` named), replanned under ``rules`` against its plan as stored; each in its own
+    transaction. Raises UnknownName (nothing written) for a course id that is not stored."""
+    expected = expected_fingerprints(rules)
+    if courses:
+        ids = list(dict.fromkeys(courses))
+        rows = store.running(ids=ids)
+        missing = [i for i in ids if i not in {r[0] for r in rows}]
+        if missing:
+            raise UnknownName(f"--course: unknown course {shown(missing[0])}")
+    else:
+        ids = [r[0] for r in store.running() if expected.get((r[1], r[2])) != r[4]]
+    out: list[CourseChange] = []
+    for start in range(0, len(ids), CHUNK):
+        out += _replan_chunk(store, rules, ids[start : start + CHUNK], now, dry_run)
+    return ChangeReport(out, dry_run)
+
+
+#: Courses read, replanned and written together by ``replan`` (one transaction a chunk; a
+#: chunk another writer got into first is done again course by course).
+CHUNK = 500
+
+
+def _replan_chunk(store: SqlStore, rules: Rulebook, ids: list[str], now: datetime, dry_run: bool) -> list[CourseChange]:
+    courses, reminders, plans = store.load_many(ids)
+    changes: list[CourseChange] = []
+    writes: list[tuple[Course, Course, Plan, Effects]] = []
+    for cid in ids:
+        course = courses.get(cid)
+        if course is None:
+            continue  # deleted meanwhile
+        change = CourseChange(course.id, course.protocol, course.protocol_version, "replanned",
+                              timezone=course.timezone)  # fmt: skip
+        changes.append(change)
+        try:
+            protocol = protocol_of(rules, course)
+        except StoreError as exc:
+            change.status, change.reason = "refused", str(exc)
+            continue
+        p, effects = _diff(course, course, protocol, rules, now, reminders[cid], plans.get(cid, []), change)
+        if not change.changed:
+            change.status = "unchanged"
+        if not dry_run and (change.changed or course.rules_fingerprint != p.fingerprint):
+            writes.append((course, course, p, effects))
+    try:
+        store.save_many(writes, now)
+    except ConflictError:
+        return [replan_course(store, rules, c.course, now) for c in changes]
+    return changes
+
+
+def expected_fingerprints(rules: Rulebook) -> dict[tuple[str, str], str]:
+    """The fingerprint a plan made under ``rules`` carries, by (protocol, version)."""
+    return {(p.id, p.version): rules_fingerprint(p, rules.clinic) for p in rules.all_protocols()}
+
+
+# ---------------------------------------------------------------- the daemon's check
+
+
+def rules_signature(directory: Path | None) -> tuple[Any, ...]:
+    """What changes when a rule file is edited: name, size and mtime of every rule file of the
+    built-in rules and of ``directory``."""
+    out: list[Any] = []
+    for base in (builtin_rules_dir(), directory):
+        if base is None:
+            continue
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            out.append((str(base), None))
+            continue
+        for entry in entries:
+            if entry.name.endswith((".yaml", ".yml")):
+                with_stat = entry.stat()
+                out.append((str(base), entry.name, with_stat.st_size, with_stat.st_mtime_ns))
+    return tuple(out)
+
+
+class RulesWatch:
+    """The daemon's rules, reloaded when a rule file changes, and its check before it emits:
+    a claimed reminder of a course whose plan was made under other rules is not sent until the
+    course is replanned under the rules in force, and then only if the new plan still holds it.
+    The check is one read of the claimed courses' fingerprints per batch."""
+
+    def __init__(self, store: SqlStore, rules: Rulebook, directory: Path | None, reload: bool = True) -> None:
+        self.reload = reload
+        self.store = store
+        self.rules = rules
+        self.directory = directory
+        self.signature = rules_signature(directory) if reload else ()
+        self.expected = expected_fingerprints(rules)
+        self.failed: tuple[Any, ...] | None = None
+
+    def current(self) -> Rulebook:
+        """The rules in force: reloaded when a file changed; a file that does not load keeps
+        the rules loaded before (one log line for each bad state of the files)."""
+        if not self.reload:
+            return self.rules
+        signature = rules_signature(self.directory)
+        if signature == self.signature:
+            return self.rules
+        try:
+            rules = load_rules(self.directory)
+        except IptError as exc:
+            if signature != self.failed:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.error("rules not reloaded: %s; keeping the rules loaded before", first)
+                self.failed = signature
+            return self.rules
+        self.rules, self.signature, self.failed = rules, signature, None
+        self.expected = expected_fingerprints(rules)
+        log.info("rules reloaded")
+        return rules
+
+    def __call__(self, rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The claimed ``rows`` to emit: those of courses planned under the rules in force, and
+        of the others, after replanning each, those the new plan left as they were. Rows a replan
+        cancelled or moved have lost their lease (claimed again when due); a course that cannot
+        be replanned now has its rows tried again later."""
+        rules = self.current()
+        found = self.store.fingerprints(sorted({row["course_id"] for row in rows}))
+        stale = sorted(
+            cid for cid, (pid, version, fp) in found.items() if (pid, version) in self.expected
+            and self.expected[(pid, version)] != fp
+        )  # fmt: skip
+        if not stale:
+            return rows
+        failed: set[str] = set()
+        for cid in stale:
+            try:
+                replan_course(self.store, rules, cid, now)
+                log.info("replanned course %s: rules changed", cid)
+            except (IptError, ConflictError) as exc:
+                log.error("replan failed course=%s error=%s", cid, type(exc).__name__)
+                failed.add(cid)
+        touched = set(stale)
+        keep = self.store.unchanged_claims(
+            [r for r in rows if r["course_id"] in touched and r["course_id"] not in failed]
+        )
+        later = [r for r in rows if r["course_id"] in failed]
+        if later:
+            claims = [((r["course_id"], r["id"], r["attempts"]), now + timedelta(seconds=30), "rules changed")
+                      for r in later]  # fmt: skip
+            self.store.retry_later(claims)
+        return [r for r in rows if r["course_id"] not in touched or (r["course_id"], r["id"]) in keep]
