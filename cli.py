@@ -801,6 +801,8 @@ class Seconds(click.FloatRange):
 @click.option("--health-file", type=click.Path(path_type=Path), help="Touched on every loop.")
 @click.option("--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
               help="Reminders claimed, written and recorded together.")  # fmt: skip
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Log lines on stderr from this level up (URLs never show credentials or query).")  # fmt: skip
 @click.pass_obj
 def daemon(
     app: App,
@@ -813,6 +815,7 @@ def daemon(
     lease_seconds: float,
     health_file: Path | None,
     batch: int,
+    log_level: str,
 ) -> None:
     """Emit due reminders and alerts to the sinks, one JSON object a line, until SIGTERM or
     SIGINT (exit 0 after the batch in flight; 1 if the SQLite file is deleted). --once: emit
@@ -829,7 +832,7 @@ def daemon(
     from ipt_workflow.delivery.sinks import WebhookSink, open_sinks
     from ipt_workflow.storage.sqlite_file import wait_for_locks
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
     clinic = app.rules.clinic
