@@ -225,6 +225,21 @@ def protocols_show(app: App, protocol_id: str, as_json: bool) -> None:
     print_protocol(data, str(app.rules.files.get((protocol.id, protocol.version), "")))
 
 
+@cli.group()
+def schema() -> None:
+    """JSON Schemas of what ipt-workflow emits."""
+
+
+@schema.command("events")
+@click.option("--type", "event_type", type=click.Choice(["reminder", "alert", "digest"]),
+              help="One event type's schema (default: all, by type).")  # fmt: skip
+def schema_events(event_type: str | None) -> None:
+    """Print the JSON Schema (draft 2020-12) of each daemon output line type."""
+    from ipt_workflow.interop.event_schemas import event_schema, event_schemas
+
+    emit_json(event_schema(event_type) if event_type else event_schemas())
+
+
 # ---------------------------------------------------------------- rules
 
 

@@ -92,7 +92,12 @@ def emitted(now: datetime) -> str:
 
 
 def event_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The daemon's output line: ``{id, type, kind, course, due, emitted_at, late, audience, session}``."""
+    """The daemon's output line: ``{id, type, kind, course, due, emitted_at, late, audience,
+    session}``, then what a receiver needs to act without calling back: the course's
+    ``therapist``, ``protocol``, ``protocol_version`` and ``timezone``; for a reminder of a
+    session its ``phase``, ``session_start``/``session_end`` (local ISO 8601 with offset),
+    ``session_start_utc``/``session_end_utc`` and ``session_therapist``; for a notice of a move
+    ``start`` and ``old_start`` (local) and their ``_utc`` twins (schemas: ``ipt schema events``)."""
     kind = row["kind"]
     kind_type = "digest" if kind == "digest" else ("reminder" if row["audience"] == "client" else "alert")
     return {
@@ -106,16 +111,42 @@ def event_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "audience": row["audience"],
         "session": row["session"],
         **_detail(row.get("detail")),
+        **_course_fields(row.get("course_info")),
+        **_session_fields(row.get("session_info")),
+    }
+
+
+def _course_fields(info: dict[str, Any] | None) -> dict[str, Any]:
+    if not info:
+        return {}
+    return {k: info[k] for k in ("therapist", "protocol", "protocol_version", "timezone")}
+
+
+def _session_fields(session: list[Any] | None) -> dict[str, Any]:
+    """A session's plan list (PLAN_FIELDS order) as event fields."""
+    if not session:
+        return {}
+    start = datetime.fromisoformat(session[2])
+    end = datetime.fromisoformat(session[8]) if len(session) > 8 and session[8] else start + timedelta(minutes=session[4])
+    return {
+        "phase": session[1],
+        "session_status": session[3],
+        "session_start": start.isoformat(),
+        "session_end": end.isoformat(),
+        "session_start_utc": iso_utc(start),
+        "session_end_utc": iso_utc(end),
+        "session_therapist": session[9] if len(session) > 9 else None,
     }
 
 
 def _detail(detail: Any) -> dict[str, Any]:
-    """A notice's ``start`` and ``old_start`` (local ISO 8601), for the output line."""
+    """A notice's ``start`` and ``old_start`` (local ISO 8601), with their UTC instants, for the output line."""
     if isinstance(detail, str):
         detail = json.loads(detail)
     if not isinstance(detail, dict):
         return {}
-    return {k: detail[k] for k in ("start", "old_start") if isinstance(detail.get(k), str)}
+    local = {k: detail[k] for k in ("start", "old_start") if isinstance(detail.get(k), str)}
+    return {**local, **{f"{k}_utc": iso_utc(datetime.fromisoformat(v)) for k, v in local.items()}}
 
 
 def too_late(row: dict[str, Any], now: datetime) -> bool:
