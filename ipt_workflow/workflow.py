@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .absences import AbsenceChange
     from .delivery.dispatch import Dispatched
     from .delivery.sinks import Sink
+    from .exchange import IngestReport
 
 
 class Workflow:
@@ -150,6 +151,24 @@ class Workflow:
         return services.import_csv(
             self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad, allow_clash=allow_clash
         )
+
+    # ------------------------------------------------------------ FHIR (SPEC §12)
+
+    def export_fhir(
+        self, course_ids: Sequence[str] = (), *, every: bool = False, since: datetime | None = None
+    ) -> dict[str, Any]:
+        """A FHIR R4 transaction Bundle (a JSON dict) of the courses named, or ``every`` course
+        (changed at or after ``since``); see ``exchange.export_fhir``."""
+        from . import exchange
+
+        return exchange.export_fhir(self.store, self.rules, course_ids, every, since)
+
+    def ingest_fhir(self, document: dict[str, Any]) -> IngestReport:
+        """Apply a FHIR Bundle or resource (a parsed JSON dict) as course events, all or
+        nothing, each resource version once; raises InvalidInput (one line per bad resource)."""
+        from . import exchange
+
+        return exchange.ingest_fhir(self.store, self.rules, document, self.clock())
 
     # ------------------------------------------------------------ calendar (SPEC §9)
 

@@ -165,8 +165,8 @@ class ClinicPolicy(_Strict):
     session_buffer: str = "0m"
     attendance: Attendance = Field(default_factory=Attendance)
     digest: Digest = Field(default_factory=Digest)
-    site: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$",
-                             description="this deployment's id in digest ids; default: made once, kept in the database")  # fmt: skip
+    #: This deployment's id in digest ids; default: made once and kept in the database.
+    site: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     fhir: FhirSystems = Field(default_factory=lambda: FhirSystems())
     _holidays: Any = PrivateAttr(default=None)
 
@@ -265,5 +265,3 @@ class ClinicPolicy(_Strict):
 
     def is_working_day(self, day: date) -> bool:
         return day.weekday() in self.working_weekdays and not self.is_closed(day)
-
-

@@ -127,7 +127,9 @@ def _session_fields(session: list[Any] | None) -> dict[str, Any]:
     if not session:
         return {}
     start = datetime.fromisoformat(session[2])
-    end = datetime.fromisoformat(session[8]) if len(session) > 8 and session[8] else start + timedelta(minutes=session[4])
+    end = (
+        datetime.fromisoformat(session[8]) if len(session) > 8 and session[8] else start + timedelta(minutes=session[4])
+    )
     return {
         "phase": session[1],
         "session_status": session[3],

@@ -48,7 +48,9 @@ def redact(url: str) -> str:
     return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
-_URL = re.compile(r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/@\s"'<>]*@)?(?P<rest>[^\s"'<>?#]*)(?:[?#][^\s"'<>]*)?""")
+_URL = re.compile(
+    r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/@\s"'<>]*@)?(?P<rest>[^\s"'<>?#]*)(?:[?#][^\s"'<>]*)?"""
+)
 # The loggers a webhook request makes log: httpx's INFO "HTTP Request: POST <url> ..." and httpcore's DEBUG trace.
 HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks")
 

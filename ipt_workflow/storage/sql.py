@@ -13,16 +13,19 @@ from .absence_writes import AbsenceWrites, Replanned
 from .base import NOTIFY_CHANNEL
 from .bulk import NewReminder, Rows, build_new_rows, build_rows
 from .engine import engine_for, upgrade
+from .ingest_writes import CourseChange, Ingested, IngestWrites
 from .outbox import Outbox
 
 
-class SqlStore(AbsenceWrites, Outbox):
+class SqlStore(AbsenceWrites, IngestWrites, Outbox):
     """Courses, history, sessions, measurements and reminders in one SQL database."""
 
 
 __all__ = [
     "HEAD_REVISION",
     "NOTIFY_CHANNEL",
+    "CourseChange",
+    "Ingested",
     "NewReminder",
     "Replanned",
     "Rows",
