@@ -111,6 +111,8 @@ def ingest_fhir(store: SqlStore, rules: Rulebook, document: Any, now: datetime) 
             applied.append(Ingested(change.resource_type, change.resource_id, change.version, change.course, "none"))
             continue
         at = change.at or now
+        if change.resource_type == "Appointment" and course.history:  # an EHR's clock, in the course's order
+            at = max(at, course.history[-1].at)
         try:
             check_ahead(at, now, f"{change.position}: at")
             course, effects = apply(course, change.event, at, protocol, rules.clinic, change.data)

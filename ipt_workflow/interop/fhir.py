@@ -121,6 +121,7 @@ def course_resources(
     patient = _ref({"system": systems.patient_system, "value": course.client}, "Patient")
     careplan_id = _id(systems, "course", course.id)
     appointments = [_appointment(course, s, patient, careplan_id, systems) for s in sessions]
+    first = min((s.start for s in sessions), default=None)
     end = max((s.end for s in sessions), default=None)
     careplan: dict[str, Any] = {
         "resourceType": "CarePlan",
@@ -131,7 +132,7 @@ def course_resources(
         "title": f"IPT course {course.id}",
         "description": f"state {course.state.value}" + (f", focus {focus}" if (focus := course.current_focus) else ""),
         "subject": patient,
-        "period": {"start": course.start.isoformat(), **({"end": _iso(end)} if end else {})},
+        "period": {"start": _iso(first) if first else course.start.isoformat(), **({"end": _iso(end)} if end else {})},
         "created": _iso(course.created_at),
         "author": _ref({"system": systems.practitioner_system, "value": course.therapist}, "Practitioner"),
         "activity": [{"reference": {"identifier": a["identifier"][0], "type": "Appointment"}} for a in appointments],
@@ -254,9 +255,7 @@ def _local_references(value: Any, urls: dict[tuple[str, str], str]) -> Any:
     ident = value.get("identifier")
     if set(value) <= {"identifier", "type"} and isinstance(ident, dict):
         url = urls.get((ident.get("system", ""), ident.get("value", "")))
-        if url is not None:
-            return {"reference": url, "type": value["type"]} if "type" in value else {"reference": url}
-        return value
+        return value if url is None else {"reference": url, **value}  # the identifier stays: a server's copy keeps it
     return {k: _local_references(v, urls) for k, v in value.items()}
 
 
@@ -292,19 +291,17 @@ def read_changes(document: Any, systems: FhirSystems, starts: StartOf) -> tuple[
     problems: list[str] = []
     if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
         return [], ["resourceType: not a FHIR resource (a JSON object with resourceType)"]
+    items: list[tuple[str, Any]] = [("resource", document)]
     if document["resourceType"] == "Bundle":
         entries = document.get("entry", [])
         if not isinstance(entries, list):
             return [], ["entry: not a list"]
-        items = []
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
-                problems.append(f"entry[{i}].resource: missing")
-                continue
-            items.append((f"entry[{i}].resource", entry["resource"]))
-    else:
-        items = [("resource", document)]
+        items = [(f"entry[{i}].resource", e.get("resource") if isinstance(e, dict) else None)
+                 for i, e in enumerate(entries)]  # fmt: skip
     for where, resource in items:
+        if not isinstance(resource, dict):
+            problems.append(f"{where}: missing")
+            continue
         try:
             changes += [replace(c, position=where) for c in _changes_of(resource, systems, starts)]
         except _Bad as bad:
@@ -462,46 +459,40 @@ def _observation_changes(resource: dict[str, Any], systems: FhirSystems) -> list
 
 
 def _questionnaire_changes(resource: dict[str, Any], systems: FhirSystems) -> list[Change]:
-    """A PHQ-9 QuestionnaireResponse (panel 44249-1): items by LOINC code; the total is item
-    44261-6 when given, else the sum of the nine answers."""
-    questionnaire = str(resource.get("questionnaire", ""))
-    items = resource.get("item") or []
-    if not isinstance(items, list):
-        raise _Bad("item", "not a list")
-    if PHQ9_PANEL not in questionnaire and not any(
-        (LOINC, PHQ9_PANEL) in {(c.get("system"), c.get("code")) for c in i.get("code") or [] if isinstance(c, dict)}
-        for i in items
-        if isinstance(i, dict)
-    ):
+    """A PHQ-9 QuestionnaireResponse (its ``questionnaire`` names panel 44249-1): answers by
+    ``linkId``, the item's LOINC code (``/44260-8`` or ``44260-8``); the total is item 44261-6
+    when given, else the sum of the nine answers (``valueInteger``, or a LOINC answer code)."""
+    if PHQ9_PANEL not in str(resource.get("questionnaire", "")):
         return []
     rid, version = _meta(resource)
     if resource.get("status") not in ("completed", "amended"):
         raise _Bad("status", f"'{resource.get('status')}': only a completed PHQ-9 is recorded")
     course = _course_of(resource, systems)
+    items = resource.get("item") or []
+    if not isinstance(items, list):
+        raise _Bad("item", "not a list")
     answers: dict[str, int] = {}
     for i, item in enumerate(_flatten(items)):
-        link = str(item.get("linkId", ""))
-        codes = {c.get("code") for c in item.get("code") or [] if isinstance(c, dict)}
-        key = next((c for c in sorted(codes, key=str) if c), link)  # the LOINC code, else the linkId
+        link = str(item.get("linkId", "")).lstrip("/")
         answer = (item.get("answer") or [{}])[0]
         value = answer.get("valueInteger") if isinstance(answer, dict) else None
         if value is None and isinstance(answer, dict) and isinstance(answer.get("valueCoding"), dict):
             value = _coding_score(answer["valueCoding"])
-        if value is not None and key != PHQ9_PANEL:
-            answers[str(key)] = _score(value, f"item[{i}].answer[0].valueInteger", 27)
+        if value is not None and link != PHQ9_PANEL:
+            answers[link] = _score(value, f"item[{i}].answer[0]", 27)
     if PHQ9_ITEM9 not in answers:
-        raise _Bad("item", f"no answer to item 9 (LOINC {PHQ9_ITEM9})")
-    item9 = _score(answers[PHQ9_ITEM9], "item(44260-8).answer", 3)
+        raise _Bad("item", f"no answer to item 9 (linkId {PHQ9_ITEM9})")
+    item9 = _score(answers[PHQ9_ITEM9], f"item({PHQ9_ITEM9}).answer[0]", 3)
     score = answers.get(PHQ9_TOTAL)
     if score is None:
         parts = [v for k, v in answers.items() if k != PHQ9_TOTAL]
         if len(parts) != 9:
-            raise _Bad("item", f"no total (LOINC {PHQ9_TOTAL}) and {len(parts)} answers, not 9")
+            raise _Bad("item", f"no total (linkId {PHQ9_TOTAL}) and {len(parts)} answers, not 9")
         score = sum(parts)
-    score = _score(score, "item(44261-6).answer", 27)
+    score = _score(score, f"item({PHQ9_TOTAL}).answer[0]", 27)
     data = {"instrument": "phq9", "score": score, "item9": item9}
-    return [Change("", "QuestionnaireResponse", rid, version, course, "record_measure", data,
-                   _when(resource, "authored"))]  # fmt: skip
+    at = _when(resource, "authored")
+    return [Change("", "QuestionnaireResponse", rid, version, course, "record_measure", data, at)]
 
 
 def _flatten(items: list[Any]) -> list[dict[str, Any]]:
