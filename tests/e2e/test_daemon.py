@@ -39,8 +39,20 @@ def test_daemon_emits_on_time_and_stops_cleanly(tmp_path: Path, stop: signal.Sig
         wf.apply("c-1", "record_measure", {"instrument": "phq9", "score": 9, "item9": 1})  # the alert is due now
     log = (tmp_path / "daemon.log").open("w")  # a file, not a pipe: a full pipe would block the daemon
     daemon = subprocess.Popen(
-        [*IPT, "--db", str(db), "--rules", str(rules), "daemon", "--sink", f"file:{out}", "--sweep", "0.2",
-         "--health-file", str(health)],
+        [
+            *IPT,
+            "--db",
+            str(db),
+            "--rules",
+            str(rules),
+            "daemon",
+            "--sink",
+            f"file:{out}",
+            "--sweep",
+            "0.2",
+            "--health-file",
+            str(health),
+        ],
         stdout=log,
         stderr=log,
         text=True,

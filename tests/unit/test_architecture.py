@@ -15,8 +15,16 @@ import pytest
 import ipt_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
-CORE = ["core.errors", "core.model", "core.wallclock", "core.protocol", "core.lifecycle", "core.planner",
-        "simulation", "present.views"]
+CORE = [
+    "core.errors",
+    "core.model",
+    "core.wallclock",
+    "core.protocol",
+    "core.lifecycle",
+    "core.planner",
+    "simulation",
+    "present.views",
+]
 
 
 def test_core_imports_no_database_scheduler_or_cli_library() -> None:
