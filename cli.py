@@ -826,6 +826,8 @@ class Seconds(click.FloatRange):
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True,
               help="Log lines on stderr from this level up (URLs never show credentials or query).")  # fmt: skip
+@click.option("--metrics", "metrics_at", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (not with --once).")  # fmt: skip
 @click.pass_obj
 def daemon(
     app: App,
@@ -839,6 +841,7 @@ def daemon(
     health_file: Path | None,
     batch: int,
     log_level: str,
+    metrics_at: str | None,
 ) -> None:
     """Emit due reminders and alerts to the sinks, one JSON object a line, until SIGTERM or
     SIGINT (exit 0 after the batch in flight; 1 if the SQLite file is deleted). --once: emit
@@ -858,6 +861,9 @@ def daemon(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    if metrics_at is not None and once:
+        raise click.UsageError("--metrics needs the long-running daemon (not --once)")
+    listen = metrics_address(metrics_at) if metrics_at is not None else None
     clinic = app.rules.clinic
     start = app.now(now) if now else None  # a bad --now is refused before any sink file is made
     if health_file is not None:
@@ -881,8 +887,19 @@ def daemon(
         from ipt_workflow.delivery.daemon import Daemon
 
         clock = clock_from(start) if start else precise_clock
-        running = Daemon(store, targets, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
-                         lock_wait=lock_wait)  # fmt: skip
+        metrics = None
+        sending: list[Sink] = list(targets)
+        if listen is not None:
+            from ipt_workflow.delivery.metrics import Metrics
+            from ipt_workflow.delivery.webhook import redact
+
+            metrics = Metrics()
+            sending = metrics.wrap(
+                targets, [redact(s) if s.startswith("webhook:") else s for s in sinks or ("stdout",)]
+            )
+            metrics.serve(*listen)
+        running = Daemon(store, sending, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
+                         lock_wait=lock_wait, metrics=metrics)  # fmt: skip
         for target in targets:
             if isinstance(target, WebhookSink):
                 target.stopping = running.stopping  # after SIGTERM: no new request, only the one in flight
@@ -892,6 +909,15 @@ def daemon(
             target.close()
     if status:
         sys.exit(status)
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` of ``--metrics`` (``[::1]:9100`` for IPv6); a bad one is a usage error."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.UsageError(f"--metrics {text!r}: not HOST:PORT (e.g. 127.0.0.1:9100)")
+    return host, int(port)
 
 
 def run_once(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,8 @@ class Dispatched:
     batches: int = 0
     digests: int = 0
     dropped: int = 0  # claimed, then cancelled or taken over by another run: not recorded by this one
+    #: What was recorded, by (outcome, kind): outcome ``delivered``, ``skipped``, ``retried`` or ``failed``.
+    by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 @dataclass
@@ -236,6 +239,10 @@ def dispatch_due(
             "batch delivered=%d skipped=%d retried=%d failed=%d dropped=%d first=%s last=%s",
             *counts, dropped, rows[0]["id"], rows[-1]["id"],
         )  # fmt: skip
+        kinds = {row["id"]: row["kind"] for row in rows}
+        for outcome, group in zip(("delivered", "skipped", "retried", "failed"),
+                                  (done, skipped, [a[0] for a in again], gave_up), strict=True):  # fmt: skip
+            result.by_kind.update((outcome, kinds[c[1]]) for c in group if c in recorded)
         result.delivered += counts[0]
         result.skipped += counts[1]
         result.retried += counts[2]
@@ -287,6 +294,9 @@ def dispatch_digests(
                 log.info("digest id=%s delivered", key[0])
         result.dropped += report_dropped(store, "digests", [c for c in claims.values() if c not in recorded],
                                          held.tried)  # fmt: skip
+        result.by_kind.update(("delivered", "digest") for c in done if c in recorded)
+        result.by_kind.update(("retried", "digest") for c, _, _ in again if c in recorded)
+        result.by_kind.update(("failed", "digest") for c in gave_up if c in recorded)
         result.digests += sum(c in recorded for c in done)
         result.failed += sum(c in recorded for c in gave_up)
         result.batches += 1

@@ -33,6 +33,15 @@ class Outbox(StoreBase):
                 candidates += [v for v in (conn.execute(free).scalar(), conn.execute(leased).scalar()) if v]
         return min(candidates, default=None)
 
+    def due_pending(self, now: datetime) -> int:
+        """How many reminders and digests are pending with their due instant passed (claimed or not)."""
+        with self._read() as conn:
+            return sum(
+                int(conn.execute(select(func.count()).where(table.c.status == "pending", table.c.due <= now)).scalar()
+                    or 0)
+                for table in (t.reminders, t.digests)
+            )  # fmt: skip
+
     def site(self) -> str:
         """This database's site id when clinic.yaml names none: ``site_`` and 12 random hex
         digits, made by the first caller and kept in ``ipt_meta`` (every later call, in any
