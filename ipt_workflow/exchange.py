@@ -11,7 +11,7 @@ from typing import Any
 from .core.clashes import bookings, new_bookings
 from .core.errors import InvalidInput, IptError, UnknownName
 from .core.lifecycle import apply
-from .core.model import Course, Effects, HistoryEntry, Plan, SessionStatus
+from .core.model import Course, Effects, HistoryEntry, Plan, Session, SessionStatus
 from .core.planner import plan
 from .core.wallclock import check_ahead
 from .interop import fhir
@@ -106,7 +106,8 @@ def ingest_fhir(store: SqlStore, rules: Rulebook, document: Any, now: datetime) 
         before = found[0]
         _, course, history, added, cancelled, booking = working.get(change.course, (before, before, [], [], [], False))
         protocol = protocol_of(rules, course)
-        if _already(course, protocol, rules, change):
+        sessions = found[1].sessions if course is before else plan(course, protocol, rules.clinic).sessions
+        if _already(sessions, change):
             report.unchanged += 1
             applied.append(Ingested(change.resource_type, change.resource_id, change.version, change.course, "none"))
             continue
@@ -149,14 +150,9 @@ _DONE = {"hold_session": SessionStatus.held, "miss_session": SessionStatus.misse
          "cancel_session": SessionStatus.cancelled}  # fmt: skip
 
 
-def _already(course: Course, protocol: Any, rules: Rulebook, change: fhir.Change) -> bool:
-    """The course already shows what ``change`` says (a later version of a resource that
+def _already(sessions: Sequence[Session], change: fhir.Change) -> bool:
+    """The plan already shows what ``change`` says (a later version of a resource that
     repeats its status): nothing to apply."""
     status = _DONE.get(change.event)
-    if status is None:
-        return False
     number = change.data.get("number")
-    session = next((s for s in course.sessions if s.number == number), None)
-    if session is None:
-        session = next((s for s in plan(course, protocol, rules.clinic).sessions if s.number == number), None)
-    return session is not None and session.status is status
+    return status is not None and any(s.number == number and s.status is status for s in sessions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 from freezegun import freeze_time
@@ -20,6 +22,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from ipt_workflow.bootstrap import store_for
 from ipt_workflow.delivery.dispatch import dispatch_due
 from ipt_workflow.delivery.sinks import WebhookSink
+from ipt_workflow.delivery.webhook import signing_keys, standard_headers
 from ipt_workflow.testing import LocalServer, seed_due
 from tests.adversarial.test_sinks import rules_without_digests
 from tests.e2e.conftest import clean_env, ipt_command
@@ -151,3 +154,44 @@ def test_the_daemon_never_logs_a_webhook_urls_credentials_or_query(receiver: Rec
     auth = receiver.requests[0][1]["authorization"]
     assert base64.b64decode(auth.removeprefix("Basic ")) == b"bob:hunter2"
     assert all(Webhook(NEW).verify(body, headers) for body, headers in receiver.requests)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECTION = README.read_text(encoding="utf-8").split("### Verifying webhooks", 1)[1].split("\n### ", 1)[0]
+
+
+def test_the_readme_python_example_verifies(receiver: Receiver, tmp_path: Path) -> None:
+    code = SECTION.split("```py\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md (verifying webhooks)", "exec"), namespace)  # the README's own code
+    deliver_two(tmp_path, receiver.url, NEW)
+    body, headers = receiver.requests[0]
+    assert namespace["verify"](body, headers, NEW)["id"] == headers["webhook-id"]
+    with pytest.raises(WebhookVerificationError):
+        namespace["verify"](body + b" ", headers, NEW)
+
+
+def run_shell_example(
+    tmp_path: Path, body: bytes, headers: dict[str, str], secret: str
+) -> subprocess.CompletedProcess[str]:
+    script = SECTION.split("```sh\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "body.json").write_bytes(body)
+    env = {"PATH": "/usr/bin:/bin", "ID": headers["webhook-id"], "TS": headers["webhook-timestamp"],
+           "SIG": headers["webhook-signature"], "SECRET": secret}  # fmt: skip
+    return subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
+def test_the_readme_openssl_example_verifies_and_refuses(receiver: Receiver, tmp_path: Path) -> None:
+    deliver_two(tmp_path, receiver.url, f"{NEW} {OLD}")
+    body, headers = receiver.requests[0]
+    for secret in (NEW, OLD):
+        ok = run_shell_example(tmp_path, body, headers, secret)
+        assert (ok.returncode, ok.stdout, ok.stderr) == (0, "verified\n", "")
+    forged = run_shell_example(tmp_path, body.replace(b"follow_up", b"safety_alert"), headers, NEW)
+    assert (forged.returncode, forged.stderr) == (1, "bad signature\n")
+    keys = signing_keys(NEW)
+    old_ts = int(time.time()) - 600
+    stale = standard_headers(keys, headers["webhook-id"], old_ts, body)
+    late = run_shell_example(tmp_path, body, stale, NEW)
+    assert (late.returncode, late.stderr) == (1, "stale timestamp\n")
