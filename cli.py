@@ -210,20 +210,42 @@ def protocols_list(app: App, as_json: bool) -> None:
 @protocols.command("show")
 @click.argument("protocol_id", metavar="ID[@VERSION]")
 @json_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "fhir"]), default=None,
+              help="table (default), json (as --json) or fhir (a FHIR R4 PlanDefinition).")  # fmt: skip
 @click.pass_obj
-def protocols_show(app: App, protocol_id: str, as_json: bool) -> None:
+def protocols_show(app: App, protocol_id: str, as_json: bool, fmt: str | None) -> None:
     """Show one protocol (ID: its highest version; ID@VERSION: that one): sessions, phases,
     reminders, guards and rules."""
     from ipt_workflow.present.views import protocol_json
 
     protocol = app.rules.named(protocol_id)
+    if fmt == "fhir":
+        from ipt_workflow.interop.fhir import plan_definition
+
+        emit_json(plan_definition(protocol, app.rules.clinic.fhir))
+        return
     data = protocol_json(protocol)
-    if as_json:
+    if as_json or fmt == "json":
         emit_json(data)
         return
     from ipt_workflow.present.tables import print_protocol
 
     print_protocol(data, str(app.rules.files.get((protocol.id, protocol.version), "")))
+
+
+@cli.group()
+def schema() -> None:
+    """JSON Schemas of what ipt-workflow emits."""
+
+
+@schema.command("events")
+@click.option("--type", "event_type", type=click.Choice(["reminder", "alert", "digest"]),
+              help="One event type's schema (default: all, by type).")  # fmt: skip
+def schema_events(event_type: str | None) -> None:
+    """Print the JSON Schema (draft 2020-12) of each daemon output line type."""
+    from ipt_workflow.interop.event_schemas import event_schema, event_schemas
+
+    emit_json(event_schema(event_type) if event_type else event_schemas())
 
 
 # ---------------------------------------------------------------- rules
@@ -1081,6 +1103,11 @@ class Seconds(click.FloatRange):
 @click.option("--health-file", type=click.Path(path_type=Path), help="Touched on every loop.")
 @click.option("--batch", type=click.IntRange(1, 10_000), default=1000, show_default=True,
               help="Reminders claimed, written and recorded together.")  # fmt: skip
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True,
+              help="Log lines on stderr from this level up (URLs never show credentials or query).")  # fmt: skip
+@click.option("--metrics", "metrics_at", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (not with --once).")  # fmt: skip
 @click.pass_obj
 def daemon(
     app: App,
@@ -1093,6 +1120,8 @@ def daemon(
     lease_seconds: float,
     health_file: Path | None,
     batch: int,
+    log_level: str,
+    metrics_at: str | None,
 ) -> None:
     """Emit due reminders and alerts to the sinks, one JSON object a line, until SIGTERM or
     SIGINT (exit 0 after the batch in flight; 1 if the SQLite file is deleted). --once: emit
@@ -1109,9 +1138,12 @@ def daemon(
     from ipt_workflow.delivery.sinks import WebhookSink, open_sinks
     from ipt_workflow.storage.sqlite_file import wait_for_locks
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # A line per wake-up, and a warning whenever a wake-up finds the dispatcher busy: noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    if metrics_at is not None and once:
+        raise click.UsageError("--metrics needs the long-running daemon (not --once)")
+    listen = metrics_address(metrics_at) if metrics_at is not None else None
     clinic = app.rules.clinic
     start = app.now(now) if now else None  # a bad --now is refused before any sink file is made
     if health_file is not None:
@@ -1138,8 +1170,19 @@ def daemon(
         from ipt_workflow.delivery.daemon import Daemon
 
         clock = clock_from(start) if start else precise_clock
-        running = Daemon(store, targets, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
-                         lock_wait=lock_wait, check=watch)  # fmt: skip
+        metrics = None
+        sending: list[Sink] = list(targets)
+        if listen is not None:
+            from ipt_workflow.delivery.metrics import Metrics
+            from ipt_workflow.delivery.webhook import redact
+
+            metrics = Metrics()
+            sending = metrics.wrap(
+                targets, [redact(s) if s.startswith("webhook:") else s for s in sinks or ("stdout",)]
+            )
+            metrics.serve(*listen)
+        running = Daemon(store, sending, clock, sweep_seconds, health_file, clinic, batch=batch, lease=lease,
+                         lock_wait=lock_wait, check=watch, metrics=metrics)  # fmt: skip
         for target in targets:
             if isinstance(target, WebhookSink):
                 target.stopping = running.stopping  # after SIGTERM: no new request, only the one in flight
@@ -1149,6 +1192,15 @@ def daemon(
             target.close()
     if status:
         sys.exit(status)
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` of ``--metrics`` (``[::1]:9100`` for IPv6); a bad one is a usage error."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.UsageError(f"--metrics {text!r}: not HOST:PORT (e.g. 127.0.0.1:9100)")
+    return host, int(port)
 
 
 def run_once(
@@ -1215,6 +1267,79 @@ def check_health_file(path: Path) -> None:
         raise InvalidInput(f"--health-file {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InvalidInput(f"--health-file {path}: not writable")
+
+
+# ---------------------------------------------------------------- FHIR (SPEC §12)
+
+
+@cli.group("export")
+def export_group() -> None:
+    """Export courses for other systems."""
+
+
+@export_group.command("fhir")
+@click.argument("course_ids", nargs=-1, type=ID, metavar="[ID ...]")
+@click.option("--all", "every", is_flag=True, help="Every course.")
+@click.option("--since", metavar="ISO", help="Only courses changed at or after this instant.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="Write to FILE (default: stdout).")
+@click.pass_obj
+def export_fhir(app: App, course_ids: tuple[str, ...], every: bool, since: str | None, out: Path | None) -> None:
+    """Print a FHIR R4 transaction Bundle of the courses (conditional creates on stable
+    identifiers, urn:uuid: references): PlanDefinition, CarePlan, Appointment,
+    CommunicationRequest and Observation resources."""
+    from ipt_workflow.core.wallclock import parse_instant
+    from ipt_workflow.exchange import export_fhir as export
+
+    if not course_ids and not every:
+        raise click.UsageError("name course IDs or give --all")
+    if course_ids and every:
+        raise click.UsageError("course IDs and --all exclude each other")
+    after = parse_instant(since, None, "--since") if since else None
+    bundle = export(app.existing_store, app.rules, course_ids, every, after)
+    text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)  # all or nothing: never half a Bundle in FILE
+
+
+@cli.group("ingest")
+def ingest_group() -> None:
+    """Take in what other systems recorded."""
+
+
+@ingest_group.command("fhir")
+@click.argument("source", metavar="FILE|-")
+@click.option("--now", metavar="ISO", help=NOW_HELP)
+@json_option
+@click.pass_obj
+def ingest_fhir(app: App, source: str, now: str | None, as_json: bool) -> None:
+    """Apply a FHIR Bundle or resource (JSON): Appointment status fulfilled/arrived, noshow,
+    cancelled or a moved start, and PHQ-9 Observations/QuestionnaireResponses become course
+    events. All or nothing; a resource version seen before is skipped."""
+    from ipt_workflow.core.errors import InvalidInput
+    from ipt_workflow.exchange import ingest_fhir as ingest
+
+    name = "stdin" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{name}: cannot be read ({type(exc).__name__})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{name}: line {exc.lineno} column {exc.colno}: not JSON ({exc.msg})") from None
+    report = ingest(app.store, app.rules, document, app.now(now))
+    if as_json:
+        emit_json({"applied": [{"position": p, "course": c, "event": e} for p, c, e in report.applied],
+                   "already": report.already, "unchanged": report.unchanged})  # fmt: skip
+        return
+    for position, course_id, event in report.applied:
+        click.echo(f"{position}: {event} on {course_id}")
+    click.echo(f"applied {len(report.applied)}, already applied {report.already}, unchanged {report.unchanged}",
+               err=True)  # fmt: skip
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .absences import AbsenceChange
     from .delivery.dispatch import Dispatched
     from .delivery.sinks import Sink
+    from .exchange import IngestReport
     from .rulechanges import ChangeReport
 
 
@@ -243,6 +244,24 @@ class Workflow:
         from .present.views import course_json
 
         return course_json(*services.show(self.store, self.rules, course_id))
+
+    # ------------------------------------------------------------ FHIR (SPEC §12)
+
+    def export_fhir(
+        self, course_ids: Sequence[str] = (), *, every: bool = False, since: datetime | None = None
+    ) -> dict[str, Any]:
+        """A FHIR R4 transaction Bundle (a JSON dict) of the courses named, or ``every`` course
+        (changed at or after ``since``); see ``exchange.export_fhir``."""
+        from . import exchange
+
+        return exchange.export_fhir(self.store, self.rules, course_ids, every, since)
+
+    def ingest_fhir(self, document: dict[str, Any]) -> IngestReport:
+        """Apply a FHIR Bundle or resource (a parsed JSON dict) as course events, all or
+        nothing, each resource version once; raises InvalidInput (one line per bad resource)."""
+        from . import exchange
+
+        return exchange.ingest_fhir(self.store, self.rules, document, self.clock())
 
     # ------------------------------------------------------------ calendar (SPEC §9)
 

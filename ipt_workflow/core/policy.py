@@ -141,6 +141,15 @@ class Digest(_Strict):
         return check_cron(v) if v else None
 
 
+class FhirSystems(_Strict):
+    """Identifier systems of the FHIR export (``fhir:`` in clinic.yaml): Patient and
+    Practitioner are referenced by identifier; our own resources carry ``{system}/course`` etc."""
+
+    patient_system: str = "urn:ipt-workflow:client"
+    practitioner_system: str = "urn:ipt-workflow:therapist"
+    system: str = "urn:ipt-workflow"
+
+
 class ClinicPolicy(_Strict):
     """The clinic's calendar and reminder policy (``rules/clinic.yaml``)."""
 
@@ -156,6 +165,9 @@ class ClinicPolicy(_Strict):
     session_buffer: str = "0m"
     attendance: Attendance = Field(default_factory=Attendance)
     digest: Digest = Field(default_factory=Digest)
+    #: This deployment's id in digest ids; default: made once and kept in the database.
+    site: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    fhir: FhirSystems = Field(default_factory=lambda: FhirSystems())
     _holidays: Any = PrivateAttr(default=None)
 
     @field_validator("schema_version")

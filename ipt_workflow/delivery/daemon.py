@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,6 +42,9 @@ from ..storage import DEFAULT_LOCK_TIMEOUT, sqlite_file
 from ..storage.sql import NOTIFY_CHANNEL, SqlStore
 from .dispatch import LEASE, Check, Dispatched, dispatch_due
 from .sinks import Sink
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 LOCK_WAIT = DEFAULT_LOCK_TIMEOUT  # seconds a store operation waits for another process's lock
 
@@ -63,6 +66,7 @@ class Daemon:
         lease: timedelta = LEASE,
         lock_wait: float = LOCK_WAIT,
         check: Check | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -75,6 +79,7 @@ class Daemon:
         self.lease = lease
         self.lock_wait = lock_wait
         self.sweep_seconds = sweep_seconds
+        self.metrics = metrics
         self.health_file = health_file
         self.path = sqlite_file.database_path(store.engine)
         self.opened = sqlite_file.identity(self.path) if self.path else None
@@ -103,6 +108,8 @@ class Daemon:
             except SinkError as exc:  # a full disk: the batch stays pending and goes out after its lease
                 log.error("sink error=%r", str(exc))
                 result = Dispatched()
+            if self.metrics is not None:
+                self.metrics.record(result.by_kind)
             if result.batches:
                 log.info(
                     "dispatched delivered=%d skipped=%d retried=%d failed=%d dropped=%d digests=%d",
@@ -135,6 +142,8 @@ class Daemon:
                 self.arm(nxt)
             if self.path is not None:
                 sqlite_file.truncate_wal(self.store.engine, self.path, self.lock_wait)
+            if self.metrics is not None:
+                self.metrics.swept(self.store.due_pending(self.clock()))
             self.touch()
 
     @contextmanager

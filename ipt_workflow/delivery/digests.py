@@ -100,9 +100,10 @@ def fires_today(clinic: ClinicPolicy, now: datetime) -> list[datetime]:
     return fires_between(cron_trigger(clinic.digest.cron, clinic.timezone), midnight, now)
 
 
-def digest_id(therapist: str, fire_local: str) -> str:
-    """The stable id (and idempotency key) of one therapist's digest for one firing."""
-    return "dig_" + hashlib.sha256(f"digest|{therapist}|{fire_local}".encode()).hexdigest()[:24]
+def digest_id(therapist: str, fire_local: str, site: str) -> str:
+    """The stable id (and idempotency key) of one therapist's digest for one firing at one
+    site (clinic.yaml ``site``, else the database's): two clinics never share one."""
+    return "dig_" + hashlib.sha256(f"digest|{site}|{therapist}|{fire_local}".encode()).hexdigest()[:24]
 
 
 def record_digests(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> int:
@@ -126,12 +127,13 @@ def digests_of_today(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> li
         return []
     zone = ZoneInfo(clinic.timezone)
     therapists = store.active_therapists()
+    site = clinic.site or store.site()
     rows = []
     for fire in fires:
         fire_local = fire.astimezone(zone).replace(tzinfo=None).isoformat(timespec="seconds")
         for therapist in therapists:
             rows.append({
-                "id": digest_id(therapist, fire_local), "therapist": therapist, "fire_local": fire_local,
+                "id": digest_id(therapist, fire_local, site), "therapist": therapist, "fire_local": fire_local,
                 "timezone": clinic.timezone, "due": fire,
             })  # fmt: skip
     return rows

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,8 @@ class Dispatched:
     batches: int = 0
     digests: int = 0
     dropped: int = 0  # claimed, then cancelled or taken over by another run: not recorded by this one
+    #: What was recorded, by (outcome, kind): outcome ``delivered``, ``skipped``, ``retried`` or ``failed``.
+    by_kind: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 @dataclass
@@ -93,7 +96,12 @@ def emitted(now: datetime) -> str:
 
 
 def event_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The daemon's output line: ``{id, type, kind, course, due, emitted_at, late, audience, session}``."""
+    """The daemon's output line: ``{id, type, kind, course, due, emitted_at, late, audience,
+    session}``, then what a receiver needs to act without calling back: the course's
+    ``therapist``, ``protocol``, ``protocol_version`` and ``timezone``; for a reminder of a
+    session its ``phase``, ``session_start``/``session_end`` (local ISO 8601 with offset),
+    ``session_start_utc``/``session_end_utc`` and ``session_therapist``; for a notice of a move
+    ``start`` and ``old_start`` (local) and their ``_utc`` twins (schemas: ``ipt schema events``)."""
     kind = row["kind"]
     kind_type = "digest" if kind == "digest" else ("reminder" if row["audience"] == "client" else "alert")
     return {
@@ -107,16 +115,44 @@ def event_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "audience": row["audience"],
         "session": row["session"],
         **_detail(row.get("detail")),
+        **_course_fields(row.get("course_info")),
+        **_session_fields(row.get("session_info")),
+    }
+
+
+def _course_fields(info: dict[str, Any] | None) -> dict[str, Any]:
+    if not info:
+        return {}
+    return {k: info[k] for k in ("therapist", "protocol", "protocol_version", "timezone")}
+
+
+def _session_fields(session: list[Any] | None) -> dict[str, Any]:
+    """A session's plan list (PLAN_FIELDS order) as event fields."""
+    if not session:
+        return {}
+    start = datetime.fromisoformat(session[2])
+    end = (
+        datetime.fromisoformat(session[8]) if len(session) > 8 and session[8] else start + timedelta(minutes=session[4])
+    )
+    return {
+        "phase": session[1],
+        "session_status": session[3],
+        "session_start": start.isoformat(),
+        "session_end": end.isoformat(),
+        "session_start_utc": iso_utc(start),
+        "session_end_utc": iso_utc(end),
+        "session_therapist": session[9] if len(session) > 9 else None,
     }
 
 
 def _detail(detail: Any) -> dict[str, Any]:
-    """A notice's ``start`` and ``old_start`` (local ISO 8601), for the output line."""
+    """A notice's ``start`` and ``old_start`` (local ISO 8601), with their UTC instants, for the output line."""
     if isinstance(detail, str):
         detail = json.loads(detail)
     if not isinstance(detail, dict):
         return {}
-    return {k: detail[k] for k in ("start", "old_start") if isinstance(detail.get(k), str)}
+    local = {k: detail[k] for k in ("start", "old_start") if isinstance(detail.get(k), str)}
+    return {**local, **{f"{k}_utc": iso_utc(datetime.fromisoformat(v)) for k, v in local.items()}}
 
 
 def too_late(row: dict[str, Any], now: datetime) -> bool:
@@ -211,6 +247,10 @@ def dispatch_due(
             "batch delivered=%d skipped=%d retried=%d failed=%d dropped=%d first=%s last=%s",
             *counts, dropped, rows[0]["id"], rows[-1]["id"],
         )  # fmt: skip
+        kinds = {row["id"]: row["kind"] for row in rows}
+        for outcome, group in zip(("delivered", "skipped", "retried", "failed"),
+                                  (done, skipped, [a[0] for a in again], gave_up), strict=True):  # fmt: skip
+            result.by_kind.update((outcome, kinds[c[1]]) for c in group if c in recorded)
         result.delivered += counts[0]
         result.skipped += counts[1]
         result.retried += counts[2]
@@ -262,6 +302,9 @@ def dispatch_digests(
                 log.info("digest id=%s delivered", key[0])
         result.dropped += report_dropped(store, "digests", [c for c in claims.values() if c not in recorded],
                                          held.tried)  # fmt: skip
+        result.by_kind.update(("delivered", "digest") for c in done if c in recorded)
+        result.by_kind.update(("retried", "digest") for c, _, _ in again if c in recorded)
+        result.by_kind.update(("failed", "digest") for c in gave_up if c in recorded)
         result.digests += sum(c in recorded for c in done)
         result.failed += sum(c in recorded for c in gave_up)
         result.batches += 1

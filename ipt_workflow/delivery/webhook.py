@@ -12,11 +12,13 @@ deadline: the system resolver has its own timeouts.)
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import random
 import re
 import socket
@@ -46,6 +48,34 @@ def redact(url: str) -> str:
     return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
+_URL = re.compile(
+    r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^/@\s"'<>]*@)?(?P<rest>[^\s"'<>?#]*)(?:[?#][^\s"'<>]*)?"""
+)
+# The loggers a webhook request makes log: httpx's INFO "HTTP Request: POST <url> ..." and httpcore's DEBUG trace.
+HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks")
+
+
+class RedactUrls(logging.Filter):
+    """Rewrites every URL in a log record's message without its credentials, query or fragment."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "://" in message:
+            record.msg, record.args = _URL.sub(r"\g<scheme>\g<rest>", message), ()
+        return True
+
+
+_REDACT = RedactUrls()
+
+
+def redact_http_logs() -> None:
+    """Install the URL-redacting filter on the HTTP client's loggers (idempotent)."""
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)
+
+
 def check_url(url: str) -> None:
     """Raise InvalidInput (showing the URL without credentials or query) unless ``url`` is an
     http(s) URL with a valid host and port."""
@@ -67,9 +97,44 @@ def check_url(url: str) -> None:
             raise bad from None
 
 
+def signing_keys(secret: str) -> list[bytes]:
+    """The Standard Webhooks keys of ``IPT_WEBHOOK_SECRET``: one per space-separated secret (two
+    while rotating); ``whsec_<base64>`` is decoded, any other text is used as its UTF-8 bytes
+    (a receiver's library then takes ``"whsec_" + base64(secret)``). Raises InvalidInput."""
+    keys = []
+    for part in secret.split():
+        if part.startswith("whsec_"):
+            try:
+                keys.append(base64.b64decode(part.removeprefix("whsec_") + "==", validate=False))
+            except ValueError:
+                raise InvalidInput("IPT_WEBHOOK_SECRET: a whsec_ secret that is not base64") from None
+        else:
+            keys.append(part.encode())
+    if not keys or not all(keys):
+        raise InvalidInput("IPT_WEBHOOK_SECRET: empty")
+    return keys
+
+
+def standard_headers(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers: ``webhook-id``, ``webhook-timestamp`` (Unix seconds) and
+    ``webhook-signature`` (``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` per key, space-separated)."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    signatures = " ".join(
+        "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode() for key in keys
+    )
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signatures}
+
+
+def legacy_key(secret: str) -> bytes:
+    """The key of ``X-IPT-Signature``: the first secret's text, as before Standard Webhooks."""
+    return secret.split()[0].encode()
+
+
 class WebhookSink:
     """POSTs each event as JSON to ``url``. With ``IPT_WEBHOOK_SECRET`` set each request carries
-    ``X-IPT-Signature: sha256=<hex HMAC-SHA256 of the body>``. Each event is tried ``tries``
+    the Standard Webhooks headers (``webhook-id`` is the event id, the same on every try;
+    ``webhook-timestamp`` the sending time; ``webhook-signature`` one ``v1,`` signature per
+    secret) and ``X-IPT-Signature: sha256=<hex HMAC-SHA256 of the body>`` (first secret). Each event is tried ``tries``
     times with exponential backoff and jitter, each request within ``deadline`` seconds; what
     still fails is handed back to be tried again later (and recorded ``failed`` after the
     dispatcher's limit). Once ``stopping()`` is true no new request starts: the rest of the
@@ -86,8 +151,11 @@ class WebhookSink:
         import httpx
 
         check_url(url)
+        redact_http_logs()
         self.url = url
-        self.secret = secret.encode() if secret else None
+        self.secret = legacy_key(secret) if secret and secret.strip() else None
+        self.keys = signing_keys(secret) if self.secret is not None and secret else []
+        self.wall: Callable[[], float] = time.time  # webhook-timestamp (the real clock: receivers check it)
         self.tries = tries
         self.deadline = deadline
         self.stopping: Callable[[], bool] = lambda: False
@@ -115,6 +183,8 @@ class WebhookSink:
                 if not still_due([event["id"]]):
                     error = ""  # cancelled or taken over meanwhile: not sent
                     break
+                if self.keys:
+                    headers.update(standard_headers(self.keys, event["id"], int(self.wall()), body))
                 error = self._post(body, headers)
                 if not error or self._expired or self.stopping():
                     break

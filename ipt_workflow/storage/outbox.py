@@ -33,6 +33,37 @@ class Outbox(StoreBase):
                 candidates += [v for v in (conn.execute(free).scalar(), conn.execute(leased).scalar()) if v]
         return min(candidates, default=None)
 
+    def due_pending(self, now: datetime) -> int:
+        """How many reminders and digests are pending with their due instant passed (claimed or not)."""
+        with self._read() as conn:
+            return sum(
+                int(conn.execute(select(func.count()).where(table.c.status == "pending", table.c.due <= now)).scalar()
+                    or 0)
+                for table in (t.reminders, t.digests)
+            )  # fmt: skip
+
+    def site(self) -> str:
+        """This database's site id when clinic.yaml names none: ``site_`` and 12 random hex
+        digits, made by the first caller and kept in ``ipt_meta`` (every later call, in any
+        process, reads the same)."""
+        import secrets
+
+        from ..core.errors import StoreError
+
+        query = select(t.meta.c.value).where(t.meta.c.key == "site")
+        with self._read() as conn:
+            found = conn.execute(query).scalar()
+        if found is None:
+            try:
+                with self._write() as conn:
+                    if conn.execute(query).scalar() is None:
+                        conn.execute(insert(t.meta).values(key="site", value=f"site_{secrets.token_hex(6)}"))
+            except StoreError:  # another process made it first
+                pass
+            with self._read() as conn:
+                found = conn.execute(query).scalar()
+        return str(found)
+
     def claim_due(
         self, now: datetime, limit: int, lease: timedelta, held_from: datetime | None = None
     ) -> list[dict[str, Any]]:
@@ -55,15 +86,25 @@ class Outbox(StoreBase):
 
     @staticmethod
     def _with_session_starts(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        courses = sorted({row["course_id"] for row in rows if row["audience"] == "client" and row["session"]})
-        starts: dict[tuple[str, int], str] = {}
+        """Add to each row ``session_start`` (local ISO, the late policy needs it) and what its
+        event carries about the course and session: ``course_info`` (``{therapist, protocol,
+        protocol_version, timezone}``) and ``session_info`` (the session's plan list, see PLAN_FIELDS)."""
+        courses = sorted({row["course_id"] for row in rows if row["course_id"]})
+        plans: dict[tuple[str, int], list[Any]] = {}
+        infos: dict[str, dict[str, Any]] = {}
+        c = t.courses.c
         for chunk in chunks(courses, 500):
-            plans = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(chunk))
-            for cid, plan in conn.execute(plans):
+            query = select(c.id, c.therapist, c.protocol, c.protocol_version, c.timezone, c.plan).where(c.id.in_(chunk))
+            for cid, therapist, protocol, version, zone, plan in conn.execute(query):
+                infos[cid] = {"therapist": therapist, "protocol": protocol, "protocol_version": version,
+                              "timezone": zone}  # fmt: skip
                 for session in plan or []:
-                    starts[(cid, session[0])] = session[2]
+                    plans[(cid, session[0])] = session
         for row in rows:
-            row["session_start"] = starts.get((row["course_id"], row["session"])) if row["session"] else None
+            session = plans.get((row["course_id"], row["session"])) if row["session"] else None
+            row["session_info"] = session
+            row["course_info"] = infos.get(row["course_id"])
+            row["session_start"] = session[2] if session and row["audience"] == "client" else None
         return rows
 
     @staticmethod

@@ -260,3 +260,15 @@ absences = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_ipt_absences_therapist", "therapist", "until_date"),
 )
+
+# FHIR resource versions already applied by ``ipt ingest fhir``: the same version twice is applied once.
+ingested = Table(
+    "ipt_ingested",
+    metadata,
+    Column("resource_type", String(64), primary_key=True),
+    Column("resource_id", String(64), primary_key=True),
+    Column("version_id", String(64), primary_key=True),
+    Column("course_id", String(64)),
+    Column("event", String(32)),
+    Column("ingested_at", UTCDateTime, nullable=False),
+)

@@ -15,16 +15,19 @@ from .bulk import NewReminder, Rows, build_new_rows, build_rows
 from .courses import RuleWrites
 from .engine import engine_for, upgrade
 from .groups import GroupStore, MemberChange
+from .ingest_writes import CourseChange, Ingested, IngestWrites
 from .outbox import Outbox
 
 
-class SqlStore(AbsenceWrites, GroupStore, Outbox, RuleWrites):
+class SqlStore(AbsenceWrites, GroupStore, IngestWrites, Outbox, RuleWrites):
     """Courses, history, sessions, measurements and reminders in one SQL database."""
 
 
 __all__ = [
     "HEAD_REVISION",
     "NOTIFY_CHANNEL",
+    "CourseChange",
+    "Ingested",
     "MemberChange",
     "NewReminder",
     "Replanned",
