@@ -390,7 +390,7 @@ def simulate(
 
     try:
         result = simulation.simulate(
-            protocol, rules.clinic, start=start_date, slot=slot_time, timezone=tz,
+            protocol, rules.clinic, start=start_date, time=slot_time, tz=tz,
             events=events, course_id=course_id, now=end,
         )  # fmt: skip
     except IptError as exc:

@@ -317,13 +317,26 @@ class Workflow:
         replan = lambda cid: agenda.stored_sessions(self.store, self.rules, cid)  # noqa: E731
         return [AgendaEntry.model_validate(r) for r in agenda.agenda(self.store.engine, therapist, lo, hi, replan).rows]
 
-    def slots(self, therapist: str, start: DateLike, **options: Any) -> list[SlotOption]:
+    def slots(
+        self,
+        therapist: str,
+        start: DateLike,
+        *,
+        protocol: str | None = None,
+        weekdays: str | None = None,
+        between: str | None = None,
+        step: str = "15m",
+        limit: int = 10,
+        tz: ZoneLike | None = None,
+    ) -> list[SlotOption]:
         """Weekly slots for a new course of ``therapist`` in the week from ``start`` (``ipt
-        slots``): options ``protocol``, ``weekdays`` ("mon,tue"), ``between`` ("09:00-12:00"),
-        ``step`` ("15m"), ``limit`` (10), ``tz``. ``{weekday, time, first, last, moved}`` each."""
+        slots``): ``weekdays`` ("mon,tue"; default the working days), ``between``
+        ("09:00-12:00"; default the working hours), ``step`` between times tried, at most
+        ``limit``, in zone ``tz`` (default the clinic's), for ``protocol`` (default ipt-16)."""
         from . import agenda
 
-        query = agenda.slot_query(self.rules, therapist=therapist, start=start, **options)
+        query = agenda.slot_query(self.rules, therapist=therapist, start=start, protocol=protocol, weekdays=weekdays,
+                                  between=between, step=step, limit=limit, tz=tz)  # fmt: skip
         return [SlotOption.model_validate(s) for s in agenda.slots(self.store, self.rules, query, self.clock())]
 
 
