@@ -170,3 +170,34 @@ def test_the_command_line_names_its_options_for_the_same_errors(tmp_path: Path) 
     assert group.stderr == "error: --min: 9 is more than --max 8\n"
     db = run_ipt("--db", "nope://x", "course", "list", cwd=tmp_path)
     assert db.stderr.startswith("error: --db: ")
+
+
+def test_the_core_functions_take_the_same_names() -> None:
+    from ipt_workflow import load_rules, new_course, simulate
+
+    rules = load_rules()
+    protocol = rules.protocol("ipt-16")
+    course = new_course(protocol, rules.clinic, course_id="c", client="CL-1", therapist="th-1",
+                        start=date(2027, 1, 4), time=time(11, 0), tz="Europe/London", now=T0)  # fmt: skip
+    assert (course.slot, course.timezone) == (time(11, 0), "Europe/London")
+    run = simulate(protocol, rules.clinic, start="2027-01-04", time="11:00", tz=LONDON, events=[])
+    assert run.course.slot == time(11, 0) and run.course.timezone == "Europe/London"
+    with pytest.raises(
+        InvalidInput, match=r"^now: '2027-01-01T08:00:00' has no UTC offset \(give an aware datetime\)$"
+    ):
+        new_course(protocol, rules.clinic, course_id="c", client="CL-1", therapist="th-1",
+                   start=date(2027, 1, 4), time=time(11, 0), tz="UTC", now=NAIVE)  # fmt: skip
+
+
+def test_the_command_line_aliases(tmp_path: Path) -> None:
+    now = ("--now", "2027-01-01T09:00Z")
+    create = run_ipt("course", "create", "--client", "CL-1", "--start", "2027-01-04", "--time", "11:00",
+                     "--tz", "Europe/London", "--id", "A", *now, cwd=tmp_path)  # fmt: skip
+    assert create.returncode == 0, create.stderr
+    stale = run_ipt("course", "event", "A", "complete_intake", "--expected-version", "2", *now, cwd=tmp_path)
+    assert (stale.returncode, stale.stderr.count("is at version 1, not version 2")) == (1, 1)
+    fresh = run_ipt("course", "event", "A", "complete_intake", "--expect-version", "1", *now, cwd=tmp_path)
+    assert fresh.returncode == 0 and "version 2" in fresh.stdout
+    by_from = run_ipt("reminders", "--from", "2027-01-02T00:00Z", "--json", cwd=tmp_path)
+    by_start = run_ipt("reminders", "--start", "2027-01-02T00:00Z", "--json", cwd=tmp_path)
+    assert by_from.stdout == by_start.stdout and by_from.returncode == 0
