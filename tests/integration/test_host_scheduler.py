@@ -1,8 +1,9 @@
 """``Workflow.attach``: a host application's own APScheduler 3 scheduler drives our dispatch
-(issue 15). Real APScheduler, real threads, an SQLite file; the workflow's clock runs 60
-times real speed from just before the first reminders, so minutes of clinic time pass in
-seconds. Each due reminder goes out once; ``detach`` removes exactly our jobs, the host's
-job keeps running, and nothing more is emitted."""
+(issue 15). Real APScheduler (background and blocking), real threads, SQLite and
+PostgreSQL; the workflow's clock runs 60 times real speed from just before the first
+reminders, so minutes of clinic time pass in seconds. Each due reminder goes out once;
+``detach`` removes exactly our jobs, the host's job keeps running, and nothing more is
+emitted."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
 
 from ipt_workflow import InvalidInput, Workflow
 
@@ -45,7 +47,24 @@ def _wait_until(clock: FastClock, instant: datetime) -> None:
         time.sleep(0.05)
 
 
-def test_a_host_scheduler_delivers_each_due_reminder_once_and_detach_removes_only_ours(tmp_path: Path) -> None:
+def _started(kind: str) -> Any:
+    """A host's scheduler, running: a BackgroundScheduler, or a BlockingScheduler on a thread of
+    the host's own (``start()`` blocks)."""
+    if kind == "background":
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.start()
+        return scheduler
+    blocking = BlockingScheduler(timezone="UTC")
+    threading.Thread(target=blocking.start, name="host-scheduler", daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not blocking.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert blocking.running
+    return blocking
+
+
+@pytest.mark.parametrize("kind", ["background", "blocking"])
+def test_a_host_scheduler_delivers_each_due_reminder_once_and_detach_removes_only_ours(kind: str, db_url: str) -> None:
     clock = FastClock()
     emitted: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -55,11 +74,10 @@ def test_a_host_scheduler_delivers_each_due_reminder_once_and_detach_removes_onl
             emitted.append(event)
 
     host_ticks: list[float] = []
-    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler = _started(kind)
     scheduler.add_job(lambda: host_ticks.append(time.monotonic()), "interval", seconds=0.2, id="host-report")
-    scheduler.start()
     try:
-        with Workflow(str(tmp_path / "db.sqlite"), clock=clock) as wf:
+        with Workflow(db_url, clock=clock) as wf:
             for n, minute in enumerate((0, 1, 2, 6)):  # first reminders due a clinic minute (a real second) apart
                 wf.create_course(client=f"CL-{n}", start="2027-01-04", time=f"10:0{minute}", tz="Europe/London",
                                  therapist=f"th-{n}", course_id=f"c{n}")  # fmt: skip
