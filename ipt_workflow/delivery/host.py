@@ -83,11 +83,15 @@ class HostJobs:
         self.lock = threading.RLock()  # one dispatch at a time, whichever job woke it
         self.armed: datetime | None = None
         scheduler.add_jobstore(MemoryJobStore(), alias=self.jobstore)  # ValueError if attached twice
-        self._add(self.sweep, "sweep", "interval", seconds=sweep_seconds, next_run_time=datetime.now(UTC))
-        if clinic.digest.cron:
-            from .digests import cron_trigger
+        try:
+            self._add(self.sweep, "sweep", "interval", seconds=sweep_seconds, next_run_time=datetime.now(UTC))
+            if clinic.digest.cron:
+                from .digests import cron_trigger
 
-            self._add(self.digest, "digest", cron_trigger(clinic.digest.cron, clinic.timezone))
+                self._add(self.digest, "digest", cron_trigger(clinic.digest.cron, clinic.timezone))
+        except BaseException:
+            self.remove()  # all or nothing: no job store of ours left behind
+            raise
 
     @property
     def job_ids(self) -> list[str]:
