@@ -60,13 +60,14 @@ NAIVE_TAIL = "'2027-01-01T08:00:00' has no UTC offset (give an aware datetime)"
 
 def test_a_naive_datetime_is_refused_everywhere_with_the_same_message(wf: Workflow) -> None:
     wf.create_course(client="CL-1", start="2027-01-04", time="11:00", tz="Europe/London", course_id="A")
-    calls = {
-        "at": lambda: wf.apply("A", "complete_intake", at=NAIVE),
-        "start": lambda: wf.reminders(start=NAIVE),
-        "until": lambda: wf.reminders(until=NAIVE),
-        "now": lambda: wf.dispatch([print], now=NAIVE),
-    }
-    for name, call in calls.items():
+    calls = [
+        ("at", lambda: wf.apply("A", "complete_intake", at=NAIVE)),
+        ("at", lambda: wf.group_event("G1", "hold_session", at=NAIVE)),
+        ("start", lambda: wf.reminders(start=NAIVE)),
+        ("until", lambda: wf.reminders(until=NAIVE)),
+        ("now", lambda: wf.dispatch([print], now=NAIVE)),
+    ]
+    for name, call in calls:
         assert _error(call) == f"{name}: {NAIVE_TAIL}"
     assert _error(lambda: wf.create_course(client="C", start=NAIVE, time="11:00", tz="UTC")) == f"start: {NAIVE_TAIL}"
     assert wf.course("A").version == 1  # nothing was applied
