@@ -56,3 +56,37 @@ def test_the_host_app_runs(tmp_path: Path) -> None:
     assert lines[0].endswith(" assessment v2")
     assert "status: 'sent' is not one of pending, delivered, skipped, cancelled, failed" in lines
     assert lines[-2:] == ["attached ipt:digest, ipt:sweep", "detached 2"]
+
+
+def test_every_workflow_method_returns_pydantic_models() -> None:
+    """Typed all the way: no ``dict[str, Any]`` (or dataclass) comes out of ``Workflow``."""
+    import inspect
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    from ipt_workflow import Workflow
+    from ipt_workflow.absences import AbsenceChange
+    from ipt_workflow.delivery.dispatch import Dispatched
+    from ipt_workflow.delivery.host import HostJobs
+    from ipt_workflow.delivery.sinks import Sink
+
+    names = {"AbsenceChange": AbsenceChange, "Dispatched": Dispatched, "HostJobs": HostJobs, "Sink": Sink}
+
+    def typed(kind: object) -> bool:
+        if kind is type(None) or (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            return True
+        origin, args = typing.get_origin(kind), typing.get_args(kind)
+        if origin is list:
+            return typed(args[0])
+        return origin in (typing.Union, types.UnionType) and all(typed(a) for a in args)
+
+    untyped = []
+    for name, method in inspect.getmembers(Workflow, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        returned = typing.get_type_hints(method, localns=names)["return"]
+        if not typed(returned):
+            untyped.append(f"{name} -> {returned}")
+    assert untyped == []
