@@ -83,11 +83,58 @@ class IptCommand(click.Command):
 
                     bad = next(ch for ch in str(value) if not ch.isprintable())
                     raise InvalidInput(f"{_param_name(param)}: control characters are not allowed ({shown(bad)[1:-1]})")
-        return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from ipt_workflow.core.errors import IptError
+
+            if isinstance(exc, IptError):
+                setattr(exc, OPTION_LINES, option_lines(exc, option_names(ctx)))
+            raise
 
 
 def _param_name(param: click.Parameter) -> str:
     return param.opts[0] if isinstance(param, click.Option) else param.human_readable_name
+
+
+OPTION_LINES = "_ipt_option_lines"
+#: Library parameters whose option is not spelled after them.
+LIBRARY_OPTIONS = {"url": "--db"}
+
+
+def option_names(ctx: click.Context) -> dict[str, str]:
+    """Each library parameter name a command's options stand for, to the option: ``start`` ->
+    ``--from`` (``ipt reminders --from``), ``course_id`` -> ``--id``, ``time`` -> ``--time``;
+    the options of the command and of the groups above it."""
+    chain: list[click.Context] = []
+    c: click.Context | None = ctx
+    while c is not None:
+        chain.append(c)
+        c = c.parent
+    names = dict(LIBRARY_OPTIONS)
+    for each in reversed(chain):  # the command's own options win over its groups'
+        for param in each.command.params:
+            if isinstance(param, click.Option):
+                for key in {param.name or "", *(o.lstrip("-").replace("-", "_") for o in param.opts)} - {""}:
+                    names[key] = param.opts[0]
+    return names
+
+
+def option_lines(exc: Exception, names: dict[str, str]) -> list[str]:
+    """The lines of a library error, saying the options instead of the library's parameter
+    names: the name a line starts with (``start: ...``) and those the error ``names``."""
+    import re
+
+    lines = []
+    mentioned = [n for n in getattr(exc, "names", ()) if n in names]
+    for line in str(exc).split("\n"):
+        head, sep, rest = line.partition(": ")
+        if sep and head in names:
+            line = f"{names[head]}{sep}{rest}"
+        for name in mentioned:
+            line = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", names[name], line)
+        lines.append(line)
+    return lines
 
 
 class IptGroup(click.Group):
@@ -105,7 +152,8 @@ class IptGroup(click.Group):
 
             if not isinstance(exc, IptError) and not _database_failure(exc):
                 raise
-            for line in str(exc).split("\n") if isinstance(exc, IptError) else [_database_line(exc)]:
+            lines = getattr(exc, OPTION_LINES, None) or str(exc).split("\n")
+            for line in lines if isinstance(exc, IptError) else [_database_line(exc)]:
                 click.echo(f"error: {_printable(line)}", err=True)
             ctx.exit(1)
 
@@ -448,7 +496,7 @@ def simulate(
 
     try:
         result = simulation.simulate(
-            protocol, rules.clinic, start=start_date, slot=slot_time, timezone=tz,
+            protocol, rules.clinic, start=start_date, time=slot_time, tz=tz,
             events=events, course_id=course_id, now=end,
         )  # fmt: skip
     except IptError as exc:
@@ -576,14 +624,14 @@ def course_show(app: App, course_id: str, as_json: bool) -> None:
 @click.argument("event")
 @click.option("--at", metavar="ISO", help="When it happened (default: now); without an offset: the course's zone.")
 @click.option("--data", "data_text", metavar="JSON", help="Event data as a JSON object, e.g. for record_measure.")
-@click.option("--expect-version", type=click.IntRange(1, MAX_VERSION), metavar="N",
-              help="Refuse (exit 1) unless the course is at version N.")  # fmt: skip
+@click.option("--expected-version", "--expect-version", "expected_version", type=click.IntRange(1, MAX_VERSION),
+              metavar="N", help="Refuse (exit 1) unless the course is at version N.")  # fmt: skip
 @click.option("--now", metavar="ISO", help=NOW_HELP)
 @json_option
 @click.pass_obj
 def course_event(
     app: App, course_id: str, event: str, at: str | None, data_text: str | None,
-    expect_version: int | None, now: str | None, as_json: bool,
+    expected_version: int | None, now: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Record EVENT on a course (one transaction); print the new state."""
     from ipt_workflow import services
@@ -600,9 +648,7 @@ def course_event(
     if at:
         current = store.load(course_id)
         when = parse_instant(at, zone(current.timezone), "--at")
-    applied = services.apply_event(
-        store, app.rules, course_id, event, when, clock, data, expect_version, at_name="--at"
-    )
+    applied = services.apply_event(store, app.rules, course_id, event, when, clock, data, expected_version)
     if as_json:
         from ipt_workflow.present.views import course_json
 
@@ -629,7 +675,7 @@ def absence() -> None:
 
 @absence.command("add")
 @click.argument("therapist_id", type=ID, metavar="ID")
-@click.option("--from", "start", required=True, metavar="DATE", help="First day away (YYYY-MM-DD).")
+@click.option("--from", "--start", "start", required=True, metavar="DATE", help="First day away (YYYY-MM-DD).")
 @click.option("--until", required=True, metavar="DATE", help="Last day away (YYYY-MM-DD), included.")
 @click.option("--reason", metavar="TEXT", help="A note for staff (never about a client).")
 @click.option("--now", metavar="ISO", help=NOW_HELP)
@@ -724,7 +770,7 @@ def plan_command(app: App, course_id: str, fmt: str, now: str | None, as_json: b
 
 @cli.command("reminders")
 @click.option("--course", "course_id", type=ID, metavar="ID")
-@click.option("--from", "start", metavar="ISO", help="Due at or after (without an offset: UTC).")
+@click.option("--from", "--start", "start", metavar="ISO", help="Due at or after (without an offset: UTC).")
 @click.option("--until", metavar="ISO", help="Due before (without an offset: UTC).")
 @click.option("--status", type=click.Choice(["pending", "delivered", "skipped", "cancelled", "failed"]))
 @click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=1000, show_default=True, help="At most this many.")
@@ -757,7 +803,9 @@ def reminders_command(
 
 @cli.command("agenda")
 @click.option("--therapist", type=ID, metavar="ID", help="Only the sessions this therapist gives (default: all).")
-@click.option("--from", "start", metavar="DATE", help="First day, in the clinic's zone (default: this week's Monday).")
+@click.option(
+    "--from", "--start", "start", metavar="DATE", help="First day, in the clinic's zone (default: this week's Monday)."
+)
 @click.option("--until", metavar="DATE", help="Last day, included (default: a week from --from).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)
 @click.option("--now", metavar="ISO", help="Act as if it were this instant: which week is this week; ICS DTSTAMP.")
@@ -792,7 +840,9 @@ def agenda_command(
 
 @cli.command("slots")
 @click.option("--therapist", type=ID, required=True, metavar="ID")
-@click.option("--from", "start", required=True, metavar="DATE", help="Try first sessions in the week from this day.")
+@click.option(
+    "--from", "--start", "start", required=True, metavar="DATE", help="Try first sessions in the week from this day."
+)
 @click.option("--protocol", "protocol_id", metavar="ID", help="Protocol of the new course (default: ipt-16).")
 @click.option("--weekdays", metavar="mon,tue,..", help="Weekdays to try (default: the clinic's working days).")
 @click.option("--between", metavar="HH:MM-HH:MM", help="When sessions may run (default: the working hours).")

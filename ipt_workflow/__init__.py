@@ -38,9 +38,10 @@ if _TYPE_CHECKING:
     from .core.policy import ClinicPolicy
     from .core.protocol import FACTS, Protocol
     from .present.views import course_json, history_json, reminder_json, session_json
+    from .results import AgendaEntry, CourseSummary, GroupSummary, GroupView, SlotOption
     from .rulebook.files import Rulebook, load_file, load_rules
     from .simulation import Simulation, SimulationEvent, parse_events, simulate
-    from .workflow import Workflow
+    from .workflow import Attachment, Workflow
 
 __version__ = "0.1.0"
 
@@ -61,18 +62,24 @@ _WHERE = {
     "rulebook.files": ["Rulebook", "load_file", "load_rules"],
     "simulation": ["Simulation", "SimulationEvent", "parse_events", "simulate"],
     "present.views": ["course_json", "history_json", "reminder_json", "session_json"],
-    "workflow": ["Workflow"],
+    "results": ["AgendaEntry", "CourseSummary", "GroupSummary", "GroupView", "SlotOption"],
+    "workflow": ["Attachment", "Workflow"],
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "EVENTS",
     "FACTS",
+    "AgendaEntry",
+    "Attachment",
     "ClinicPolicy",
     "ConflictError",
     "Course",
     "CourseState",
+    "CourseSummary",
     "Effects",
+    "GroupSummary",
+    "GroupView",
     "HistoryEntry",
     "InvalidInput",
     "IptError",
@@ -89,6 +96,7 @@ __all__ = [
     "SessionStatus",
     "Simulation",
     "SimulationEvent",
+    "SlotOption",
     "StoreError",
     "UnknownName",
     "Workflow",

@@ -7,15 +7,16 @@ session's client gets a ``session_moved`` notice, and a clash the move makes rai
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
 
 from .core.absences import change_absences
 from .core.clashes import bookings, new_bookings
-from .core.errors import ConflictError, InvalidInput, StoreError, UnknownName, shown
+from .core.errors import ConflictError, InvalidInput, StoreError, UnknownName, mentioning, shown
 from .core.model import Absence, check_reference
 from .core.planner import sessions
-from .core.wallclock import parse_date
+from .core.values import DateLike, as_date
 from .rulebook.files import Rulebook
 from .services import protocol_of
 from .storage.absences import handover_therapists
@@ -26,36 +27,45 @@ _TRIES = 5
 REASON_MAX = 200
 
 
-@dataclass(frozen=True)
-class AbsenceChange:
+class AbsenceChange(BaseModel):
+    """An absence added or removed: ``courses`` replanned, planned sessions ``moved``."""
+
+    model_config = ConfigDict(frozen=True)
+
     absence: Absence
-    courses: int  # courses replanned
-    moved: int  # planned sessions that moved
+    courses: int
+    moved: int
 
 
 def new_absence_id() -> str:
     return f"abs_{secrets.token_hex(8)}"
 
 
-def check_absence(therapist: str, start: str, until: str, reason: str | None) -> tuple[str, Absence]:
+def check_absence(therapist: str, start: DateLike, until: DateLike, reason: str | None) -> tuple[str, Absence]:
     """The absence the options describe; InvalidInput naming the option otherwise."""
     check_reference(therapist, "therapist")
-    first = parse_date(start, "--from")
-    last = parse_date(until, "--until")
+    first = as_date(start, "start")
+    last = as_date(until, "until")
     if last < first:
-        raise InvalidInput(f"--until: {last.isoformat()} is before --from {first.isoformat()}")
+        raise mentioning(InvalidInput(f"until: {last.isoformat()} is before start {first.isoformat()}"), "start")
     if reason is not None:
         if len(reason) > REASON_MAX:
-            raise InvalidInput(f"--reason: longer than {REASON_MAX} characters")
+            raise InvalidInput(f"reason: longer than {REASON_MAX} characters")
         if any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
-            raise InvalidInput("--reason: contains a control character")
+            raise InvalidInput("reason: contains a control character")
     absence = Absence.model_validate({"id": new_absence_id(), "therapist": therapist, "from": first, "until": last,
                                       "reason": reason or None})  # fmt: skip
     return therapist, absence
 
 
 def add_absence(
-    store: SqlStore, rules: Rulebook, therapist: str, start: str, until: str, now: datetime, reason: str | None = None
+    store: SqlStore,
+    rules: Rulebook,
+    therapist: str,
+    start: DateLike,
+    until: DateLike,
+    now: datetime,
+    reason: str | None = None,
 ) -> AbsenceChange:
     """Record the absence and move the therapist's planned sessions out of it."""
     _, absence = check_absence(therapist, start, until, reason)
@@ -113,7 +123,7 @@ def _change(store: SqlStore, rules: Rulebook, absence: Absence, add: bool, now: 
             store.write_absence(absence, add, ids, replanned, now)
         except ConflictError:
             continue  # another writer changed one of these courses: read them again
-        return AbsenceChange(absence, len(replanned), moved)
+        return AbsenceChange(absence=absence, courses=len(replanned), moved=moved)
     raise StoreError(
         f"therapist {absence.therapist}: their courses kept changing while the absence was being "
         f"recorded ({_TRIES} tries); nothing was written: try again"

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import InvalidInput
-from .core.wallclock import local_instant, parse_date, parse_duration, parse_time, zone
+from .core.errors import InvalidInput, mentioning
+from .core.values import DateLike, ZoneLike, as_date, as_zone_name
+from .core.wallclock import local_instant, parse_duration, parse_time, zone
 from .storage.reads import calendar_courses
 
 if TYPE_CHECKING:
@@ -34,13 +35,15 @@ Replan = Callable[[str], list[dict[str, Any]]]
 # ---------------------------------------------------------------- agenda
 
 
-def agenda_window(clinic_zone: str, now: datetime, start: str | None, until: str | None) -> tuple[datetime, datetime]:
+def agenda_window(
+    clinic_zone: str, now: datetime, start: DateLike | None, until: DateLike | None
+) -> tuple[datetime, datetime]:
     """``[from, until]`` as local midnights ``[lo, hi)`` in the clinic's zone: both days
     included; one alone gives the week from (or up to) it; neither, the week (Monday to
-    Sunday) that holds ``now``. Raises InvalidInput naming ``--from`` or ``--until``."""
+    Sunday) that holds ``now``. Raises InvalidInput naming ``start`` or ``until``."""
     tz = zone(clinic_zone)
-    first = parse_date(start, "--from") if start is not None else None
-    last = parse_date(until, "--until") if until is not None else None
+    first = as_date(start, "start") if start is not None else None
+    last = as_date(until, "until") if until is not None else None
     if first is None and last is None:
         today = now.astimezone(tz).date()
         first = today - timedelta(days=today.weekday())
@@ -50,7 +53,7 @@ def agenda_window(clinic_zone: str, now: datetime, start: str | None, until: str
     if last is None:
         last = first + timedelta(days=6)
     if last < first:
-        raise InvalidInput(f"--until: {last.isoformat()} is before --from {first.isoformat()}")
+        raise mentioning(InvalidInput(f"until: {last.isoformat()} is before start {first.isoformat()}"), "start")
     return local_instant(first, time(0), tz), local_instant(last + timedelta(days=1), time(0), tz)
 
 
@@ -138,7 +141,7 @@ def agenda_calendar(store: SqlStore, rules: Rulebook, rows: list[dict[str, Any]]
 # ---------------------------------------------------------------- slots
 
 
-def parse_weekdays(text: str, where: str = "--weekdays") -> list[int]:
+def parse_weekdays(text: str, where: str = "weekdays") -> list[int]:
     """``mon,wed,fri`` as weekday numbers (Monday 0), sorted; raises InvalidInput."""
     days = set()
     for part in text.split(","):
@@ -149,7 +152,7 @@ def parse_weekdays(text: str, where: str = "--weekdays") -> list[int]:
     return sorted(days)
 
 
-def parse_between(text: str, where: str = "--between") -> tuple[time, time]:
+def parse_between(text: str, where: str = "between") -> tuple[time, time]:
     """``HH:MM-HH:MM`` as (start, end), start before end; raises InvalidInput."""
     first, dash, second = text.partition("-")
     if not dash:
@@ -160,7 +163,7 @@ def parse_between(text: str, where: str = "--between") -> tuple[time, time]:
     return lo, hi
 
 
-def parse_step(text: str, where: str = "--step") -> timedelta:
+def parse_step(text: str, where: str = "step") -> timedelta:
     """A step between candidate times: whole minutes, 1 minute to 24 hours."""
     step = parse_duration(text, where)
     if not timedelta(minutes=1) <= step <= timedelta(days=1) or step % timedelta(minutes=1):
@@ -186,13 +189,13 @@ def slot_query(
     rules: Rulebook,
     *,
     therapist: str,
-    start: str,
+    start: DateLike,
     protocol: str | None = None,
     weekdays: str | None = None,
     between: str | None = None,
     step: str = "15m",
     limit: int = 10,
-    tz: str | None = None,
+    tz: ZoneLike | None = None,
 ) -> SlotQuery:
     """Read the options of ``ipt slots``; defaults: protocol ipt-16 (as ``course create``),
     the clinic's working days and hours, 15-minute steps, 10 slots, the clinic's zone. A
@@ -204,20 +207,16 @@ def slot_query(
     closed = [WEEKDAYS[d] for d in days if d not in clinic.working_weekdays]
     if closed:
         raise InvalidInput(
-            f"--weekdays: '{closed[0]}' is not one of the clinic's working days ({', '.join(clinic.working_days)})"
+            f"weekdays: '{closed[0]}' is not one of the clinic's working days ({', '.join(clinic.working_days)})"
         )
     hours = clinic.working_hours
     window = parse_between(between) if between is not None else (hours.start_time, hours.end_time)
     if window[0] < hours.start_time or window[1] > hours.end_time:
         hours_text = f"{hours.start}-{hours.end}"
-        raise InvalidInput(f"--between: '{between}' is not within the clinic's working hours ({hours_text})")
+        raise InvalidInput(f"between: '{between}' is not within the clinic's working hours ({hours_text})")
     rules.named(protocol or DEFAULT_PROTOCOL)  # an unknown one (or version) is refused here
-    name = tz if tz is not None else clinic.timezone
-    try:
-        zone(name)
-    except InvalidInput as exc:
-        raise InvalidInput(f"--tz: {exc}") from None
-    return SlotQuery(therapist, parse_date(start, "--from"), protocol or DEFAULT_PROTOCOL, days, window,
+    name = as_zone_name(tz if tz is not None else clinic.timezone, "tz")
+    return SlotQuery(therapist, as_date(start, "start"), protocol or DEFAULT_PROTOCOL, days, window,
                      parse_step(step), limit, name)  # fmt: skip
 
 

@@ -29,9 +29,10 @@ from .core.model import ACTIVE_STATES, Course, CourseState, Effects, Group, Grou
 from .core.moves import notice, with_notice
 from .core.planner import plan, slot_warnings
 from .core.protocol import Protocol
-from .core.wallclock import check_ahead, parse_date, parse_instant, parse_time, zone
+from .core.values import DateLike, InstantLike, TimeLike, ZoneLike, as_date, as_instant, as_time, as_zone_name
+from .core.wallclock import check_ahead, zone
 from .rulebook.files import Rulebook
-from .services import _force, _zone_name, new_course_id
+from .services import _force, new_course_id
 from .storage.bookings import BookingCheck
 from .storage.sql import MemberChange, SqlStore
 
@@ -63,9 +64,9 @@ def create_group(
     *,
     protocol_id: str,
     therapist: str,
-    start: str,
-    time: str,
-    tz: str,
+    start: DateLike,
+    time: TimeLike,
+    tz: ZoneLike,
     now: datetime,
     cotherapist: str | None = None,
     group_id: str | None = None,
@@ -78,7 +79,7 @@ def create_group(
     protocol = rules.named(protocol_id)
     group = new_group(
         protocol, group_id=group_id or new_group_id(), therapist=therapist, cotherapist=cotherapist,
-        start=parse_date(start, "--start"), slot=parse_time(time, "--time"), timezone=_zone_name(tz, "--tz"),
+        start=as_date(start, "start"), slot=as_time(time, "time"), timezone=as_zone_name(tz, "tz"),
         min_size=min_size, max_size=max_size, now=now,
     )  # fmt: skip
     absences = [a for a in store.absences([therapist]) if a.until >= group.start]
@@ -107,7 +108,7 @@ def add_member(
     client: str,
     now: datetime,
     course_id: str | None = None,
-    pre: list[str] | None = None,
+    pre: list[InstantLike] | None = None,
     allow_clash: bool = False,
 ) -> MemberAdded:
     """Create a member's course of ``group_id``: its pre-group session(s) at ``pre`` (local
@@ -124,14 +125,12 @@ def add_member(
     count = protocol.individual_first
     if pre:
         if len(pre) != count:
-            raise InvalidInput(f"--pre: {protocol.id} has {count} pre-group session(s); {len(pre)} given")
-        starts = [parse_instant(p, tz, "--pre").astimezone(tz) for p in pre]
+            raise InvalidInput(f"pre: {protocol.id} has {count} pre-group session(s); {len(pre)} given")
+        starts = [as_instant(p, "pre", tz).astimezone(tz) for p in pre]
         late = next((s for s in starts if first is not None and s >= first), None)
         if late is not None:
             assert first is not None
-            raise InvalidInput(
-                f"--pre: {local_text(late)} is not before the group's first session ({local_text(first)})"
-            )
+            raise InvalidInput(f"pre: {local_text(late)} is not before the group's first session ({local_text(first)})")
     elif count:
         booked = store.booked([group.therapist], rules.clinic.buffer())
         starts = free_pre_starts(group, protocol, rules.clinic, booked, now, count, group.absences)
@@ -180,7 +179,7 @@ def apply_group_event(
     ``change_slot`` and ``change_therapist`` move the group's sessions for every member (each
     told by a ``session_moved`` notice); ``complete`` completes the members in termination.
     Raises UnknownName, InvalidInput, Refused, ConflictError or ScheduleClash."""
-    check_ahead(at, now, "--at")
+    check_ahead(at, now, "at")
     data, force = _force(event, data) if event in _MOVES else (data, False)
     group = store.load_group(group_id)
     protocol = group_protocol_of(rules, group)

@@ -14,11 +14,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from time import sleep, time_ns
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
 from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, Refused, StoreError, shown
@@ -26,6 +28,7 @@ from .core.lifecycle import apply, new_course, reconcile
 from .core.model import EVENT_DATA, Absence, Course, Effects, NoData, Plan, Session, check_reference
 from .core.planner import plan, reminder_id, rules_fingerprint, session_reminders, sessions, slot_warnings
 from .core.protocol import Protocol
+from .core.values import DateLike, TimeLike, ZoneLike, as_date, as_time, as_zone_name
 from .core.wallclock import check_ahead, parse_date, parse_time, zone
 from .inputs import read_regular_file
 from .rulebook.files import Rulebook, load_rules
@@ -78,9 +81,9 @@ def build_course(
     rules: Rulebook,
     *,
     client: str,
-    start: str,
-    time: str,
-    tz: str,
+    start: DateLike,
+    time: TimeLike,
+    tz: ZoneLike,
     now: datetime,
     protocol_id: str = DEFAULT_PROTOCOL,
     therapist: str = "unassigned",
@@ -89,11 +92,11 @@ def build_course(
     """A new course and its plan, checked, not yet stored. ``protocol_id`` is ``ID`` (its
     highest version) or ``ID@VERSION``; the course pins the version it took."""
     if course_id is not None and not course_id.strip():
-        raise InvalidInput("--id: empty (leave it out for a new random id)")
+        raise InvalidInput("course_id: empty (leave it out for a new random id)")
     protocol = rules.named(protocol_id)
     course = new_course(
         protocol, rules.clinic, course_id=course_id or new_course_id(), client=client, therapist=therapist,
-        start=parse_date(start, "--start"), slot=parse_time(time, "--time"), timezone=_zone_name(tz, "--tz"), now=now,
+        start=as_date(start, "start"), slot=as_time(time, "time"), timezone=as_zone_name(tz, "tz"), now=now,
     )  # fmt: skip
     return course, plan(course, protocol, rules.clinic)
 
@@ -105,7 +108,7 @@ def store_course(
     books its therapist over another course's session (ScheduleClash) unless ``allow_clash``,
     which books it anyway with a ``schedule_conflict`` alert."""
     if store.existing_ids([course.id]):
-        raise CourseExists(f"--id: course {shown(course.id)} already exists")
+        raise CourseExists(f"course_id: course {shown(course.id)} already exists")
     absent = with_absences_of(store, course, course.therapist)
     if absent is not course:
         course, p = absent, plan(absent, protocol_of(rules, absent), rules.clinic)
@@ -234,11 +237,12 @@ def show(store: SqlStore, rules: Rulebook, course_id: str) -> tuple[Course, Plan
 # ---------------------------------------------------------------- bulk import
 
 
-@dataclass
-class ImportReport:
+class ImportReport(BaseModel):
+    """An import: courses ``imported`` of ``rows`` data rows; ``problems`` as ``FILE:LINE: message``."""
+
     imported: int = 0
     rows: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ from .core.model import Course, Plan, Reminder, ReminderStatus
 from .core.planner import plan
 from .core.policy import ClinicPolicy
 from .core.protocol import Protocol
+from .core.values import DateLike, TimeLike, ZoneLike, as_date, as_time, as_zone_name
 from .core.wallclock import check_year, local_instant, parse_instant, zone
+
+MIDNIGHT = time(0, 0)
 
 
 @dataclass(frozen=True)
@@ -77,24 +80,32 @@ def simulate(
     protocol: Protocol,
     policy: ClinicPolicy,
     *,
-    start: date,
-    slot: time,
-    timezone: str,
+    start: DateLike,
     events: Sequence[SimulationEvent],
+    time: TimeLike | None = None,
+    tz: ZoneLike | None = None,
     course_id: str = "sim",
     client: str = "sim-client",
     therapist: str = "sim-therapist",
     now: datetime | None = None,
+    slot: TimeLike | None = None,
+    timezone: ZoneLike | None = None,
 ) -> Simulation:
-    """Run the course; raises InvalidInput/Refused naming the event index that failed."""
-    check_year(start, "start")
-    tz = zone(timezone)
-    created = local_instant(start, time(0, 0), tz).astimezone(UTC)
+    """Run the course (first session on ``start`` at ``time`` in ``tz``; ``slot`` and
+    ``timezone`` are accepted too); raises InvalidInput/Refused naming the event index that
+    failed."""
+    first = as_date(start, "start")
+    at = time if time is not None else slot
+    where = tz if tz is not None else timezone
+    if at is None or where is None:
+        raise InvalidInput(f"{'time' if at is None else 'tz'}: missing")
+    wall, zone_name = as_time(at, "time"), as_zone_name(where, "tz")
+    created = local_instant(first, MIDNIGHT, zone(zone_name)).astimezone(UTC)
     if events:
         created = min(created, events[0].at)
     course = new_course(
         protocol, policy, course_id=course_id, client=client, therapist=therapist,
-        start=start, slot=slot, timezone=timezone, now=created,
+        start=first, time=wall, tz=zone_name, now=created,
     )  # fmt: skip
     seen: dict[str, Reminder] = {r.id: r for r in plan(course, protocol, policy).reminders}
     cancelled: set[str] = set()

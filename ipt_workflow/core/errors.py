@@ -19,9 +19,24 @@ error stays one line and nothing reaches a terminal raw.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class IptError(Exception):
-    """Base of every error the engine raises on purpose."""
+    """Base of every error the engine raises on purpose. A message names parameters in the
+    library's spelling (``start: ...``); ``names`` lists those it mentions after its first
+    word, so the command line can say its options instead (``--from``)."""
+
+    names: tuple[str, ...] = ()
+
+
+_E = TypeVar("_E", bound=IptError)
+
+
+def mentioning(exc: _E, *names: str) -> _E:
+    """``exc`` with ``names``: the parameters its message mentions past its first word."""
+    exc.names = names
+    return exc
 
 
 class RuleFileError(IptError):

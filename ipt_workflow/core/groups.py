@@ -20,7 +20,7 @@ from typing import Any
 
 from .calendar import local_text
 from .clashes import Booking
-from .errors import InvalidInput, Refused
+from .errors import InvalidInput, Refused, mentioning
 from .lifecycle import apply, validate_data
 from .model import (
     ACTIVE_STATES,
@@ -58,7 +58,7 @@ def group_protocol(protocol: Protocol) -> Protocol:
     ``format: group``."""
     if protocol.format != "group":
         raise InvalidInput(
-            f"--protocol: {protocol.id} {protocol.version} is not a group protocol (format: {protocol.format})"
+            f"protocol: {protocol.id} {protocol.version} is not a group protocol (format: {protocol.format})"
         )
     cached = _PROTOCOLS.get(id(protocol))
     if cached is not None and cached[0] is protocol:
@@ -103,19 +103,19 @@ def new_group(
     """A new group, checked (names the bad field). Raises InvalidInput."""
     group_protocol(protocol)
     zone(timezone)
-    check_reference(group_id, "--id")
-    check_reference(therapist, "--therapist")
+    check_reference(group_id, "group_id")
+    check_reference(therapist, "therapist")
     if cotherapist is not None:
-        check_reference(cotherapist, "--cotherapist")
+        check_reference(cotherapist, "cotherapist")
         if cotherapist == therapist:
-            raise InvalidInput("--cotherapist: the same as --therapist")
+            raise mentioning(InvalidInput("cotherapist: the same as therapist"), "therapist")
     if min_size < 1:
-        raise InvalidInput(f"--min: {min_size} is less than 1")
+        raise InvalidInput(f"min: {min_size} is less than 1")
     if max_size > MAX_GROUP_SIZE:
-        raise InvalidInput(f"--max: {max_size} is more than {MAX_GROUP_SIZE}")
+        raise InvalidInput(f"max: {max_size} is more than {MAX_GROUP_SIZE}")
     if min_size > max_size:
-        raise InvalidInput(f"--min: {min_size} is more than --max {max_size}")
-    check_year(start, "--start")
+        raise mentioning(InvalidInput(f"min: {min_size} is more than max {max_size}"), "max")
+    check_year(start, "start")
     at = now.astimezone(UTC)
     entry = HistoryEntry.model_validate({"event": "create", "at": at, "from": None, "to": CourseState.intervention})
     return Group(
@@ -314,8 +314,8 @@ def free_pre_starts(
                     t += PRE_STEP
         day += timedelta(days=1)
     if len(out) < count:
-        raise InvalidInput(
-            f"--pre: therapist {group.therapist} has no free {protocol.duration_minutes}-minute slot in working hours "
-            f"in the {PRE_WINDOW_DAYS} days before the group starts ({group.start}); give --pre instants"
-        )
+        raise mentioning(InvalidInput(
+            f"pre: therapist {group.therapist} has no free {protocol.duration_minutes}-minute slot in working hours "
+            f"in the {PRE_WINDOW_DAYS} days before the group starts ({group.start}); give pre instants"
+        ), "pre")  # fmt: skip
     return out

@@ -36,6 +36,7 @@ from .moves import RECORDING, change_slot, change_therapist, record_session, res
 from .planner import counts, plan, reminder_id
 from .policy import ClinicPolicy
 from .protocol import Condition, EvaluationError, Protocol
+from .values import naive_problem
 from .wallclock import check_year, local_instant, zone
 
 S = CourseState
@@ -145,12 +146,23 @@ def new_course(
     client: str,
     therapist: str,
     start: Any,
-    slot: Any,
-    timezone: str,
     now: datetime,
+    time: Any = None,
+    tz: str | None = None,
+    slot: Any = None,
+    timezone: str | None = None,
 ) -> Course:
-    """A new course in ``intake``, its history opened at ``now``. Raises InvalidInput."""
-    zone(timezone)
+    """A new course in ``intake``, its history opened at ``now``: first session on ``start``
+    at wall-clock ``time`` in zone ``tz`` (``slot`` and ``timezone``, the model's field names,
+    are accepted too). Raises InvalidInput naming the parameter."""
+    slot = time if time is not None else slot
+    timezone = tz if tz is not None else timezone
+    if slot is None or timezone is None:
+        raise InvalidInput(f"{'time' if slot is None else 'tz'}: missing")
+    try:
+        zone(timezone)
+    except InvalidInput as exc:
+        raise InvalidInput(f"tz: {exc}") from None
     now = _aware(now, "now")
     try:
         course = Course(
@@ -172,6 +184,7 @@ def new_course(
         field = ".".join(str(x) for x in err["loc"])
         if err["type"] == "string_pattern_mismatch":  # a client reference is never repeated
             raise InvalidInput(reference_problem(str(err["input"]), field, echo=field != "client")) from None
+        field = {"slot": "time", "timezone": "tz"}.get(field, field)  # the parameters' names
         raise InvalidInput(f"{field}: {err['msg']}") from None
     check_year(course.start, "start")
     return course
@@ -180,7 +193,7 @@ def new_course(
 def _aware(value: datetime, where: str) -> datetime:
     """``value`` in UTC; raises InvalidInput when it is naive or outside the years allowed."""
     if value.tzinfo is None:
-        raise InvalidInput(f"{where}: '{value.isoformat()}' has no UTC offset")
+        raise naive_problem(where, value)
     check_year(value, where)
     return value.astimezone(UTC)
 

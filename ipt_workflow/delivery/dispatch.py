@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from ..core.wallclock import iso_utc
 from ..storage.sql import SqlStore
 from .sinks import Sink
@@ -45,8 +47,10 @@ Claim = tuple[Any, ...]  # (course_id, id, attempts) of a reminder, (id, attempt
 Check = Callable[[list[dict[str, Any]], datetime], list[dict[str, Any]]]
 
 
-@dataclass
-class Dispatched:
+class Dispatched(BaseModel):
+    """What one dispatch did: counts of reminders delivered, skipped (late policy), to be
+    retried, failed for good; batches; digests delivered; items dropped."""
+
     delivered: int = 0
     skipped: int = 0
     retried: int = 0

@@ -179,7 +179,7 @@ class CourseStore(BulkWrites, AbsenceReads):
         try:
             self.write_batches((build_rows(stored, now, sqlite) for _ in (1,)), before=check)
         except CourseExists:
-            raise CourseExists(f"--id: course {shown(course.id)} already exists") from None
+            raise CourseExists(f"course_id: course {shown(course.id)} already exists") from None
         return stored[0][0].model_copy(update={"version": 1, "rules_fingerprint": stored[0][1].fingerprint})
 
     def save(

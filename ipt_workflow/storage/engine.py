@@ -34,7 +34,7 @@ def engine_for(url: str, *, create: bool = True, lock_wait: float | None = None)
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"--db: '{url}' is not a database URL or a file path") from None
+        raise StoreError(f"url: '{url}' is not a database URL or a file path") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername.startswith("sqlite"):
@@ -47,7 +47,7 @@ def engine_for(url: str, *, create: bool = True, lock_wait: float | None = None)
     try:
         engine = create_engine(parsed, pool_pre_ping=True)
     except Exception as exc:  # an unknown dialect or a missing driver
-        raise StoreError(f"--db: cannot use '{_shown_url(parsed)}': {exc}") from None
+        raise StoreError(f"url: cannot use '{_shown_url(parsed)}': {exc}") from None
     if engine.dialect.name == "postgresql":
         _postgresql_setup(engine, wait)
     return engine
@@ -59,7 +59,7 @@ def _open_file(path: Path, create: bool) -> None:
     try:
         create_private_file(path)
     except OSError as exc:
-        raise StoreError(f"--db: cannot create '{path}': {exc.strerror or exc}") from None
+        raise StoreError(f"url: cannot create '{path}': {exc.strerror or exc}") from None
     make_private(path)
 
 

@@ -117,9 +117,9 @@ class GroupStore(CourseStore):
         course) and ScheduleClash when ``booking`` refuses a clash."""
         with self._write(adding=True) as conn:
             if conn.execute(select(t.courses.c.id).where(t.courses.c.id == group.id)).first() is not None:
-                raise CourseExists(f"--id: {shown(group.id)} is already a course")
+                raise CourseExists(f"group_id: {shown(group.id)} is already a course")
             if conn.execute(select(t.groups.c.id).where(t.groups.c.id == group.id)).first() is not None:
-                raise CourseExists(f"--id: group {shown(group.id)} already exists")
+                raise CourseExists(f"group_id: group {shown(group.id)} already exists")
             if booking is not None:
                 self._check_bookings(conn, booking, group.id)
             values = _group_values(group, sessions, individual_first)
@@ -144,7 +144,7 @@ class GroupStore(CourseStore):
         try:
             self.write_batches((build_rows(stored, now, self.dialect == "sqlite") for _ in (1,)), before=check)
         except CourseExists:
-            raise CourseExists(f"--id: course {shown(course.id)} already exists") from None
+            raise CourseExists(f"course_id: course {shown(course.id)} already exists") from None
         return stored[0][0].model_copy(update={"version": 1})
 
     def _check_room(self, conn: Connection, group: Group) -> None:

@@ -185,7 +185,7 @@ def test_the_library_raises_schedule_clash_and_books_with_allow_clash(tmp_path: 
         wf.create_course(client="CL-A", course_id="A", **args)
         with pytest.raises(ScheduleClash, match=r"^therapist T-07 is booked Mon 2027-01-04 10:00–10:50 GMT"):
             wf.create_course(client="CL-B", course_id="B", **args)
-        assert [c["id"] for c in wf.courses()] == ["A"]
+        assert [c.id for c in wf.courses()] == ["A"]
         booked = wf.create_course(client="CL-B", course_id="B", allow_clash=True, **args)
         alerts = sorted((a.session or 0, a.kind, a.rule) for a in booked.alerts)
         assert alerts[:2] == [(1, "schedule_conflict", "clash:A#1"), (2, "schedule_conflict", "clash:A#2")]

@@ -151,7 +151,7 @@ def test_dates_on_the_course_wall_clock_across_a_clock_change(browser: Any, wf: 
 def test_caseload_page_in_chromium(browser: Any, wf: Workflow, artifacts: Path) -> None:
     from ipt_workflow.reports import caseload_html
 
-    rows = wf.caseload("T-02")
+    rows = [r.model_dump() for r in wf.caseload("T-02")]
     path = artifacts / "caseload.html"
     path.write_text(caseload_html(rows, "T-02", NOW, "Europe/London"), encoding="utf-8")
     visit = Visit(browser, path)

@@ -257,9 +257,9 @@ def test_measures_item9_at_most_the_total_and_entered_late_in_time_order(ipt: Ru
     assert shown["version"] == 5
     # never before the course was created; other events never before the last change
     line = error_line(event("record_measure", "2027-01-01T08:00", {"instrument": "phq9", "score": 9, "item9": 0}))
-    assert line == "error: at: 2027-01-01T08:00:00+00:00 is before the course was created (2027-01-01T09:00:00+00:00)"
+    assert line == "error: --at: 2027-01-01T08:00:00+00:00 is before the course was created (2027-01-01T09:00:00+00:00)"
     line = error_line(event("complete_intake", "2027-01-10T12:00"))
     assert line == (
-        "error: at: 2027-01-10T12:00:00+00:00 is before the course's last change (2027-01-11T11:00:00+00:00)"
+        "error: --at: 2027-01-10T12:00:00+00:00 is before the course's last change (2027-01-11T11:00:00+00:00)"
     )
     assert ok_json(ipt("--db", db, "course", "show", "A", "--json"))["version"] == 5

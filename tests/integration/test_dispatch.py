@@ -146,4 +146,5 @@ def test_a_library_callable_receives_each_due_event_and_can_refuse(db_url: str) 
         assert wf.dispatch([deliver], now=now).delivered == 0  # backing off
         assert wf.dispatch([deliver], now=now + timedelta(minutes=5)).delivered == 1
     kinds = sorted(str(e["kind"]) for e in received)
-    assert kinds == ["measure_due", "safety_alert", "session_reminder", "session_reminder"]
+    # and the therapist's digest of the clinic's 08:00 firing that Monday (dispatch sends digests too)
+    assert kinds == ["digest", "measure_due", "safety_alert", "session_reminder", "session_reminder"]

@@ -28,7 +28,7 @@ def _group(wf: Workflow, gid: str = "G1", **kw: object) -> None:
 
 
 def _starts(wf: Workflow, gid: str = "G1") -> list[str]:
-    return [s["start"] for s in wf.group(gid)["sessions"]]
+    return [s.start.isoformat() for s in wf.group(gid).sessions]
 
 
 def test_a_cohort_of_eight_through_the_protocol(db_url: str) -> None:
@@ -60,11 +60,11 @@ def test_a_cohort_of_eight_through_the_protocol(db_url: str) -> None:
                 wf.apply("m8", "resume")
             assert _starts(wf) == planned  # one member's miss, pause or withdrawal never moves the group
         data = wf.group("G1")
-        assert data["sessions"][0]["absent"] == ["m2"]
-        assert sorted(data["sessions"][0]["present"]) == ["m1", "m3", "m4", "m5", "m6", "m7", "m8"]
-        assert "m8" not in data["sessions"][3]["present"] + data["sessions"][3]["absent"]  # paused then
+        assert data.sessions[0].absent == ["m2"]
+        assert sorted(data.sessions[0].present) == ["m1", "m3", "m4", "m5", "m6", "m7", "m8"]
+        assert "m8" not in data.sessions[3].present + data.sessions[3].absent  # paused then
         wf.group_event("G1", "complete")
-        states = {m["course"]: m["state"] for m in wf.group("G1")["members"]}
+        states = {m.course: m.state for m in wf.group("G1").members}
         assert states == {**{f"m{i}": "completed" for i in range(1, 9)}, "m7": "withdrawn"}
         m8 = wf.course("m8")
         held = [s.number for s in m8.sessions if s.status.value == "held"]
@@ -78,7 +78,7 @@ def test_a_cohort_of_eight_through_the_protocol(db_url: str) -> None:
         assert sum(1 for r in reminders if r.kind == "session_reminder") >= 9
         alerts = [r for r in wf.reminders(course="m7") if r.kind == "group_size_review"]
         assert len(alerts) == 1 and alerts[0].audience == "therapist"
-        assert wf.group("G1")["state"] == "completed"
+        assert wf.group("G1").state == "completed"
 
 
 def test_group_sessions_book_the_therapist_once(db_url: str) -> None:
@@ -100,7 +100,7 @@ def test_group_sessions_book_the_therapist_once(db_url: str) -> None:
 def test_bad_input_writes_nothing(db_url: str, raw_engine: Engine) -> None:
     clock = Clock(datetime(2027, 4, 1, 9, tzinfo=UTC))
     with Workflow(db_url, clock=clock) as wf:
-        with pytest.raises(InvalidInput, match="--min: 9 is more than --max 8"):
+        with pytest.raises(InvalidInput, match="min: 9 is more than max 8"):
             _group(wf, min=9)
         with pytest.raises(InvalidInput, match="not a group protocol"):
             _group(wf, protocol="ipt-16")

@@ -30,11 +30,11 @@ def test_report_and_caseload_on_every_backend(db_url: str) -> None:
         alert = html[html.index('data-kind="safety_alert"') :].split("</tr>")[0]
         assert 'data-status="delivered"' in alert and "Mon 2026-03-02 09:56 GMT" in alert  # its delivery
 
-        rows = wf.caseload()
+        rows = [r.model_dump() for r in wf.caseload()]
         assert [(r["course"], r["state"], r["week"], r["weeks"]) for r in rows] == [
             ("c-1", "assessment", 1, 12), ("c-2", "intake", 1, 12)
         ]  # fmt: skip
         # the safety alert delivered a day ago, session 1 (yesterday) never recorded
         assert [a["kind"] for a in rows[0]["open_alerts"]] == ["safety_alert", "attendance_unrecorded"]
         assert rows[0]["phq9"]["baseline"] == 18 and rows[1]["phq9"] is None
-        assert [r["course"] for r in wf.caseload("T-02")] == ["c-2"]
+        assert [r.course for r in wf.caseload("T-02")] == ["c-2"]

@@ -59,7 +59,7 @@ def assert_pending_is_fresh_plan(wf: Workflow, rules: Rulebook, now: datetime) -
     """Every running course: its pending reminders are its fresh plan's (those not already
     delivered), plus only therapist alerts already raised that the new plan lacks."""
     for row in wf.courses():
-        course = wf.course(row["id"])
+        course = wf.course(row.id)
         if course.state.value in ("completed", "withdrawn"):
             continue
         fresh = {r.id: r.due for r in plan(course, rules.protocol(course.protocol), rules.clinic).reminders}
@@ -132,6 +132,7 @@ def test_the_daemon_replans_a_course_planned_under_other_rules_before_it_emits(
         at = T0 + timedelta(days=7)  # the 72h and 24h reminders of sessions 1 and 2 are due by then
         with caplog.at_level(logging.INFO, logger="ipt_workflow.rulechanges"):
             wf.dispatch([sent.append], now=at)
+        sent = [e for e in sent if e["type"] != "digest"]  # the therapist's digests go out too
         course = wf.course("A")
         fresh = {r.id for r in plan(course, IPT16, new.clinic).reminders}
         assert sent and all(e["id"] in fresh for e in sent)
@@ -201,7 +202,7 @@ def test_after_replan_every_running_course_holds_what_a_fresh_plan_gives(
         real = rulechanges.replan(wf.store, new, clock.now)
         assert real.json() == {**dry.json(), "dry_run": False}
         assert_pending_is_fresh_plan(wf, new, clock.now)
-        again = rulechanges.replan(wf.store, new, clock.now, courses=[r["id"] for r in wf.courses()])
+        again = rulechanges.replan(wf.store, new, clock.now, courses=[r.id for r in wf.courses()])
         # Nothing left to change, but for one known gap of the event path (it reconciles with the
         # stored reminders only when the rules changed): an attendance_unrecorded alert kept as
         # raised by an earlier replan, whose session an event under the same rules then recorded.
@@ -342,7 +343,7 @@ def test_the_library_calls_migrate_and_replan(tmp_path: Path) -> None:
         dry = wf.migrate("ipt-16", "1.1.0", dry_run=True)
         assert [(c.course, c.status) for c in dry.courses] == [("A", "migrated")]
         assert wf.course("A").protocol_version == "1.0.0"
-        assert wf.migrate("ipt-16", "1.1.0").json() == {**dry.json(), "dry_run": False}
+        assert wf.migrate("ipt-16", "1.1.0") == dry.model_copy(update={"dry_run": False})
         course = wf.course("A")
         assert (course.protocol_version, course.planned_sessions, len(wf.plan("A").sessions)) == ("1.1.0", 10, 10)
         assert wf.replan().courses == []

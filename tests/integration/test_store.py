@@ -161,8 +161,8 @@ def test_create_course_writes_the_course_its_history_and_its_reminders(
     assert rows(raw_engine, "ipt_sessions") == []  # planned sessions are recomputed, never stored
     assert rows(raw_engine, "ipt_measurements") == []
 
-    assert [c["id"] for c in wf.courses()] == ["crs-1"]
-    assert [c["id"] for c in wf.courses(state="intake", therapist="th-7")] == ["crs-1"]
+    assert [c.id for c in wf.courses()] == ["crs-1"]
+    assert [c.id for c in wf.courses(state="intake", therapist="th-7")] == ["crs-1"]
     assert wf.courses(state="assessment") == wf.courses(therapist="th-8") == []
 
 
@@ -576,11 +576,11 @@ def test_import_skip_bad_stores_the_good_rows_and_reports_the_rest(
     assert (report.imported, report.rows) == (len(GOOD_ROWS), len(GOOD_ROWS) + len(BAD_ROWS) + 1)
     problems = problem_lines("\n".join(report.problems), path)
     assert sorted(n for n, _ in problems) == list(range(len(GOOD_ROWS) + 2, len(GOOD_ROWS) + len(BAD_ROWS) + 3))
-    stored = {c["id"]: c for c in wf.courses()}
+    stored = {c.id: c for c in wf.courses()}
     assert len(stored) == 3 and {"imp-1", "imp-2"} <= set(stored)
-    assert stored["imp-1"]["client"] == "CL-1"  # the first row with the id, not the duplicate
-    assert {c["protocol"] for c in stored.values()} == {"ipt-16", "ipt-b-8", "ipt-g-8"}
-    assert {c["version"] for c in stored.values()} == {1}
+    assert stored["imp-1"].client == "CL-1"  # the first row with the id, not the duplicate
+    assert {c.protocol for c in stored.values()} == {"ipt-16", "ipt-b-8", "ipt-g-8"}
+    assert {c.version for c in stored.values()} == {1}
     for course_id in stored:
         course = wf.course(course_id)
         assert_pending_matches_plan(wf, raw_engine, course)

@@ -49,6 +49,7 @@ def test_package_import_is_the_public_api_and_loads_no_shell_library() -> None:
 
 EXPORTED = {
     "EVENTS", "FACTS", "ClinicPolicy", "ConflictError", "StoreError", "Workflow",
+    "AgendaEntry", "Attachment", "CourseSummary", "GroupSummary", "GroupView", "SlotOption",
     "Course", "CourseState", "Effects", "HistoryEntry", "InvalidInput",
     "IptError", "Measurement", "Plan", "Protocol", "Refused", "Reminder", "ReminderStatus", "RuleFileError",
     "Rulebook", "ScheduleClash", "Session", "SessionStatus", "Simulation", "SimulationEvent", "UnknownName",
@@ -79,6 +80,7 @@ def test_wheel_carries_rules_and_works_outside_the_repo(tmp_path: Path) -> None:
     for rule in ("ipt-16", "ipt-b-8", "ipt-a-12", "ipt-g-8", "ipt-m", "clinic"):
         assert f"ipt_workflow/rules/{rule}.yaml" in names
     assert "cli.py" in names
+    assert "ipt_workflow/py.typed" in names  # PEP 561: type checkers use our annotations
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)],
@@ -96,6 +98,13 @@ def test_wheel_carries_rules_and_works_outside_the_repo(tmp_path: Path) -> None:
     first, rest = out.stdout.split("\n", 1)
     assert first.startswith(str(target))
     assert sorted(p["id"] for p in json.loads(rest)) == ["ipt-16", "ipt-a-12", "ipt-b-8", "ipt-g-8", "ipt-m"]
+    # a host's type checker reads the installed package's annotations (py.typed, PEP 561)
+    from tests.unit.test_host_app import APP, mypy_strict
+
+    app = elsewhere / "app.py"
+    app.write_text(APP.read_text())
+    checked = mypy_strict(app, elsewhere, tmp_path, env)
+    assert checked.returncode == 0, checked.stdout
 
 
 # Which packages each part of ipt_workflow may import (STYLE.md, "Where new code goes"): imports
