@@ -109,7 +109,7 @@ class GroupStore(CourseStore):
             ids = conn.execute(
                 select(t.courses.c.id).where(t.courses.c.group_id == group_id).order_by(t.courses.c.id)
             ).scalars()
-            return [self._load(conn, i) for i in list(ids)]
+            return self._load_many(conn, list(ids))
 
     def add_group(self, group: Group, sessions: Sequence[Session], individual_first: int, now: datetime,
                   booking: BookingCheck | None) -> Group:  # fmt: skip
