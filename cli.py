@@ -803,14 +803,19 @@ def group_add(
 
 @group_cmd.command("show")
 @click.argument("group_id", type=ID, metavar="GROUP")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)
+@click.option("--now", metavar="ISO", help="DTSTAMP of the calendar export (default: now).")
 @json_option
 @click.pass_obj
-def group_show(app: App, group_id: str, as_json: bool) -> None:
-    """Show a group: its sessions with attendance, and its members."""
+def group_show(app: App, group_id: str, fmt: str, now: str | None, as_json: bool) -> None:
+    """Show a group: its sessions with attendance, and its members (or its calendar: --format ics)."""
     from ipt_workflow import groups
 
+    if fmt == "ics" and not as_json:
+        sys.stdout.buffer.write(groups.group_ics(app.existing_store, app.rules, group_id, app.now(now)))
+        return
     data = groups.group_json(app.existing_store, app.rules, group_id)
-    if as_json:
+    if as_json or fmt == "json":
         emit_json(data)
         return
     from ipt_workflow.present.tables import print_group

@@ -21,6 +21,7 @@ from .core.groups import (
     member_number,
     new_group,
     plan_of,
+    schedule_course,
     size_review,
     with_attendance,
 )
@@ -323,4 +324,25 @@ def group_json(store: SqlStore, rules: Rulebook, group_id: str) -> dict[str, Any
     }
 
 
-__all__ = ["add_member", "apply_group_event", "create_group", "group_json", "group_protocol", "size_alert"]
+def group_session_events(store: SqlStore, rules: Rulebook, group_id: str, stamp: datetime) -> list[tuple[int, Any]]:
+    """(number, VEVENT) of each group session, as ``group_calendar`` writes them."""
+    from .interop.ics import group_events
+
+    group = store.load_group(group_id)
+    protocol = group_protocol_of(rules, group)
+    all_sessions = group_sessions(group, protocol, rules.clinic)
+    events = group_events(schedule_course(group, protocol), all_sessions, stamp)
+    return [(s.number, e) for s, e in zip(all_sessions, events, strict=True)]
+
+
+def group_ics(store: SqlStore, rules: Rulebook, group_id: str, stamp: datetime) -> bytes:
+    """The group's calendar: one VEVENT per group session (SPEC §9's ICS: stable UID,
+    SEQUENCE, LAST-MODIFIED, cancelled ones ``STATUS:CANCELLED``), no client references."""
+    from .interop.ics import group_calendar
+
+    group = store.load_group(group_id)
+    protocol = group_protocol_of(rules, group)
+    return group_calendar(schedule_course(group, protocol), group_sessions(group, protocol, rules.clinic), stamp)
+
+
+__all__ = ["add_member", "apply_group_event", "create_group", "group_ics", "group_json", "group_protocol", "size_alert"]

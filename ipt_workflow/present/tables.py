@@ -232,12 +232,13 @@ def print_agenda(rows: list[dict[str, Any]], zones: dict[str, str], title: str) 
     for col in ("start", "end", "therapist", "course", "client", "#", "phase", "status", "moved from"):
         table.add_column(col)
     for r in rows:
-        tz = _zone(zones.get(r["course"]))
+        tz = _zone(zones.get(r["course"] or r["group"]))
         start, end = wall_time(r["start"], tz), wall_time(r["end"], tz)
         if end[:14] == start[:14]:
             end = end[15:]  # the same day: the time alone
         moved = wall_time(r["original_start"], tz) if r["original_start"] else ""
-        table.add_row(start, end, r["therapist"], r["course"], r["client"], str(r["session"]), r["phase"],
+        what = r["course"] if r["course"] is not None else f"group {r['group']}"
+        table.add_row(start, end, r["therapist"], what, r["client"] or "", str(r["session"]), r["phase"] or "",
                       r["status"], moved)  # fmt: skip
     _console().print(table)
 
