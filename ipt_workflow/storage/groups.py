@@ -182,14 +182,7 @@ class GroupStore(CourseStore):
         with self._write() as conn:
             if booking is not None:
                 self._check_bookings(conn, booking, after.id)
-            result = conn.execute(
-                update(t.groups)
-                .where(t.groups.c.id == after.id, t.groups.c.version == before.version)
-                .values(**_group_values(after, sessions, individual_first), updated_at=now, version=before.version + 1)
-            )
-            if result.rowcount != 1:
-                found = conn.execute(select(t.groups.c.version).where(t.groups.c.id == after.id)).scalar()
-                raise ConflictError(after.id, before.version, found)
+            self._update_group(conn, before, after, sessions, individual_first, now)
             for i, m in enumerate(members):
                 if pause and i == len(members) // 2:
                     print("test pause: inside the group event's transaction", file=sys.stderr, flush=True)
@@ -197,6 +190,26 @@ class GroupStore(CourseStore):
                 out.append(self._save(conn, m.before, m.after, m.plan, m.effects, now))
             self._notify(conn)
         return after.model_copy(update={"version": before.version + 1}), out
+
+
+    def active_group_ids(self, therapist: str) -> list[str]:
+        """The active groups ``therapist`` leads, by id."""
+        g = t.groups.c
+        with self._read() as conn:
+            query = select(g.id).where(g.therapist == therapist, g.state == GroupState.active.value).order_by(g.id)
+            return list(conn.execute(query).scalars())
+
+    def _update_group(self, conn: Connection, before: Group, after: Group, sessions: Sequence[Session],
+                      individual_first: int, now: datetime) -> None:  # fmt: skip
+        """Write the group's row; ConflictError when it changed since ``before`` was read."""
+        result = conn.execute(
+            update(t.groups)
+            .where(t.groups.c.id == after.id, t.groups.c.version == before.version)
+            .values(**_group_values(after, sessions, individual_first), updated_at=now, version=before.version + 1)
+        )
+        if result.rowcount != 1:
+            found = conn.execute(select(t.groups.c.version).where(t.groups.c.id == after.id)).scalar()
+            raise ConflictError(after.id, before.version, found)
 
 
 def _group_values(group: Group, sessions: Sequence[Session], individual_first: int) -> dict[str, Any]:
