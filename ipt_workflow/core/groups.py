@@ -287,15 +287,19 @@ def free_pre_starts(
     now: datetime,
     count: int,
     absences: Sequence[Absence] = (),
+    busy: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[datetime]:
     """The first ``count`` starts in the ``PRE_WINDOW_DAYS`` days before the group's first
     session where a pre-group session of the group's therapist fits inside working hours on
     a working day they are not away, after ``now``, clear of ``booked`` (with the clinic's
-    buffer) and of each other. Raises InvalidInput when there are fewer."""
+    buffer) and of each other (``busy``: the therapist's bookings as (start, end with the
+    buffer), instead of ``booked``). Raises InvalidInput when there are fewer."""
     tz = zone(group.timezone)
     length = timedelta(minutes=protocol.duration_minutes)
     buffer = policy.buffer()
-    mine = sorted((b.start, b.end) for b in booked if b.therapist == group.therapist)
+    if busy is None:
+        busy = [(b.start, b.end) for b in booked if b.therapist == group.therapist]
+    mine = sorted(busy)
     hours = policy.working_hours
     out: list[datetime] = []
     day = group.start - timedelta(days=PRE_WINDOW_DAYS)

@@ -19,6 +19,7 @@ from ..core.errors import ConflictError, CourseExists, Refused, UnknownName, sho
 from ..core.model import Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
 from . import schema as t
 from .bookings import BookingCheck
+from .base import chunks
 from .bulk import build_rows
 from .courses import CourseStore, _with_alerts
 from .rows import group_plan_lists
@@ -191,6 +192,57 @@ class GroupStore(CourseStore):
             self._notify(conn)
         return after.model_copy(update={"version": before.version + 1}), out
 
+
+    def load_groups(self, group_ids: Sequence[str]) -> dict[str, Group]:
+        """The stored groups of ``group_ids`` that exist, by id."""
+        out: dict[str, Group] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(group_ids), 500):
+                found = conn.execute(select(t.groups.c.id).where(t.groups.c.id.in_(chunk))).scalars()
+                for gid in list(found):
+                    out[gid] = self._load_group(conn, gid)
+        return out
+
+    def member_counts(self, group_ids: Sequence[str]) -> dict[str, int]:
+        """How many members (not withdrawn) each of ``group_ids`` has."""
+        c = t.courses.c
+        out = dict.fromkeys(group_ids, 0)
+        with self._read() as conn:
+            for chunk in chunks(list(group_ids), 500):
+                query = (
+                    select(c.group_id, func.count())
+                    .where(c.group_id.in_(chunk), c.state != CourseState.withdrawn.value)
+                    .group_by(c.group_id)
+                )
+                out.update({g: n for g, n in conn.execute(query)})
+        return out
+
+    @staticmethod
+    def check_joins(conn: Connection, joins: dict[str, tuple[int, int]]) -> None:
+        """In an import's transaction: each group of ``joins`` (id: (version read, members
+        then)) still active, at that version, with as many members (the import checked the
+        room against them). Raises Refused or ConflictError."""
+        g, c = t.groups.c, t.courses.c
+        for chunk in chunks(sorted(joins), 500):
+            rows = {r[0]: r[1:] for r in conn.execute(select(g.id, g.state, g.version, g.max_size).where(g.id.in_(chunk)))}
+            counts = dict(
+                conn.execute(
+                    select(c.group_id, func.count())
+                    .where(c.group_id.in_(chunk), c.state != CourseState.withdrawn.value)
+                    .group_by(c.group_id)
+                ).all()
+            )
+            for gid in chunk:
+                version, members = joins[gid]
+                if gid not in rows:
+                    raise UnknownName(f"unknown group {shown(gid)}")
+                state, found, _ = rows[gid]
+                if state != GroupState.active.value:
+                    raise Refused("add", state, f"group {gid} is {state}: it takes no new members")
+                if found != version:
+                    raise ConflictError(gid, version, found)
+                if counts.get(gid, 0) != members:
+                    raise ConflictError(gid, version, found)
 
     def active_group_ids(self, therapist: str) -> list[str]:
         """The active groups ``therapist`` leads, by id."""
