@@ -34,8 +34,9 @@ def import_figure() -> None:
         t0 = time.perf_counter()
         with Workflow(db, clock=lambda: clock) as wf:
             for i in range(1000):
-                wf.create_group(protocol="ipt-g-8", therapist=f"T-{i // 5}", start=WEEKDAYS[i % 5], time=("10:00", "14:00")[i % 2],
-                                tz="Europe/London", group_id=f"G{i}", min=2, max=8)  # fmt: skip
+                wf.create_group(protocol="ipt-g-8", therapist=f"T-{i // 5}", start=WEEKDAYS[i % 5],
+                                time=("10:00", "14:00")[i % 2], tz="Europe/London", group_id=f"G{i}", min=2,
+                                max=8)  # fmt: skip
         setup = time.perf_counter() - t0
         csv = Path(tmp) / "members.csv"
         rows = ["client,therapist,protocol,start,time,tz,id,group"]

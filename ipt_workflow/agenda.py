@@ -147,10 +147,9 @@ def agenda_calendar(store: SqlStore, rules: Rulebook, rows: list[dict[str, Any]]
     writes for it (same UID, SEQUENCE, LAST-MODIFIED, alarms), per group session the one
     ``ipt group show --format ics`` writes, in agenda order."""
     from .core.model import Plan
+    from .groups import group_session_events
     from .interop.ics import new_calendar, session_events
     from .services import show
-
-    from .groups import group_session_events
 
     wanted: dict[str, set[int]] = {}
     wanted_groups: dict[str, set[int]] = {}

@@ -19,20 +19,28 @@ from .core.groups import (
     group_event,
     group_protocol,
     group_sessions,
-    member_number,
+    member_course,
+    members_event,
+    moves,
     new_group,
     plan_of,
+    regrouped,
     schedule_course,
     size_review,
     with_attendance,
 )
-from .core.lifecycle import apply, new_course, stays
-from .core.model import ACTIVE_STATES, Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
-from .core.moves import notice, with_notice
+from .core.model import (
+    Course,
+    Group,
+    GroupState,
+    HistoryEntry,
+    Plan,
+    Session,
+    check_reference,
+)
 from .core.planner import plan, slot_warnings
 from .core.protocol import Protocol
 from .core.wallclock import check_ahead, parse_date, parse_instant, parse_time, zone
-from .core.model import check_reference
 from .rulebook.files import Rulebook
 from .services import _force, _zone_name, new_course_id
 from .storage.bookings import BookingCheck
@@ -140,7 +148,7 @@ def add_member(
         starts = free_pre_starts(group, protocol, rules.clinic, booked, now, count, group.absences)
     else:
         starts = []
-    course, p = build_member(group, protocol, rules.clinic, client=client, course_id=course_id or new_course_id(),
+    course, p = member_course(group, protocol, rules.clinic, client=client, course_id=course_id or new_course_id(),
                              starts=starts, all_sessions=all_sessions, now=now)  # fmt: skip
     buffer = rules.clinic.buffer()
     check = BookingCheck(bookings(course, p.sessions, buffer), buffer, refuse=not allow_clash, at=now)
@@ -148,28 +156,6 @@ def add_member(
     if stored.alerts:
         p = plan(stored, protocol, rules.clinic)
     return MemberAdded(stored, p)
-
-
-def build_member(
-    group: Group,
-    protocol: Protocol,
-    policy: Any,
-    *,
-    client: str,
-    course_id: str,
-    starts: list[datetime],
-    all_sessions: list[Session],
-    now: datetime,
-) -> tuple[Course, Plan]:
-    """A new member course of ``group`` (pre-group sessions at ``starts``) and its plan."""
-    course = new_course(
-        protocol, policy, course_id=course_id, client=client, therapist=group.therapist,
-        start=group.start, slot=group.slot, timezone=group.timezone, now=now,
-    )  # fmt: skip
-    created = course.history[0].model_copy(update={"data": {"group": group.id, "pre": [s.isoformat() for s in starts]}})
-    gp = plan_of(group, all_sessions, protocol.individual_first)
-    course = course.model_copy(update={"group": group.id, "group_plan": gp, "history": [created]})
-    return course, plan(course, protocol, policy)
 
 
 @dataclass
@@ -226,8 +212,8 @@ class GroupJoins:
             if all_sessions is None:
                 all_sessions = schedules[group.id] = group_sessions(group, protocol, policy)
             count = protocol.individual_first
-            lo = datetime.combine(group.start, group.slot, tzinfo=zone(group.timezone)) - timedelta(days=PRE_WINDOW_DAYS + 1)
-            hi = datetime.combine(group.start, group.slot, tzinfo=zone(group.timezone)) + timedelta(days=1)
+            first = datetime.combine(group.start, group.slot, tzinfo=zone(group.timezone))
+            lo, hi = first - timedelta(days=PRE_WINDOW_DAYS + 1), first + timedelta(days=1)
             try:
                 busy = ledger.busy(group.therapist, lo, hi)
                 starts = free_pre_starts(group, protocol, policy, [], now, count, group.absences, busy) if count else []
@@ -237,7 +223,7 @@ class GroupJoins:
                     f"in working hours in the {PRE_WINDOW_DAYS} days before group {group.id} starts ({group.start})"
                 )
                 continue
-            course, p = build_member(group, protocol, policy, client=values["client"],
+            course, p = member_course(group, protocol, policy, client=values["client"],
                                      course_id=values.get("id") or new_course_id(), starts=starts,
                                      all_sessions=all_sessions, now=now)  # fmt: skip
             slots = [(int(s.start.timestamp()), s.duration_minutes, s.number) for s in p.sessions
@@ -330,45 +316,10 @@ def apply_group_event(
     after, note = group_event(group, event, at, protocol, policy, data)
     after_sessions = group_sessions(after, protocol, policy)
     gp = plan_of(after, after_sessions, protocol.individual_first)
-    changes: list[MemberChange] = []
-    present_ids: list[str] = []
-    absent_ids: list[str] = []
-    moved = {s.number: (s.start, t.start) for s in before_sessions for t in after_sessions
-             if s.number == t.number and t.status.value == "planned" and s.start != t.start}  # fmt: skip
-    for m in members:
-        if m.state in (CourseState.withdrawn, CourseState.completed):
-            continue
-        if event in ("hold_session", "cancel_session"):
-            n = member_number(protocol, int(note["number"]))
-            if m.state not in ACTIVE_STATES or any(s.number == n for s in m.sessions):
-                changes.append(_replanned(m, gp, protocol, policy, at, None))
-                continue
-            ev = event
-            if event == "hold_session":
-                ev = "miss_session" if m.id in absent else "hold_session"
-                (absent_ids if m.id in absent else present_ids).append(m.id)
-            new, eff = apply(m, ev, at, protocol, policy, {"number": n})
-            changes.append(_replanned(m, gp, protocol, policy, at, (new, eff.history)))
-        elif event == "complete":
-            if m.state is CourseState.termination:
-                new, eff = apply(m, "complete", at, protocol, policy)
-                changes.append(_replanned(m, gp, protocol, policy, at, (new, eff.history)))
-        else:
-            entry = HistoryEntry.model_validate(
-                {
-                    "event": f"group_{event}",
-                    "at": at,
-                    "from": m.state,
-                    "to": m.state,
-                    "data": {"group": group.id, **note},
-                }
-            )
-            new = m.model_copy(update={"history": [*m.history, entry]})
-            for number, (old, start) in moved.items():
-                told = notice(new, event, "session_moved", member_number(protocol, number), start, at, policy, old)
-                if told is not None:
-                    new = new.model_copy(update={"alerts": with_notice(new.alerts, told)})
-            changes.append(_replanned(m, gp, protocol, policy, at, (new, [entry])))
+    moved = moves(before_sessions, after_sessions)
+    done, present_ids, absent_ids = members_event(group, event, note, members, absent, moved, at, protocol, policy)
+    changes = [_replanned(m, gp, protocol, policy, at, None if new is None else (new, history))
+               for m, new, history in done]  # fmt: skip
     if event == "hold_session":
         after = with_attendance(after, present_ids, absent_ids)
     check = None
@@ -391,20 +342,8 @@ def _replanned(
     at: datetime,
     changed: tuple[Course, list[HistoryEntry]] | None,
 ) -> MemberChange:
-    """A member's change: ``changed`` (the course after its own event and the history it
-    wrote), or nothing but the group's new schedule; reminders added and cancelled between
-    the plan before and after."""
-    new, history = changed if changed is not None else (before, [])
-    new = new.model_copy(update={"group_plan": gp})
-    old = plan(before, protocol, policy).reminders
-    p = plan(new, protocol, policy)
-    old_ids = {r.id for r in old}
-    new_ids = {r.id for r in p.reminders}
-    effects = Effects(
-        added=[r for r in p.reminders if r.id not in old_ids],
-        cancelled=[r.id for r in old if r.id not in new_ids and not stays(r, at, new)],
-        history=history,
-    )
+    """A member's change as the store takes it (``core.groups.regrouped``)."""
+    new, p, effects = regrouped(before, gp, protocol, policy, at, changed)
     return MemberChange(before, new, p, effects)
 
 

@@ -321,7 +321,9 @@ def _course_of(row: Any, hist: list[Any], recorded: list[Any], measures: list[An
         planned_sessions=row["planned_sessions"],
         sessions=[session_from_row(r) for r in recorded],
         measurements=[
-            Measurement(instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"])
+            Measurement(
+                instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
+            )
             for m in measures
         ],
         pauses=[Pause.model_validate(p) for p in row["pauses"]],

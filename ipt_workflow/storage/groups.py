@@ -18,8 +18,8 @@ from ..core.clashes import conflict_alert
 from ..core.errors import ConflictError, CourseExists, Refused, UnknownName, shown
 from ..core.model import Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
 from . import schema as t
-from .bookings import BookingCheck
 from .base import chunks
+from .bookings import BookingCheck
 from .bulk import build_rows
 from .courses import CourseStore, _with_alerts
 from .rows import group_plan_lists
@@ -192,7 +192,6 @@ class GroupStore(CourseStore):
             self._notify(conn)
         return after.model_copy(update={"version": before.version + 1}), out
 
-
     def load_groups(self, group_ids: Sequence[str]) -> dict[str, Group]:
         """The stored groups of ``group_ids`` that exist, by id."""
         out: dict[str, Group] = {}
@@ -224,7 +223,9 @@ class GroupStore(CourseStore):
         room against them). Raises Refused or ConflictError."""
         g, c = t.groups.c, t.courses.c
         for chunk in chunks(sorted(joins), 500):
-            rows = {r[0]: r[1:] for r in conn.execute(select(g.id, g.state, g.version, g.max_size).where(g.id.in_(chunk)))}
+            rows = {
+                r[0]: r[1:] for r in conn.execute(select(g.id, g.state, g.version, g.max_size).where(g.id.in_(chunk)))
+            }
             counts = dict(
                 conn.execute(
                     select(c.group_id, func.count())

@@ -283,7 +283,9 @@ class Outbox(StoreBase):
         g = t.groups.c
         with self._read() as conn:
             rows = conn.execute(
-                select(g.id, g.plan).where(or_(g.therapist == therapist, g.cotherapist == therapist), g.state == "active")
+                select(g.id, g.plan).where(
+                    or_(g.therapist == therapist, g.cotherapist == therapist), g.state == "active"
+                )
             )
             return sorted((gid, list((plan or {}).get("sessions", []))) for gid, plan in rows)
 

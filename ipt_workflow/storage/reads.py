@@ -292,9 +292,9 @@ def calendar_groups(db: str | Engine, therapist: str | None) -> list[dict[str, A
             end = (datetime.fromisoformat(start) + timedelta(minutes=minutes)).isoformat()
             sessions.append({"number": number, "start": start, "end": end, "status": status, "therapist": who,
                              "original_start": original})  # fmt: skip
-        if therapist is not None and therapist not in {r["therapist"], r["cotherapist"]}:
-            if not any(s["therapist"] == therapist for s in sessions):
-                continue
+        theirs = therapist is None or therapist in {r["therapist"], r["cotherapist"]}
+        if not theirs and not any(s["therapist"] == therapist for s in sessions):
+            continue
         out.append({"id": r["id"], "therapist": r["therapist"], "cotherapist": r["cotherapist"],
                     "state": r["state"], "timezone": r["timezone"], "individual_first": stored["individual_first"],
                     "sessions": sessions})  # fmt: skip
