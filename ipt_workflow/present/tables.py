@@ -268,3 +268,29 @@ def print_group(data: dict[str, Any]) -> None:
         print(f"  {s['number']:>2}  {start}  {s['status']}{seen}")
     for m in data["members"]:
         print(f"  member {m['course']}  {m['state']}")
+
+
+def print_group_simulation(data: dict[str, Any]) -> None:
+    """A simulated group: its sessions (with attendance) and a line per member: state, group
+    and individual sessions held and missed, reminders delivered, pending and cancelled."""
+    console, g = _console(), data["group"]
+    tz = zone(g["timezone"])
+    console.print(
+        f"group [bold]{g['id']}[/bold] ({g['protocol']} {g['protocol_version']}): state [bold]{g['state']}[/bold]; "
+        f"{len(data['members'])} members (min {g['min']}, max {g['max']})"
+    )
+    sessions = Table(title="Group sessions")
+    for col in ("#", "start", "status", "present", "absent"):
+        sessions.add_column(col)
+    for s in g["sessions"]:
+        sessions.add_row(str(s["number"]), wall_time(s["start"], tz), s["status"], str(len(s["present"])),
+                         ", ".join(s["absent"]))  # fmt: skip
+    console.print(sessions)
+    members = Table(title="Members")
+    for col in ("course", "state", "held", "missed", "planned", "delivered", "pending", "cancelled"):
+        members.add_column(col)
+    for m in data["members"]:
+        count = {k: sum(1 for s in m["sessions"] if s["status"] == k) for k in ("held", "missed", "planned")}
+        sent = {k: sum(1 for r in m["reminders"] if r["status"] == k) for k in ("delivered", "pending", "cancelled")}
+        members.add_row(m["id"], m["state"], *(str(v) for v in count.values()), *(str(v) for v in sent.values()))
+    console.print(members)
