@@ -97,9 +97,9 @@ class CourseStore(BulkWrites, AbsenceReads):
         plans: dict[str, GroupPlan] = {}
         out: list[Course] = []
         for course_id in course_ids:
-            row = rows.get(course_id)
-            if row is None:
+            if course_id not in rows:
                 continue
+            row = rows[course_id]
             hist, recorded, measures, alerts = parts[course_id]
             course = _course_of(row, hist, recorded, measures, alerts)
             if course.group is not None:

@@ -226,7 +226,7 @@ class GroupStore(CourseStore):
             rows = {
                 r[0]: r[1:] for r in conn.execute(select(g.id, g.state, g.version, g.max_size).where(g.id.in_(chunk)))
             }
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(
                     select(c.group_id, func.count())
                     .where(c.group_id.in_(chunk), c.state != CourseState.withdrawn.value)
