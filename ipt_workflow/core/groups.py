@@ -313,10 +313,13 @@ def free_pre_starts(
             close = local_instant(day, hours.end_time, tz)
             while t + length <= close and len(out) < count:
                 u0, u1 = t.astimezone(UTC), (t + length + buffer).astimezone(UTC)
-                if u0 > now and not any(s < u1 and u0 < e for s, e in mine):
+                blocked = max((e for s, e in mine if s < u1 and u0 < e), default=None)
+                if u0 > now and blocked is None:
                     out.append(t)
                     mine.append((u0, u1))
                     t += length + buffer
+                elif blocked is not None:  # every step that starts before that booking ends clashes with it
+                    t += PRE_STEP * max(1, -((u0 - blocked) // PRE_STEP))
                 else:
                     t += PRE_STEP
         day += timedelta(days=1)

@@ -55,23 +55,7 @@ class GroupStore(CourseStore):
         row = conn.execute(select(t.groups).where(t.groups.c.id == group_id)).mappings().first()
         if row is None:
             raise UnknownName(f"unknown group {shown(group_id)}")
-        group = Group(
-            id=row["id"],
-            protocol=row["protocol"],
-            protocol_version=row["protocol_version"],
-            therapist=row["therapist"],
-            cotherapist=row["cotherapist"],
-            timezone=row["timezone"],
-            start=row["start_date"],
-            slot=time.fromisoformat(row["slot"]),
-            min=row["min_size"],
-            max=row["max_size"],
-            state=GroupState(row["state"]),
-            sessions=[Session.model_validate(s) for s in row["sessions"]],
-            history=[HistoryEntry.model_validate(h) for h in row["history"]],
-            created_at=row["created_at"],
-            version=row["version"],
-        )
+        group = _group_of(row)
         absences = self._absences(conn, {group.therapist}, since=group.start)
         return group.model_copy(update={"absences": absences}) if absences else group
 
@@ -193,13 +177,19 @@ class GroupStore(CourseStore):
         return after.model_copy(update={"version": before.version + 1}), out
 
     def load_groups(self, group_ids: Sequence[str]) -> dict[str, Group]:
-        """The stored groups of ``group_ids`` that exist, by id."""
+        """The stored groups of ``group_ids`` that exist (with their therapists' absences), by id."""
         out: dict[str, Group] = {}
         with self._read() as conn:
             for chunk in chunks(list(group_ids), 500):
-                found = conn.execute(select(t.groups.c.id).where(t.groups.c.id.in_(chunk))).scalars()
-                for gid in list(found):
-                    out[gid] = self._load_group(conn, gid)
+                for row in conn.execute(select(t.groups).where(t.groups.c.id.in_(chunk))).mappings():
+                    out[row["id"]] = _group_of(row)
+            if not out:
+                return out
+            away = self._absences(conn, {g.therapist for g in out.values()}, since=min(g.start for g in out.values()))
+        for gid, g in out.items():
+            mine = [a for a in away if a.therapist == g.therapist and a.until >= g.start]
+            if mine:
+                out[gid] = g.model_copy(update={"absences": mine})
         return out
 
     def member_counts(self, group_ids: Sequence[str]) -> dict[str, int]:
@@ -282,3 +272,24 @@ def _group_values(group: Group, sessions: Sequence[Session], individual_first: i
         "history": [h.model_dump(mode="json", by_alias=True) for h in group.history],
         "plan": group_plan_lists(individual_first, sessions),
     }
+
+
+def _group_of(row: Any) -> Group:
+    """A group from its ``ipt_groups`` row (no absences)."""
+    return Group(
+        id=row["id"],
+        protocol=row["protocol"],
+        protocol_version=row["protocol_version"],
+        therapist=row["therapist"],
+        cotherapist=row["cotherapist"],
+        timezone=row["timezone"],
+        start=row["start_date"],
+        slot=time.fromisoformat(row["slot"]),
+        min=row["min_size"],
+        max=row["max_size"],
+        state=GroupState(row["state"]),
+        sessions=[Session.model_validate(s) for s in row["sessions"]],
+        history=[HistoryEntry.model_validate(h) for h in row["history"]],
+        created_at=row["created_at"],
+        version=row["version"],
+    )
