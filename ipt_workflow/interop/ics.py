@@ -29,6 +29,7 @@ SESSION_CHANGES = frozenset(
         "reschedule_session",
         "change_slot",
         "change_therapist",
+        "therapist_absence",  # a therapist's absence moved planned sessions (or gave them back)
     }
 )
 _RECORDS = ("hold_session", "miss_session", "cancel_session")

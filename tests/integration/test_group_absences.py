@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from icalendar import Calendar
+
+from ipt_workflow.groups import group_ics
 from ipt_workflow.workflow import Workflow
 
 
@@ -34,6 +37,10 @@ def test_an_absence_after_the_group_exists_moves_its_sessions_and_tells_every_me
             # the old time's reminders cancelled, the new time's pending: none for the old time
             assert pending and all(datetime.fromisoformat(before[1]) < r.due < session3.start for r in pending)
             assert any(r.status == "cancelled" for r in reminders)
+        # the group's calendar: session 2 at its new time, with a higher SEQUENCE (same UID)
+        feed = Calendar.from_ical(group_ics(wf.store, wf.rules, "G1", clock))
+        second = next(e for e in feed.walk("VEVENT") if str(e["uid"]) == "G1-session-2@ipt-workflow")
+        assert second.decoded("dtstart").isoformat() == after[1] and int(second["sequence"]) == 1
         # removing it puts the session back for everyone
         wf.remove_absence(change.absence.id)
         assert [s["start"] for s in wf.group("G1")["sessions"]] == before
