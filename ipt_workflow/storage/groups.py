@@ -230,10 +230,13 @@ class GroupStore(CourseStore):
                 state, found, _ = rows[gid]
                 if state != GroupState.active.value:
                     raise Refused("add", state, f"group {gid} is {state}: it takes no new members")
-                if found != version:
-                    raise ConflictError(gid, version, found)
-                if counts.get(gid, 0) != members:
-                    raise ConflictError(gid, version, found)
+                if found != version or counts.get(gid, 0) != members:
+                    changed = ConflictError(gid, version, found)
+                    changed.args = (
+                        f"group '{gid}' changed while the file was read (another writer added a member or moved "
+                        "its sessions); nothing was written: import it again",
+                    )
+                    raise changed
 
     def active_group_ids(self, therapist: str) -> list[str]:
         """The active groups ``therapist`` leads, by id."""

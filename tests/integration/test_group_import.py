@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from ipt_workflow.core.errors import InvalidInput
+from ipt_workflow.core.errors import ConflictError, InvalidInput
 from ipt_workflow.workflow import Workflow
 
 HEADER = "client,therapist,protocol,start,time,tz,id,group"
@@ -87,3 +87,28 @@ def test_bad_group_rows_are_reported_by_line_and_nothing_is_written(
         report = wf.import_csv(path, skip_bad=True)
         assert report.imported == 2
         assert [m["course"] for m in wf.group("G1")["members"]] == ["ok1"]
+
+
+def test_a_member_added_meanwhile_refuses_the_import_whole(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer adds a member to G1 between the import's checks and its transaction:
+    the import writes nothing and says so (the room it checked may be gone)."""
+    clock = datetime(2027, 4, 1, 9, tzinfo=UTC)
+    with Workflow(db_url, clock=lambda: clock) as wf, Workflow(db_url, clock=lambda: clock) as other:
+        _setup(wf)
+        path = _csv(tmp_path / "c.csv", ["CL-1,,,,,,j1,G1", "CL-2,,,,,,j2,G1"])
+        write = wf.store.write_batches
+
+        def racing(*args: object, **kwargs: object) -> int:
+            other.add_member("G1", client="late", course_id="late")
+            return write(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(wf.store, "write_batches", racing)
+        with pytest.raises(ConflictError) as caught:
+            wf.import_csv(path)
+        assert str(caught.value) == (
+            "group 'G1' changed while the file was read (another writer added a member or moved its sessions); "
+            "nothing was written: import it again"
+        )
+        assert [m["course"] for m in wf.group("G1")["members"]] == ["late"]
