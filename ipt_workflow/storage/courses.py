@@ -95,7 +95,7 @@ class CourseStore(BulkWrites, AbsenceReads):
             ).mappings():
                 parts[a["course_id"]][3].append(a)
         plans: dict[str, GroupPlan] = {}
-        out: list[Course] = []
+        built: list[tuple[Course, set[str]]] = []
         for course_id in course_ids:
             if course_id not in rows:
                 continue
@@ -106,8 +106,14 @@ class CourseStore(BulkWrites, AbsenceReads):
                 if course.group not in plans:
                     plans[course.group] = self._group_plan(conn, course.group)
                 course = course.model_copy(update={"group_plan": plans[course.group]})
-            therapists = {course.therapist} | handover_therapists(course)
-            absences = self._absences(conn, therapists, since=course.start)
+            built.append((course, {course.therapist} | handover_therapists(course)))
+        if not built:
+            return []
+        everyone = set().union(*(who for _, who in built))
+        away = self._absences(conn, everyone, since=min(c.start for c, _ in built))  # one query for all
+        out: list[Course] = []
+        for course, who in built:
+            absences = [a for a in away if a.therapist in who and a.until >= course.start]
             out.append(course.model_copy(update={"absences": absences}) if absences else course)
         return out
 
