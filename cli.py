@@ -446,28 +446,43 @@ def diagram(app: App, protocol_id: str, fmt: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--protocol", "protocol_id", required=True, metavar="ID[@VERSION]", help=PROTOCOL_HELP)
-@click.option("--start", required=True, metavar="DATE", help="Date of the first session (YYYY-MM-DD).")
-@click.option("--time", "slot", required=True, metavar="HH:MM", help="Local time of the weekly slot.")
-@click.option("--tz", required=True, metavar="ZONE", help="IANA time zone, e.g. Europe/London.")
+@click.option("--protocol", "protocol_id", metavar="ID[@VERSION]", help=PROTOCOL_HELP + " Required without --group.")
+@click.option("--start", metavar="DATE", help="Date of the first session (YYYY-MM-DD). Required without --group.")
+@click.option("--time", "slot", metavar="HH:MM", help="Local time of the weekly slot. Required without --group.")
+@click.option("--tz", metavar="ZONE", help="IANA time zone, e.g. Europe/London. Required without --group.")
 @click.option("--events", "events_file", type=click.Path(path_type=Path), metavar="FILE",
               help="YAML or JSON list of {at, event, data}.")  # fmt: skip
+@click.option("--group", "group_file", type=click.Path(path_type=Path), metavar="FILE",
+              help="Run a group instead: YAML or JSON {protocol, start, time, tz, members, events}.")  # fmt: skip
 @click.option("--id", "course_id", type=ID, default="sim", show_default=True, help="Course id to simulate with.")
 @click.option("--now", metavar="ISO", help="End the run at this instant (reminders due by then count as sent).")
 @json_option
 @click.pass_obj
 def simulate(
     app: App,
-    protocol_id: str,
-    start: str,
-    slot: str,
-    tz: str,
+    protocol_id: str | None,
+    start: str | None,
+    slot: str | None,
+    tz: str | None,
     events_file: Path | None,
+    group_file: Path | None,
     course_id: str,
     now: str | None,
     as_json: bool,
 ) -> None:
-    """Run one course through a list of events with no store, and print the result."""
+    """Run one course (or a group: --group) through a list of events with no store, and print the result."""
+    if group_file is not None:
+        given = [name for name, value in (("--protocol", protocol_id), ("--start", start), ("--time", slot),
+                                          ("--tz", tz), ("--events", events_file)) if value is not None]  # fmt: skip
+        if given:
+            raise click.UsageError(f"{given[0]} is not taken with --group (the group file says it)")
+        simulate_group(app, group_file, now, as_json)
+        return
+    missing = next((n for n, v in (("--protocol", protocol_id), ("--start", start), ("--time", slot), ("--tz", tz))
+                    if v is None), None)  # fmt: skip
+    if missing is not None:
+        raise click.UsageError(f"Missing option '{missing}' (or give --group FILE).")
+    assert protocol_id is not None and start is not None and slot is not None and tz is not None
     from ipt_workflow import simulation
     from ipt_workflow.core.errors import InvalidInput
     from ipt_workflow.core.planner import slot_warnings
@@ -522,6 +537,71 @@ def simulate(
     from ipt_workflow.present.tables import print_simulation
 
     print_simulation(data, tz)
+
+
+def simulate_group(app: App, group_file: Path, now: str | None, as_json: bool) -> None:
+    """``ipt simulate --group FILE``: the group and its members after the file's events."""
+    from ipt_workflow import simulation
+    from ipt_workflow.core.errors import InvalidInput, IptError
+    from ipt_workflow.core.wallclock import parse_instant, zone
+    from ipt_workflow.inputs import load_data_file
+    from ipt_workflow.present.views import history_json, reminder_json, session_json
+
+    raw = load_data_file(group_file)
+    try:
+        spec = simulation.parse_group(raw, "group")
+    except InvalidInput as exc:
+        raise InvalidInput(f"{group_file}: {exc}") from None
+    if now is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, now=parse_instant(now, zone(spec.timezone), "--now"))
+    rules = app.rules
+    protocol = rules.named(spec.protocol)
+    try:
+        result = simulation.simulate_group(protocol, rules.clinic, spec)
+    except IptError as exc:
+        exc.args = (f"{group_file}: {exc}",)
+        raise
+    from ipt_workflow.core.groups import attendance
+
+    who = attendance(result.group)
+    data = {
+        "group": {
+            "id": result.group.id,
+            "protocol": protocol.id,
+            "protocol_version": protocol.version,
+            "therapist": result.group.therapist,
+            "timezone": result.group.timezone,
+            "state": result.group.state.value,
+            "min": result.group.min,
+            "max": result.group.max,
+            "sessions": [
+                {
+                    **{k: v for k, v in session_json(s).items() if k in ("number", "start", "end", "status")},
+                    "present": who.get(s.number, ([], []))[0],
+                    "absent": who.get(s.number, ([], []))[1],
+                }
+                for s in result.sessions
+            ],
+        },
+        "members": [
+            {
+                "id": m.course.id,
+                "state": m.course.state.value,
+                "sessions": [session_json(s) for s in m.plan.sessions],
+                "reminders": [reminder_json(r) for r in m.reminders],
+                "history": [history_json(h) for h in m.course.history],
+            }
+            for m in result.members
+        ],
+    }
+    if as_json:
+        emit_json(data)
+        return
+    from ipt_workflow.present.tables import print_group_simulation
+
+    print_group_simulation(data)
 
 
 # ---------------------------------------------------------------- courses
@@ -1021,14 +1101,19 @@ def group_add(
 
 @group_cmd.command("show")
 @click.argument("group_id", type=ID, metavar="GROUP")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "ics"]), default="table", show_default=True)
+@click.option("--now", metavar="ISO", help="DTSTAMP of the calendar export (default: now).")
 @json_option
 @click.pass_obj
-def group_show(app: App, group_id: str, as_json: bool) -> None:
-    """Show a group: its sessions with attendance, and its members."""
+def group_show(app: App, group_id: str, fmt: str, now: str | None, as_json: bool) -> None:
+    """Show a group: its sessions with attendance, and its members (or its calendar: --format ics)."""
     from ipt_workflow import groups
 
+    if fmt == "ics" and not as_json:
+        sys.stdout.buffer.write(groups.group_ics(app.existing_store, app.rules, group_id, app.now(now)))
+        return
     data = groups.group_json(app.existing_store, app.rules, group_id)
-    if as_json:
+    if as_json or fmt == "json":
         emit_json(data)
         return
     from ipt_workflow.present.tables import print_group

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .core.absences import change_absences
-from .core.clashes import bookings, new_bookings
+from .core.absences import ABSENCE_EVENT, change_absences
+from .core.clashes import Booking, bookings, group_bookings, new_bookings
 from .core.errors import ConflictError, InvalidInput, StoreError, UnknownName, mentioning, shown
-from .core.model import Absence, check_reference
+from .core.model import ACTIVE_STATES, Absence, Course, SessionStatus, check_reference
+from .core.moves import notice, with_notice
 from .core.planner import sessions
 from .core.values import DateLike, as_date
 from .rulebook.files import Rulebook
 from .services import protocol_of
 from .storage.absences import handover_therapists
 from .storage.bookings import BookingCheck
-from .storage.sql import Replanned, SqlStore
+from .storage.sql import GroupReplanned, Replanned, SqlStore
 
 _TRIES = 5
 REASON_MAX = 200
@@ -101,8 +103,14 @@ def _change(store: SqlStore, rules: Rulebook, absence: Absence, add: bool, now: 
         replanned: list[Replanned] = []
         moved = 0
         booked = store.booked([absence.therapist], buffer) if add else []
+        groups, regrouped, booked, moved = _groups(store, rules, absence, add, now, note, booked)
         for cid in ids:
             before = store.load(cid)
+            if before.group in regrouped:
+                member = _member(rules, before, absence, add, now, note, regrouped[before.group])
+                if member is not None:
+                    replanned.append(member)
+                continue
             if absence.therapist not in {before.therapist} | handover_therapists(before):
                 continue
             kept = [a for a in before.absences if a.id != absence.id]
@@ -120,11 +128,99 @@ def _change(store: SqlStore, rules: Rulebook, absence: Absence, add: bool, now: 
             check = BookingCheck(new, buffer, refuse=False, at=now) if new else None
             replanned.append(Replanned(before, after, p, effects, check))
         try:
-            store.write_absence(absence, add, ids, replanned, now)
+            store.write_absence(absence, add, ids, replanned, now, groups)
         except ConflictError:
             continue  # another writer changed one of these courses: read them again
-        return AbsenceChange(absence=absence, courses=len(replanned), moved=moved)
+        return AbsenceChange(absence=absence, courses=len(replanned) + len(groups), moved=moved)
     raise StoreError(
         f"therapist {absence.therapist}: their courses kept changing while the absence was being "
         f"recorded ({_TRIES} tries); nothing was written: try again"
     )
+
+
+#: A group an absence change moved: its members' new ``GroupPlan`` and the group sessions it
+#: moved (number: (old start, new start)).
+Regrouped = tuple[Any, dict[int, tuple[datetime, datetime]]]
+
+
+def _groups(
+    store: SqlStore,
+    rules: Rulebook,
+    absence: Absence,
+    add: bool,
+    now: datetime,
+    note: dict[str, str],
+    booked: list[Booking],
+) -> tuple[list[GroupReplanned], dict[str, Regrouped], list[Booking], int]:
+    """The active groups the absent therapist leads, replanned as their schedule course: the
+    group sessions on the absent days move as for a closure (or back, when it is removed).
+    Returns the groups to write, per moved group its members' new plan and moves, the
+    therapist's bookings after them, and how many group sessions moved."""
+    from .core.groups import group_protocol, group_sessions, plan_of, schedule_course
+    from .groups import group_protocol_of
+
+    buffer = rules.clinic.buffer()
+    out: list[GroupReplanned] = []
+    regrouped: dict[str, Regrouped] = {}
+    moved = 0
+    for gid in store.active_group_ids(absence.therapist):
+        group = store.load_group(gid)
+        protocol = group_protocol_of(rules, group)
+        kept = [a for a in group.absences if a.id != absence.id]
+        absences = sorted([*kept, absence] if add else kept, key=lambda a: (a.start, a.until, a.id))
+        busy = sorted(b for b in booked if b.course != gid)
+        schedule, _, _, n = change_absences(
+            schedule_course(group, protocol), group_protocol(protocol), rules.clinic, absences, now, note, busy, buffer
+        )
+        if n == 0:
+            continue
+        moved += n
+        after = group.model_copy(update={"sessions": schedule.sessions, "history": schedule.history,
+                                         "absences": absences})  # fmt: skip
+        was_sessions = group_sessions(group, protocol, rules.clinic)
+        now_sessions = group_sessions(after, protocol, rules.clinic)
+        moves = {s.number: (s.start, t.start) for s in was_sessions for t in now_sessions
+                 if s.number == t.number and t.status is SessionStatus.planned and s.start != t.start}  # fmt: skip
+        was = group_bookings(gid, group.therapist, group.cotherapist, group.timezone, was_sessions, buffer)
+        mine = group_bookings(gid, group.therapist, group.cotherapist, group.timezone, now_sessions, buffer)
+        new = new_bookings(was, mine)
+        check = BookingCheck(new, buffer, refuse=False, at=now) if new else None
+        booked = [*busy, *(b for b in mine if b.therapist == absence.therapist)]
+        out.append(GroupReplanned(group, after, now_sessions, protocol.individual_first, check))
+        regrouped[gid] = (plan_of(after, now_sessions, protocol.individual_first), moves)
+    return out, regrouped, booked, moved
+
+
+def _member(
+    rules: Rulebook,
+    before: Course,
+    absence: Absence,
+    add: bool,
+    now: datetime,
+    note: dict[str, str],
+    regrouped: Regrouped,
+) -> Replanned | None:
+    """A member of a group the absence moved: its pre-group sessions replanned as any
+    course's, its group sessions at the group's new times, each moved one told to the client
+    (``session_moved``)."""
+    from .core.groups import member_number
+    from .groups import _replanned
+
+    gp, moves = regrouped
+    protocol = protocol_of(rules, before)
+    kept = [a for a in before.absences if a.id != absence.id]
+    absences = sorted([*kept, absence] if add else kept, key=lambda a: (a.start, a.until, a.id))
+    regrouped_course = before.model_copy(update={"group_plan": gp})
+    after, _, effects, _ = change_absences(regrouped_course, protocol, rules.clinic, absences, now, note)
+    if after.state in ACTIVE_STATES:
+        for number, (old, start) in moves.items():
+            told = notice(after, ABSENCE_EVENT, "session_moved", member_number(protocol, number), start, now,
+                          rules.clinic, old)  # fmt: skip
+            if told is not None:
+                after = after.model_copy(update={"alerts": with_notice(after.alerts, told)})
+    change = _replanned(before, gp, protocol, rules.clinic, now, (after, effects.history))
+    buffer = rules.clinic.buffer()
+    was = bookings(before, sessions(before, protocol, rules.clinic), buffer)
+    new = new_bookings(was, bookings(change.after, change.plan.sessions, buffer))
+    check = BookingCheck(new, buffer, refuse=False, at=now) if new else None
+    return Replanned(change.before, change.after, change.plan, change.effects, check)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .core.errors import InvalidInput, mentioning
 from .core.values import DateLike, ZoneLike, as_date, as_zone_name
 from .core.wallclock import local_instant, parse_duration, parse_time, zone
-from .storage.reads import calendar_courses
+from .storage.reads import calendar_courses, calendar_groups
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -71,15 +71,23 @@ def agenda(db: str | Engine, therapist: str | None, lo: datetime, hi: datetime, 
     gives it), in start order: ``{therapist, course, group, client, session, phase, start,
     end, status, original_start}``. Recorded sessions show with their status; a completed
     or withdrawn course shows no planned ones. ``replan`` gives the sessions of a course
-    stored before plans were kept (left out without it)."""
+    stored before plans were kept (left out without it).
+
+    A group's session is one entry (``group`` its id, ``course`` and ``client`` null, its
+    therapist and cotherapist both give it); its members' group sessions are not listed,
+    their pre-group sessions are (as their courses')."""
     found: list[tuple[datetime, str, int, dict[str, Any]]] = []
     zones: dict[str, str] = {}
+    phases: dict[tuple[str, int], str] = {}  # a group session's phase, from a member's plan
     for c in calendar_courses(db, therapist):
         sessions = c["sessions"]
         if sessions is None:
             sessions = replan(c["id"]) if replan is not None else []
         finished = c["state"] in FINISHED
         for s in sessions:
+            if c["group"] is not None and s["format"] == "group":
+                phases.setdefault((c["group"], s["number"]), s["phase"])
+                continue  # the group's session is listed once, as the group's
             if therapist is not None and s["therapist"] != therapist:
                 continue
             if finished and s["status"] == "planned":
@@ -101,6 +109,30 @@ def agenda(db: str | Engine, therapist: str | None, lo: datetime, hi: datetime, 
                 "original_start": s["original_start"],
             }
             found.append((start, c["id"], s["number"], row))
+    for g in calendar_groups(db, therapist):
+        for s in g["sessions"]:
+            gives = {s["therapist"], g["cotherapist"]} if s["therapist"] == g["therapist"] else {s["therapist"]}
+            if therapist is not None and therapist not in gives:
+                continue
+            if g["state"] in FINISHED and s["status"] == "planned":
+                continue
+            start = datetime.fromisoformat(s["start"])
+            if not lo <= start < hi:
+                continue
+            zones[g["id"]] = g["timezone"]
+            row = {
+                "therapist": therapist if therapist is not None else s["therapist"],
+                "course": None,
+                "group": g["id"],
+                "client": None,
+                "session": s["number"],
+                "phase": phases.get((g["id"], g["individual_first"] + s["number"])),
+                "start": s["start"],
+                "end": s["end"],
+                "status": s["status"],
+                "original_start": s["original_start"],
+            }
+            found.append((start, g["id"], s["number"], row))
     found.sort(key=lambda x: x[:3])
     return Agenda([row for *_, row in found], zones)
 
@@ -115,23 +147,33 @@ def stored_sessions(store: SqlStore, rules: Rulebook, course_id: str) -> list[di
 
 def agenda_calendar(store: SqlStore, rules: Rulebook, rows: list[dict[str, Any]], stamp: datetime, name: str) -> bytes:
     """The ICS feed of agenda ``rows``: per session the VEVENT ``ipt plan --format ics``
-    writes for it (same UID, SEQUENCE, LAST-MODIFIED, alarms), in agenda order."""
+    writes for it (same UID, SEQUENCE, LAST-MODIFIED, alarms), per group session the one
+    ``ipt group show --format ics`` writes, in agenda order."""
     from .core.model import Plan
+    from .groups import group_session_events
     from .interop.ics import new_calendar, session_events
     from .services import show
 
     wanted: dict[str, set[int]] = {}
+    wanted_groups: dict[str, set[int]] = {}
     for r in rows:
-        wanted.setdefault(r["course"], set()).add(r["session"])
+        if r["course"] is None:
+            wanted_groups.setdefault(r["group"], set()).add(r["session"])
+        else:
+            wanted.setdefault(r["course"], set()).add(r["session"])
     events = {}
     for course_id, numbers in wanted.items():
         course, plan = show(store, rules, course_id)
         mine = Plan(sessions=[s for s in plan.sessions if s.number in numbers], reminders=plan.reminders)
         for s, event in zip(mine.sessions, session_events(course, mine, stamp), strict=True):
             events[(course_id, s.number)] = event
+    for group_id, numbers in wanted_groups.items():
+        for number, event in group_session_events(store, rules, group_id, stamp):
+            if number in numbers:
+                events[(group_id, number)] = event
     cal = new_calendar(name)
     for r in rows:
-        found = events.get((r["course"], r["session"]))
+        found = events.get((r["course"] or r["group"], r["session"]))
         if found is not None:
             cal.add_component(found)
     cal.add_missing_timezones()

@@ -5,36 +5,47 @@ caller."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .core.calendar import local_text
-from .core.clashes import bookings, group_bookings, new_bookings
-from .core.errors import InvalidInput, Refused, UnknownName
+from .core.clashes import Ledger, bookings, group_bookings, new_bookings
+from .core.errors import InvalidInput, IptError, Refused, UnknownName, shown
 from .core.groups import (
+    PRE_WINDOW_DAYS,
     active,
     attendance,
     free_pre_starts,
     group_event,
     group_protocol,
     group_sessions,
-    member_number,
+    member_course,
+    members_event,
+    moves,
     new_group,
     plan_of,
+    regrouped,
+    schedule_course,
     size_review,
     with_attendance,
 )
-from .core.lifecycle import apply, new_course, stays
-from .core.model import ACTIVE_STATES, Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
-from .core.moves import notice, with_notice
+from .core.model import (
+    Course,
+    Group,
+    GroupState,
+    HistoryEntry,
+    Plan,
+    Session,
+    check_reference,
+)
 from .core.planner import plan, slot_warnings
 from .core.protocol import Protocol
 from .core.values import DateLike, InstantLike, TimeLike, ZoneLike, as_date, as_instant, as_time, as_zone_name
-from .core.wallclock import check_ahead, zone
+from .core.wallclock import check_ahead, parse_date, parse_time, zone
 from .rulebook.files import Rulebook
 from .services import _force, new_course_id
 from .storage.bookings import BookingCheck
-from .storage.sql import MemberChange, SqlStore
+from .storage.sql import MemberChange, Rows, SqlStore
 
 DEFAULT_MIN = 4
 DEFAULT_MAX = 12
@@ -136,20 +147,128 @@ def add_member(
         starts = free_pre_starts(group, protocol, rules.clinic, booked, now, count, group.absences)
     else:
         starts = []
-    course = new_course(
-        protocol, rules.clinic, course_id=course_id or new_course_id(), client=client, therapist=group.therapist,
-        start=group.start, slot=group.slot, timezone=group.timezone, now=now,
-    )  # fmt: skip
-    created = course.history[0].model_copy(update={"data": {"group": group.id, "pre": [s.isoformat() for s in starts]}})
-    gp = plan_of(group, all_sessions, protocol.individual_first)
-    course = course.model_copy(update={"group": group.id, "group_plan": gp, "history": [created]})
-    p = plan(course, protocol, rules.clinic)
+    course, p = member_course(group, protocol, rules.clinic, client=client, course_id=course_id or new_course_id(),
+                             starts=starts, all_sessions=all_sessions, now=now)  # fmt: skip
     buffer = rules.clinic.buffer()
     check = BookingCheck(bookings(course, p.sessions, buffer), buffer, refuse=not allow_clash, at=now)
     stored = store.add_member(group, course, p, now, check)
     if stored.alerts:
         p = plan(stored, protocol, rules.clinic)
     return MemberAdded(stored, p)
+
+
+@dataclass
+class GroupJoins:
+    """The rows of an ``ipt import`` with a ``group`` column: each joins that group as ``ipt
+    group add`` does. ``read`` checks them against the stored groups (unknown, finished or
+    full group; a therapist, protocol, start, time or zone that is not the group's: a
+    ``LINE: message`` problem each); ``plan`` places their pre-group sessions in the
+    therapists' free working hours after every other row is booked; ``check`` runs in the
+    import's transaction: a group changed since it was read refuses the import."""
+
+    rules: Rulebook
+    good: list[tuple[int, dict[str, str], Group, Protocol]]
+    problems: list[str]
+    versions: dict[str, tuple[int, int]]  # group: (version read, members then)
+    therapists: set[str]
+
+    @classmethod
+    def read(cls, store: SqlStore, rules: Rulebook, rows: list[Any]) -> GroupJoins:
+        names = sorted({r.values["group"] for r in rows})
+        groups = store.load_groups(names)
+        counts = store.member_counts(names)
+        read = dict(counts)
+        good: list[tuple[int, dict[str, str], Group, Protocol]] = []
+        problems: list[str] = []
+        for row in rows:
+            try:
+                group, protocol = _join_row(rules, groups, counts, row.values)
+            except IptError as exc:
+                problems.append(f"{row.line}: {exc}")
+                continue
+            counts[group.id] = counts.get(group.id, 0) + 1
+            good.append((row.line, row.values, group, protocol))
+        versions = {g.id: (g.version, read[g.id]) for _, _, g, _ in good}
+        return cls(rules, good, problems, versions, {g.therapist for _, _, g, _ in good})
+
+    def check(self, conn: Any) -> None:
+        """In the import's transaction: each group still active, at the version read, with room."""
+        from .storage.groups import GroupStore
+
+        GroupStore.check_joins(conn, self.versions)
+
+    def plan(self, ledger: Ledger, now: datetime, sqlite: bool) -> tuple[list[str], Rows, list[Any]]:
+        """(problems, rows, no further bookings to check): the member courses, their pre-group
+        sessions in each therapist's first free working-hour slots (booked in ``ledger``)."""
+        from .storage.bulk import build_rows
+
+        policy = self.rules.clinic
+        schedules: dict[str, list[Session]] = {}
+        built: list[tuple[Course, Plan]] = []
+        problems: list[str] = []
+        for line, values, group, protocol in self.good:
+            all_sessions = schedules.get(group.id)
+            if all_sessions is None:
+                all_sessions = schedules[group.id] = group_sessions(group, protocol, policy)
+            count = protocol.individual_first
+            first = datetime.combine(group.start, group.slot, tzinfo=zone(group.timezone))
+            lo, hi = first - timedelta(days=PRE_WINDOW_DAYS + 1), first + timedelta(days=1)
+            try:
+                busy = ledger.busy(group.therapist, lo, hi)
+                starts = free_pre_starts(group, protocol, policy, [], now, count, group.absences, busy) if count else []
+            except InvalidInput:
+                problems.append(
+                    f"{line}: group: therapist {group.therapist} has no free {protocol.duration_minutes}-minute slot "
+                    f"in working hours in the {PRE_WINDOW_DAYS} days before group {group.id} starts ({group.start})"
+                )
+                continue
+            course, p = member_course(group, protocol, policy, client=values["client"],
+                                     course_id=values.get("id") or new_course_id(), starts=starts,
+                                     all_sessions=all_sessions, now=now)  # fmt: skip
+            slots = [(int(s.start.timestamp()), s.duration_minutes, s.number) for s in p.sessions
+                     if s.format != "group" and s.status.value == "planned"]  # fmt: skip
+            if slots:
+                ledger.book(group.therapist, ledger._owner(course.id, group.therapist, group.timezone), slots)
+            built.append((course, p))
+        return problems, build_rows(built, now, sqlite), []
+
+
+def _join_row(
+    rules: Rulebook, groups: dict[str, Group], counts: dict[str, int], v: dict[str, str]
+) -> tuple[Group, Protocol]:
+    """The group an import row joins, checked (raises IptError naming the column)."""
+    group = groups.get(v["group"])
+    if group is None:
+        raise UnknownName(f"group: unknown group {shown(v['group'])}")
+    if not v.get("client"):
+        raise InvalidInput("client: empty")
+    check_reference(v["client"], "client", echo=False)
+    if v.get("protocol"):
+        named = rules.named(v["protocol"])
+        if named.format != "group":
+            raise InvalidInput(
+                f"protocol: {named.id} is not a group protocol (format: {named.format}); group {group.id} follows "
+                f"{group.protocol}"
+            )
+        pinned = "@" in v["protocol"] and named.version != group.protocol_version
+        if named.id != group.protocol or pinned:
+            raise InvalidInput(f"protocol: {v['protocol']} is not group {group.id}'s ({group.protocol} "
+                               f"{group.protocol_version})")  # fmt: skip
+    if v.get("therapist") and v["therapist"] != group.therapist:
+        raise InvalidInput(f"therapist: {v['therapist']} is not group {group.id}'s ({group.therapist})")
+    if v.get("start") and parse_date(v["start"], "start") != group.start:
+        raise InvalidInput(f"start: {v['start']} is not group {group.id}'s start ({group.start})")
+    if v.get("time") and parse_time(v["time"], "time") != group.slot:
+        raise InvalidInput(f"time: {v['time']} is not group {group.id}'s time ({group.slot:%H:%M})")
+    if v.get("tz") and v["tz"] != group.timezone:
+        raise InvalidInput(f"tz: {v['tz']} is not group {group.id}'s zone ({group.timezone})")
+    if group.state is not GroupState.active:
+        raise InvalidInput(f"group: group {group.id} is {group.state.value}: it takes no new members")
+    n = counts.get(group.id, 0)
+    if n >= group.max:
+        raise InvalidInput(f"group: group {group.id} is full ({n} of {group.max} members)")
+    protocol = group_protocol_of(rules, group)
+    return group, protocol
 
 
 @dataclass(frozen=True)
@@ -196,45 +315,10 @@ def apply_group_event(
     after, note = group_event(group, event, at, protocol, policy, data)
     after_sessions = group_sessions(after, protocol, policy)
     gp = plan_of(after, after_sessions, protocol.individual_first)
-    changes: list[MemberChange] = []
-    present_ids: list[str] = []
-    absent_ids: list[str] = []
-    moved = {s.number: (s.start, t.start) for s in before_sessions for t in after_sessions
-             if s.number == t.number and t.status.value == "planned" and s.start != t.start}  # fmt: skip
-    for m in members:
-        if m.state in (CourseState.withdrawn, CourseState.completed):
-            continue
-        if event in ("hold_session", "cancel_session"):
-            n = member_number(protocol, int(note["number"]))
-            if m.state not in ACTIVE_STATES or any(s.number == n for s in m.sessions):
-                changes.append(_replanned(m, gp, protocol, policy, at, None))
-                continue
-            ev = event
-            if event == "hold_session":
-                ev = "miss_session" if m.id in absent else "hold_session"
-                (absent_ids if m.id in absent else present_ids).append(m.id)
-            new, eff = apply(m, ev, at, protocol, policy, {"number": n})
-            changes.append(_replanned(m, gp, protocol, policy, at, (new, eff.history)))
-        elif event == "complete":
-            if m.state is CourseState.termination:
-                new, eff = apply(m, "complete", at, protocol, policy)
-                changes.append(_replanned(m, gp, protocol, policy, at, (new, eff.history)))
-        else:
-            entry = HistoryEntry.model_validate(
-                {
-                    "event": f"group_{event}",
-                    "at": at,
-                    "from": m.state,
-                    "to": m.state,
-                    "data": {"group": group.id, **note},
-                }
-            )
-            new = m.model_copy(update={"history": [*m.history, entry]})
-            for number, (old, start) in moved.items():
-                told = notice(new, event, "session_moved", member_number(protocol, number), start, at, policy, old)
-                if told is not None:
-                    new = new.model_copy(update={"alerts": with_notice(new.alerts, told)})
-            changes.append(_replanned(m, gp, protocol, policy, at, (new, [entry])))
+    moved = moves(before_sessions, after_sessions)
+    done, present_ids, absent_ids = members_event(group, event, note, members, absent, moved, at, protocol, policy)
+    changes = [_replanned(m, gp, protocol, policy, at, None if new is None else (new, history))
+               for m, new, history in done]  # fmt: skip
     if event == "hold_session":
         after = with_attendance(after, present_ids, absent_ids)
     check = None
@@ -257,20 +341,8 @@ def _replanned(
     at: datetime,
     changed: tuple[Course, list[HistoryEntry]] | None,
 ) -> MemberChange:
-    """A member's change: ``changed`` (the course after its own event and the history it
-    wrote), or nothing but the group's new schedule; reminders added and cancelled between
-    the plan before and after."""
-    new, history = changed if changed is not None else (before, [])
-    new = new.model_copy(update={"group_plan": gp})
-    old = plan(before, protocol, policy).reminders
-    p = plan(new, protocol, policy)
-    old_ids = {r.id for r in old}
-    new_ids = {r.id for r in p.reminders}
-    effects = Effects(
-        added=[r for r in p.reminders if r.id not in old_ids],
-        cancelled=[r.id for r in old if r.id not in new_ids and not stays(r, at, new)],
-        history=history,
-    )
+    """A member's change as the store takes it (``core.groups.regrouped``)."""
+    new, p, effects = regrouped(before, gp, protocol, policy, at, changed)
     return MemberChange(before, new, p, effects)
 
 
@@ -322,4 +394,25 @@ def group_json(store: SqlStore, rules: Rulebook, group_id: str) -> dict[str, Any
     }
 
 
-__all__ = ["add_member", "apply_group_event", "create_group", "group_json", "group_protocol", "size_alert"]
+def group_session_events(store: SqlStore, rules: Rulebook, group_id: str, stamp: datetime) -> list[tuple[int, Any]]:
+    """(number, VEVENT) of each group session, as ``group_calendar`` writes them."""
+    from .interop.ics import group_events
+
+    group = store.load_group(group_id)
+    protocol = group_protocol_of(rules, group)
+    all_sessions = group_sessions(group, protocol, rules.clinic)
+    events = group_events(schedule_course(group, protocol), all_sessions, stamp)
+    return [(s.number, e) for s, e in zip(all_sessions, events, strict=True)]
+
+
+def group_ics(store: SqlStore, rules: Rulebook, group_id: str, stamp: datetime) -> bytes:
+    """The group's calendar: one VEVENT per group session (SPEC §9's ICS: stable UID,
+    SEQUENCE, LAST-MODIFIED, cancelled ones ``STATUS:CANCELLED``), no client references."""
+    from .interop.ics import group_calendar
+
+    group = store.load_group(group_id)
+    protocol = group_protocol_of(rules, group)
+    return group_calendar(schedule_course(group, protocol), group_sessions(group, protocol, rules.clinic), stamp)
+
+
+__all__ = ["add_member", "apply_group_event", "create_group", "group_ics", "group_json", "group_protocol", "size_alert"]

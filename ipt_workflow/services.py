@@ -37,7 +37,7 @@ from .storage.schema import to_text
 from .storage.sql import NewReminder, Rows, SqlStore, build_new_rows
 
 CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
-CSV_OPTIONAL = ("id",)
+CSV_OPTIONAL = ("id", "group")
 DEFAULT_PROTOCOL = "ipt-16"
 
 
@@ -257,11 +257,11 @@ def read_csv(path: Path) -> tuple[list[str], list[_Row], list[str]]:
     (a field over the ``csv`` module's limit of 131,072 characters, say) at ``FILE:LINE``."""
     text = read_regular_file(path, encoding="utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
-    columns = f"(columns: {', '.join(CSV_COLUMNS)}[, id])"
+    columns = f"(columns: {', '.join(CSV_COLUMNS)}[, id, group])"
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        raise InvalidInput(f"{path}:1: empty file (header: {', '.join(CSV_COLUMNS)}[, id])") from None
+        raise InvalidInput(f"{path}:1: empty file (header: {', '.join(CSV_COLUMNS)}[, id, group])") from None
     except csv.Error as exc:
         raise InvalidInput(f"{path}:{reader.line_num}: {_csv_problem(exc)}") from None
     header_problems: list[str] = []
@@ -314,7 +314,9 @@ def import_csv(
     allow_clash: bool = False,
 ) -> ImportReport:
     """Create every course in a CSV (columns client, therapist, protocol, start, time, tz and
-    an optional id) with its plan and reminders.
+    an optional id and group) with its plan and reminders. A row with a ``group`` joins that
+    group as ``ipt group add`` does (``groups.GroupJoins``): its therapist, protocol, start,
+    time and tz may be empty (the group's) or must be the group's.
 
     All or nothing by default: any bad row (``FILE:LINE: message``) and nothing is written.
     With ``skip_bad`` the good rows are imported and the bad ones reported. A row whose plan
@@ -336,35 +338,54 @@ def import_csv(
             report.problems.append(f"{path}:{row.line}: {problem}")
         else:
             checked.append(row)
+    grouped = [r for r in checked if r.values.get("group")]
+    checked = [r for r in checked if not r.values.get("group")]
+    joins = None
+    if grouped:
+        from .groups import GroupJoins
+
+        joins = GroupJoins.read(store, rules, grouped)
+        report.problems.extend(f"{path}:{p}" for p in joins.problems)
     failed = bool(report.problems) and not skip_bad
     sqlite = store.dialect == "sqlite"
     chunks = list(chunked(checked, IMPORT_CHUNK))
     done = 0
+    total = len(checked) + len(grouped)
 
     ledger = Ledger(rules.clinic.buffer())
     therapists = {r.values["therapist"] for r in checked} - {UNASSIGNED}
+    if joins is not None:
+        therapists |= joins.therapists
     absent: Absent = {}
     for a in store.absences(therapists) if therapists else []:
         absent.setdefault(a.therapist, []).append(a)
     booking = BulkBooking(therapists, rules.clinic.buffer(), ledger.seed)
 
+    def with_groups(
+        results: Iterator[tuple[list[str], Rows, list[RowBookings]]],
+    ) -> Iterator[tuple[list[str], Rows, list[RowBookings]]]:
+        yield from results
+        if joins is not None:  # last: their pre-group sessions go where no row so far is booked
+            yield joins.plan(ledger, now, sqlite)
+
     def batches(results: Iterator[tuple[list[str], Rows, list[RowBookings]]]) -> Iterator[Rows]:
         # All or nothing: after the first bad row nothing more is written, but every row is
         # still checked so that every problem is reported; then the transaction rolls back.
         nonlocal done, failed
-        for planned_problems, rows_, booked in results:
+        for planned_problems, rows_, booked in with_groups(results):
             clashing, rows_ = _check_clashes(ledger, booked, rows_, allow_clash, now, sqlite)
             problems_ = planned_problems + clashing
             report.problems.extend(f"{path}:{p}" for p in problems_)
             failed = failed or (bool(problems_) and not skip_bad)
             done += len(rows_.courses) + len(problems_)
             if progress is not None:
-                progress(done, len(checked))
+                progress(done, total)
             if not failed:
                 yield rows_
         if failed:
             raise _Abort
 
+    before = joins.check if joins is not None else None
     workers = _workers(len(checked), rules)
     try:
         # Rows are planned and written in batches inside one transaction: memory stays flat,
@@ -382,14 +403,15 @@ def import_csv(
             context = get_context(method)
             with ProcessPoolExecutor(workers, context, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 jobs = [(str(rules.directory), chunk, now, sqlite, absent) for chunk in chunks]
-                report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)), booking)
+                report.imported = store.write_batches(batches(pool.map(_plan_chunk, jobs)), booking, before)
         else:
             chunk_rows = (_plan_chunk_with(rules, c, now, sqlite, absent) for c in chunks)
-            report.imported = store.write_batches(batches(chunk_rows), booking)
+            report.imported = store.write_batches(batches(chunk_rows), booking, before)
     except _Abort:
         report.imported = 0
         raise InvalidInput("\n".join(sorted(report.problems, key=_line_order))) from None
     except CourseExists:  # another writer stored some of these ids after they were checked
+        checked += grouped
         taken = store.existing_ids([r.values["id"] for r in checked if r.values.get("id")])
         lines = [f"{path}:{r.line}: id: course '{r.values['id']}' already exists" for r in checked
                  if r.values.get("id") in taken]  # fmt: skip

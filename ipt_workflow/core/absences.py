@@ -41,8 +41,9 @@ def change_absences(
     )
     changed = course.model_copy(update={"absences": absences, "history": [*course.history, entry]})
     after = plan(changed, protocol, policy)
-    if busy and note.get("change") == "added":
+    if note.get("change") == "added":
         changed, after = _dodge(changed, protocol, policy, after, note, busy, buffer, at)
+    changed, after = _keep_apart(changed, protocol, policy, before, after, at)
     was = {s.number: s for s in before.sessions if s.status is SessionStatus.planned}
     alerts = list(course.alerts)
     moved = 0
@@ -84,7 +85,7 @@ def _dodge(
     for s in taken:
         if s.therapist != therapist or s.original_start is None or s.start <= at or s.step in _moved_steps(course):
             continue
-        if not _clashes(therapist, s, s.start, busy, buffer):
+        if not _clashes(therapist, s, s.start, busy, buffer) and not _overlaps(s, s.start, current.sessions):
             continue
         day, last = s.start.date() + timedelta(days=1), s.original_start.date() + cadence
         while day < last:
@@ -109,6 +110,43 @@ def _dodge(
         return course, current
     course = course.model_copy(update={"history": [*course.history, *entries]})
     return course, plan(course, protocol, policy)
+
+
+def _keep_apart(
+    course: Course, protocol: Protocol, policy: ClinicPolicy, before: Plan, current: Plan, at: datetime
+) -> tuple[Course, Plan]:
+    """A series session the change put onto another session of the course (one the user
+    moved there while the absence stood, say) stays where it was before the change: a
+    ``reschedule_session`` entry (``kept``) pins it, so the course's sessions never overlap."""
+    moved = _moved_steps(course)
+    was = {s.number: s for s in before.sessions if s.status is SessionStatus.planned}
+    entries: list[HistoryEntry] = []
+    for s in current.sessions:
+        if s.status is not SessionStatus.planned or s.step in moved or s.start <= at:
+            continue
+        old = was.get(s.number)
+        if not _overlaps(s, s.start, current.sessions) or old is None or old.start == s.start:
+            continue
+        if _overlaps(s, old.start, current.sessions):
+            continue
+        data = {"number": s.number, "step": s.step, "new_start": old.start.isoformat(),
+                "old_start": s.start.isoformat(), "kept": True}  # fmt: skip
+        entry = {"event": "reschedule_session", "at": _after_last(course, at), "from": course.state,
+                 "to": course.state, "data": data}  # fmt: skip
+        entries.append(HistoryEntry.model_validate(entry))
+    if not entries:
+        return course, current
+    course = course.model_copy(update={"history": [*course.history, *entries]})
+    return course, plan(course, protocol, policy)
+
+
+def _overlaps(s: Session, start: datetime, sessions: Sequence[Session]) -> bool:
+    """``s`` at ``start`` overlaps another session of the course that takes place."""
+    end = start + timedelta(minutes=s.duration_minutes)
+    return any(
+        o.number != s.number and o.status is not SessionStatus.cancelled and o.start < end and start < o.end
+        for o in sessions
+    )
 
 
 def _moved_steps(course: Course) -> set[int]:

@@ -235,6 +235,20 @@ class Ledger:
             insort(booked, start << 42 | minutes << 31 | tag | number)
         self.longest = max(self.longest, max((m for _, m, _ in slots), default=0) * 60 + self.buffer)
 
+    def busy(self, therapist: str, lo: datetime, hi: datetime) -> list[tuple[datetime, datetime]]:
+        """(start, end plus the buffer) in UTC of ``therapist``'s bookings that overlap ``[lo, hi)``."""
+        booked = self.by_therapist.get(therapist, [])
+        first, last = int(lo.timestamp()), int(hi.timestamp())
+        out = []
+        for packed in booked[bisect_left(booked, (first - self.longest) << 42) :]:
+            start = packed >> 42
+            if start >= last:
+                break
+            end = start + ((packed >> 31) & 0x7FF) * 60 + self.buffer
+            if end > first:
+                out.append((datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)))
+        return out
+
     def booking(self, packed: int) -> Booking:
         course, therapist, tz = self.owners[(packed >> 7) & 0xFFFFFF]
         start = datetime.fromtimestamp(packed >> 42, UTC)

@@ -21,23 +21,26 @@ from typing import Any
 from .calendar import local_text
 from .clashes import Booking
 from .errors import InvalidInput, Refused, mentioning
-from .lifecycle import apply, validate_data
+from .lifecycle import apply, new_course, stays, validate_data
 from .model import (
     ACTIVE_STATES,
     Absence,
     Course,
     CourseState,
+    Effects,
     Group,
     GroupPlan,
     GroupSlot,
     GroupState,
     HistoryEntry,
+    Plan,
     Reminder,
     Session,
     SessionStatus,
     check_reference,
 )
-from .planner import reminder_id, sessions
+from .moves import notice, with_notice
+from .planner import plan, reminder_id, sessions
 from .policy import ClinicPolicy
 from .protocol import Bounds, Phases, Protocol, SessionCounts
 from .wallclock import check_year, local_instant, zone
@@ -287,15 +290,19 @@ def free_pre_starts(
     now: datetime,
     count: int,
     absences: Sequence[Absence] = (),
+    busy: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[datetime]:
     """The first ``count`` starts in the ``PRE_WINDOW_DAYS`` days before the group's first
     session where a pre-group session of the group's therapist fits inside working hours on
     a working day they are not away, after ``now``, clear of ``booked`` (with the clinic's
-    buffer) and of each other. Raises InvalidInput when there are fewer."""
+    buffer) and of each other (``busy``: the therapist's bookings as (start, end with the
+    buffer), instead of ``booked``). Raises InvalidInput when there are fewer."""
     tz = zone(group.timezone)
     length = timedelta(minutes=protocol.duration_minutes)
     buffer = policy.buffer()
-    mine = sorted((b.start, b.end) for b in booked if b.therapist == group.therapist)
+    if busy is None:
+        busy = [(b.start, b.end) for b in booked if b.therapist == group.therapist]
+    mine = sorted(busy)
     hours = policy.working_hours
     out: list[datetime] = []
     day = group.start - timedelta(days=PRE_WINDOW_DAYS)
@@ -306,10 +313,13 @@ def free_pre_starts(
             close = local_instant(day, hours.end_time, tz)
             while t + length <= close and len(out) < count:
                 u0, u1 = t.astimezone(UTC), (t + length + buffer).astimezone(UTC)
-                if u0 > now and not any(s < u1 and u0 < e for s, e in mine):
+                blocked = max((e for s, e in mine if s < u1 and u0 < e), default=None)
+                if u0 > now and blocked is None:
                     out.append(t)
                     mine.append((u0, u1))
                     t += length + buffer
+                elif blocked is not None:  # every step that starts before that booking ends clashes with it
+                    t += PRE_STEP * max(1, -((u0 - blocked) // PRE_STEP))
                 else:
                     t += PRE_STEP
         day += timedelta(days=1)
@@ -319,3 +329,110 @@ def free_pre_starts(
             f"in the {PRE_WINDOW_DAYS} days before the group starts ({group.start}); give pre instants"
         ), "pre")  # fmt: skip
     return out
+
+
+def member_course(
+    group: Group,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    *,
+    client: str,
+    course_id: str,
+    starts: Sequence[datetime],
+    all_sessions: Sequence[Session],
+    now: datetime,
+) -> tuple[Course, Plan]:
+    """A new member course of ``group`` (its pre-group sessions at ``starts``) and its plan."""
+    course = new_course(
+        protocol, policy, course_id=course_id, client=client, therapist=group.therapist,
+        start=group.start, slot=group.slot, timezone=group.timezone, now=now,
+    )  # fmt: skip
+    created = course.history[0].model_copy(update={"data": {"group": group.id, "pre": [s.isoformat() for s in starts]}})
+    gp = plan_of(group, all_sessions, protocol.individual_first)
+    course = course.model_copy(update={"group": group.id, "group_plan": gp, "history": [created]})
+    return course, plan(course, protocol, policy)
+
+
+def regrouped(
+    before: Course,
+    gp: GroupPlan,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    at: datetime,
+    changed: tuple[Course, list[HistoryEntry]] | None,
+) -> tuple[Course, Plan, Effects]:
+    """A member after a group change: ``changed`` (the course after its own event and the
+    history it wrote), or nothing but the group's new schedule ``gp``; its plan, and the
+    reminders added and cancelled between the plan before and after."""
+    new, history = changed if changed is not None else (before, [])
+    new = new.model_copy(update={"group_plan": gp})
+    old = plan(before, protocol, policy).reminders
+    p = plan(new, protocol, policy)
+    old_ids = {r.id for r in old}
+    new_ids = {r.id for r in p.reminders}
+    effects = Effects(
+        added=[r for r in p.reminders if r.id not in old_ids],
+        cancelled=[r.id for r in old if r.id not in new_ids and not stays(r, at, new)],
+        history=history,
+    )
+    return new, p, effects
+
+
+def members_event(
+    group: Group,
+    event: str,
+    note: Mapping[str, Any],
+    members: Sequence[Course],
+    absent: Sequence[str],
+    moved: Mapping[int, tuple[datetime, datetime]],
+    at: datetime,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+) -> tuple[list[tuple[Course, Course | None, list[HistoryEntry]]], list[str], list[str]]:
+    """What a group event does to each member (withdrawn and completed ones: nothing):
+    ``(before, after or None when only the group's schedule changes for it, history)``
+    each, and the course ids present and absent (for ``hold_session``). ``hold_session``:
+    the present active members hold it, the absent ones miss it; ``cancel_session`` cancels
+    it; ``complete`` completes members in termination; a move (``reschedule_session``,
+    ``change_slot``, ``change_therapist``) is noted in each member's history and each moved
+    group session told to the client (``session_moved``)."""
+    out: list[tuple[Course, Course | None, list[HistoryEntry]]] = []
+    present_ids: list[str] = []
+    absent_ids: list[str] = []
+    for m in members:
+        if m.state in (CourseState.withdrawn, CourseState.completed):
+            continue
+        if event in ("hold_session", "cancel_session"):
+            n = member_number(protocol, int(note["number"]))
+            if m.state not in ACTIVE_STATES or any(s.number == n for s in m.sessions):
+                out.append((m, None, []))
+                continue
+            ev = event
+            if event == "hold_session":
+                ev = "miss_session" if m.id in absent else "hold_session"
+                (absent_ids if m.id in absent else present_ids).append(m.id)
+            new, eff = apply(m, ev, at, protocol, policy, {"number": n})
+            out.append((m, new, eff.history))
+        elif event == "complete":
+            if m.state is CourseState.termination:
+                new, eff = apply(m, "complete", at, protocol, policy)
+                out.append((m, new, eff.history))
+        else:
+            entry = HistoryEntry.model_validate(
+                {"event": f"group_{event}", "at": at, "from": m.state, "to": m.state,
+                 "data": {"group": group.id, **note}}
+            )  # fmt: skip
+            new = m.model_copy(update={"history": [*m.history, entry]})
+            for number, (old, start) in moved.items():
+                told = notice(new, event, "session_moved", member_number(protocol, number), start, at, policy, old)
+                if told is not None:
+                    new = new.model_copy(update={"alerts": with_notice(new.alerts, told)})
+            out.append((m, new, [entry]))
+    return out, present_ids, absent_ids
+
+
+def moves(before: Sequence[Session], after: Sequence[Session]) -> dict[int, tuple[datetime, datetime]]:
+    """The group sessions planned at another time after a change: number: (old, new start)."""
+    was = {s.number: s.start for s in before}
+    return {s.number: (was[s.number], s.start) for s in after
+            if s.number in was and s.status is SessionStatus.planned and was[s.number] != s.start}  # fmt: skip

@@ -150,6 +150,30 @@ class FhirSystems(_Strict):
     system: str = "urn:ipt-workflow"
 
 
+def _one_country(country: str, subdivision: str | None) -> Any:
+    """``holidays.country_holidays`` for one country, importing that country's module alone:
+    importing any module of the package ``holidays.countries`` runs its ``__init__``, which
+    imports all 250 countries (100 ms and more on every command that loads the rules). The
+    package is registered without running its ``__init__`` when no one imported it yet; the
+    library's lazy loaders import its modules by their full names, so they still work."""
+    import importlib
+    import importlib.util
+    import sys
+
+    import holidays
+    from holidays.registry import COUNTRIES
+
+    name = next((m for m, names in COUNTRIES.items() if country in names[1:]), None)
+    if name is None or "holidays.countries" in sys.modules:
+        return holidays.country_holidays(country, subdiv=subdivision)
+    spec = importlib.util.find_spec("holidays.countries")
+    if spec is None:
+        return holidays.country_holidays(country, subdiv=subdivision)
+    sys.modules["holidays.countries"] = importlib.util.module_from_spec(spec)
+    cls = getattr(importlib.import_module(f"holidays.countries.{name}"), COUNTRIES[name][0])
+    return cls(subdiv=subdivision)
+
+
 class ClinicPolicy(_Strict):
     """The clinic's calendar and reminder policy (``rules/clinic.yaml``)."""
 
@@ -224,7 +248,7 @@ class ClinicPolicy(_Strict):
             # load that country alone; listing every supported country imports them all
             # (about 150 ms on every command that loads the rules).
             with suppress(NotImplementedError):
-                found = holidays.country_holidays(region.country, subdiv=region.subdivision)
+                found = _one_country(region.country, region.subdivision)
                 if found.country == region.country and region.subdivision in (None, *found.subdivisions):
                     self._holidays = found
                     return self

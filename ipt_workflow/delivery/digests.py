@@ -141,7 +141,8 @@ def digests_of_today(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> li
 
 def digest_body(store: SqlStore, row: dict[str, Any]) -> dict[str, Any]:
     """What a digest carries besides the common fields: the therapist, the local date, the
-    planned sessions of that date (``{course, number, start}``, by start) and the alerts
+    planned sessions of that date (``{course, number, start}``, by start; a group's session
+    once, as ``{course: null, group, number, start}``, its members' not) and the alerts
     (``{id, course, kind, due, status}``) due in the 24 hours before it or ``failed``."""
     zone = ZoneInfo(row["timezone"])
     day: date = datetime.fromisoformat(row["fire_local"]).date()
@@ -154,9 +155,16 @@ def digest_body(store: SqlStore, row: dict[str, Any]) -> dict[str, Any]:
             start = datetime.fromisoformat(session[2])
             if session[3] == "planned" and day_start <= start < day_end:
                 sessions.append((start, course, session[0], session[2]))
+    entries = [(start, {"course": c, "number": n, "start": s}) for start, c, n, s in sessions]
+    for group, stored in store.digest_groups(row["therapist"]):  # a group's session once, not per member
+        for number, iso, status, *_ in stored:
+            start = datetime.fromisoformat(iso)
+            if status == "planned" and day_start <= start < day_end:
+                entries.append((start, {"course": None, "group": group, "number": number, "start": iso}))
+    entries.sort(key=lambda e: (e[0], e[1]["course"] or e[1].get("group", ""), e[1]["number"]))
     return {
         "therapist": row["therapist"],
         "date": day.isoformat(),
-        "sessions": [{"course": c, "number": n, "start": s} for _, c, n, s in sorted(sessions)],
+        "sessions": [e for _, e in entries],
         "alerts": [{**a, "due": iso_utc(a["due"])} for a in alerts],
     }

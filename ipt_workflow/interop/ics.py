@@ -29,6 +29,7 @@ SESSION_CHANGES = frozenset(
         "reschedule_session",
         "change_slot",
         "change_therapist",
+        "therapist_absence",  # a therapist's absence moved planned sessions (or gave them back)
     }
 )
 _RECORDS = ("hold_session", "miss_session", "cancel_session")
@@ -111,7 +112,25 @@ def session_events(course: Course, plan: Plan, stamp: datetime) -> list[Event]:
     return events
 
 
-def _session_event(course: Course, s: Session, revision: Revision, stamp: datetime) -> Event:
+def group_events(schedule: Course, sessions: list[Session], stamp: datetime) -> list[Event]:
+    """One VEVENT per group session: ``schedule`` is the group read as a course (its id, zone,
+    protocol and history; ``core.groups.schedule_course``). No client and no member is named,
+    and no alarm is set (each member's reminders are theirs); the UID is the group's id and
+    the session number, SEQUENCE and LAST-MODIFIED come from the group's history."""
+    recorded, planned = session_revisions(schedule)
+    return [_session_event(schedule, s, recorded.get(s.number, planned), stamp, group=True) for s in sessions]
+
+
+def group_calendar(schedule: Course, sessions: list[Session], stamp: datetime) -> bytes:
+    """The ICS text of a group's sessions (``group_events``)."""
+    cal = new_calendar(f"IPT group {schedule.id}")
+    for event in group_events(schedule, sessions, stamp):
+        cal.add_component(event)
+    cal.add_missing_timezones()
+    return bytes(cal.to_ical())
+
+
+def _session_event(course: Course, s: Session, revision: Revision, stamp: datetime, group: bool = False) -> Event:
     tz = zone(course.timezone)
     event = Event()
     event.add("uid", f"{course.id}-session-{s.number}@ipt-workflow")
@@ -120,8 +139,12 @@ def _session_event(course: Course, s: Session, revision: Revision, stamp: dateti
     event.add("last-modified", revision[1])
     event.add("dtstart", s.start.astimezone(tz).replace(tzinfo=tz))
     event.add("duration", timedelta(minutes=s.duration_minutes))
-    event.add("summary", f"IPT session {s.number} ({s.phase})")
-    event.add("description", f"Course {course.id}, protocol {course.protocol} {course.protocol_version}")
+    if group:
+        event.add("summary", f"IPT group session {s.number}")
+        event.add("description", f"Group {course.id}, protocol {course.protocol} {course.protocol_version}")
+    else:
+        event.add("summary", f"IPT session {s.number} ({s.phase})")
+        event.add("description", f"Course {course.id}, protocol {course.protocol} {course.protocol_version}")
     cancelled = s.status in (SessionStatus.cancelled, SessionStatus.missed)
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     event.add("x-ipt-status", s.status.value)

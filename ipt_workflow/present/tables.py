@@ -266,12 +266,13 @@ def print_agenda(rows: list[dict[str, Any]], zones: dict[str, str], title: str) 
     for col in ("start", "end", "therapist", "course", "client", "#", "phase", "status", "moved from"):
         table.add_column(col)
     for r in rows:
-        tz = _zone(zones.get(r["course"]))
+        tz = _zone(zones.get(r["course"] or r["group"]))
         start, end = wall_time(r["start"], tz), wall_time(r["end"], tz)
         if end[:14] == start[:14]:
             end = end[15:]  # the same day: the time alone
         moved = wall_time(r["original_start"], tz) if r["original_start"] else ""
-        table.add_row(start, end, r["therapist"], r["course"], r["client"], str(r["session"]), r["phase"],
+        what = r["course"] if r["course"] is not None else f"group {r['group']}"
+        table.add_row(start, end, r["therapist"], what, r["client"] or "", str(r["session"]), r["phase"] or "",
                       r["status"], moved)  # fmt: skip
     _console().print(table)
 
@@ -301,3 +302,29 @@ def print_group(data: dict[str, Any]) -> None:
         print(f"  {s['number']:>2}  {start}  {s['status']}{seen}")
     for m in data["members"]:
         print(f"  member {m['course']}  {m['state']}")
+
+
+def print_group_simulation(data: dict[str, Any]) -> None:
+    """A simulated group: its sessions (with attendance) and a line per member: state, group
+    and individual sessions held and missed, reminders delivered, pending and cancelled."""
+    console, g = _console(), data["group"]
+    tz = zone(g["timezone"])
+    console.print(
+        f"group [bold]{g['id']}[/bold] ({g['protocol']} {g['protocol_version']}): state [bold]{g['state']}[/bold]; "
+        f"{len(data['members'])} members (min {g['min']}, max {g['max']})"
+    )
+    sessions = Table(title="Group sessions")
+    for col in ("#", "start", "status", "present", "absent"):
+        sessions.add_column(col)
+    for s in g["sessions"]:
+        sessions.add_row(str(s["number"]), wall_time(s["start"], tz), s["status"], str(len(s["present"])),
+                         ", ".join(s["absent"]))  # fmt: skip
+    console.print(sessions)
+    members = Table(title="Members")
+    for col in ("course", "state", "held", "missed", "planned", "delivered", "pending", "cancelled"):
+        members.add_column(col)
+    for m in data["members"]:
+        count = {k: sum(1 for s in m["sessions"] if s["status"] == k) for k in ("held", "missed", "planned")}
+        sent = {k: sum(1 for r in m["reminders"] if r["status"] == k) for k in ("delivered", "pending", "cancelled")}
+        members.add_row(m["id"], m["state"], *(str(v) for v in count.values()), *(str(v) for v in sent.values()))
+    console.print(members)

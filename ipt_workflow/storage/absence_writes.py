@@ -11,10 +11,10 @@ from sqlalchemy import delete, insert, or_, select
 
 from ..core.clashes import BOOKING_STATES
 from ..core.errors import ConflictError, UnknownName, shown
-from ..core.model import Absence, Course, Effects, Plan
+from ..core.model import Absence, Course, Effects, Group, Plan, Session
 from . import schema as t
 from .bookings import BookingCheck
-from .courses import CourseStore
+from .groups import GroupStore
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,18 @@ class Replanned:
     booking: BookingCheck | None
 
 
-class AbsenceWrites(CourseStore):
+@dataclass(frozen=True)
+class GroupReplanned:
+    """A group whose sessions an absence change moves: as read, as it becomes, its sessions."""
+
+    before: Group
+    after: Group
+    sessions: list[Session]
+    individual_first: int
+    booking: BookingCheck | None
+
+
+class AbsenceWrites(GroupStore):
     def absence_course_ids(self, therapist: str) -> list[str]:
         """The active and paused courses that ``therapist`` has, or still holds sessions of
         after a handover (``ipt_course_therapists``), by id."""
@@ -40,9 +51,16 @@ class AbsenceWrites(CourseStore):
             return list(conn.execute(query).scalars())
 
     def write_absence(
-        self, absence: Absence, add: bool, courses: Sequence[str], replanned: Sequence[Replanned], now: datetime
+        self,
+        absence: Absence,
+        add: bool,
+        courses: Sequence[str],
+        replanned: Sequence[Replanned],
+        now: datetime,
+        groups: Sequence[GroupReplanned] = (),
     ) -> list[Course]:
-        """Store (``add``) or delete ``absence`` with the courses it replans, all or nothing.
+        """Store (``add``) or delete ``absence`` with the courses and ``groups`` it replans, all
+        or nothing (a group changed since it was read: ConflictError).
         ``courses`` are the ids ``absence_course_ids`` gave: when another writer has added or
         finished one of the therapist's courses since, ConflictError (nothing written)."""
         out: list[Course] = []
@@ -73,6 +91,10 @@ class AbsenceWrites(CourseStore):
                 gone = conn.execute(delete(t.absences).where(t.absences.c.id == absence.id))
                 if gone.rowcount != 1:
                     raise UnknownName(f"unknown absence {shown(absence.id)}")
+            for g in groups:  # the group's own schedule; its members are among ``replanned``
+                if g.booking is not None:
+                    self._check_bookings(conn, g.booking, g.after.id)
+                self._update_group(conn, g.before, g.after, g.sessions, g.individual_first, now)
             for r in replanned:
                 out.append(self._save(conn, r.before, r.after, r.plan, r.effects, now, r.booking))
             self._notify(conn)

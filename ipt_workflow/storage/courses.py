@@ -59,75 +59,64 @@ class CourseStore(BulkWrites, AbsenceReads):
             return self._load(conn, course_id)
 
     def _load(self, conn: Connection, course_id: str) -> Course:
-        row = conn.execute(select(t.courses).where(t.courses.c.id == course_id)).mappings().first()
-        if row is None:
+        found = self._load_many(conn, [course_id])
+        if not found:
             raise UnknownName(f"unknown course {shown(course_id)}")
-        hist = conn.execute(
-            select(t.history).where(t.history.c.course_id == course_id).order_by(t.history.c.seq)
-        ).mappings()
-        recorded = conn.execute(
-            select(t.sessions)
-            .where(t.sessions.c.course_id == course_id, t.sessions.c.status != SessionStatus.planned.value)
-            .order_by(t.sessions.c.number)
-        ).mappings()
-        measures = conn.execute(
-            select(t.measurements)
-            .where(t.measurements.c.course_id == course_id)
-            .order_by(t.measurements.c.at, t.measurements.c.seq)  # time order: a late entry sits in place
-        ).mappings()
-        alerts = conn.execute(
-            select(t.reminders)
-            .where(t.reminders.c.course_id == course_id, t.reminders.c.rule.is_not(None))
-            .order_by(t.reminders.c.due, t.reminders.c.id)
-        ).mappings()
-        course = Course(
-            id=row["id"],
-            client=row["client"],
-            therapist=row["therapist"],
-            protocol=row["protocol"],
-            protocol_version=row["protocol_version"],
-            timezone=row["timezone"],
-            start=row["start_date"],
-            slot=time.fromisoformat(row["slot"]),
-            state=CourseState(row["state"]),
-            focus=row["focus"],
-            current_focus=row["current_focus"],
-            foci_worked=row["foci_worked"],
-            planned_sessions=row["planned_sessions"],
-            sessions=[session_from_row(r) for r in recorded],
-            measurements=[
-                Measurement(
-                    instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
-                )
-                for m in measures
-            ],
-            pauses=[Pause.model_validate(p) for p in row["pauses"]],
-            alerts=[reminder_from_row(r) for r in alerts],
-            fired_rules=row["fired_rules"],
-            completed_at=row["completed_at"],
-            created_at=row["created_at"],
-            history=[
-                HistoryEntry.model_validate(
-                    {
-                        "event": h["event"],
-                        "at": h["at"],
-                        "from": h["from_state"],
-                        "to": h["to_state"],
-                        "rule": h["rule"],
-                        "data": h["data"],
-                    }
-                )
-                for h in hist
-            ],
-            version=row["version"],
-            group=row["group_id"],
-            rules_fingerprint=row["rules_fingerprint"],
-        )
-        if course.group is not None:
-            course = course.model_copy(update={"group_plan": self._group_plan(conn, course.group)})
-        therapists = {course.therapist} | handover_therapists(course)
-        absences = self._absences(conn, therapists, since=course.start)
-        return course.model_copy(update={"absences": absences}) if absences else course
+        return found[0]
+
+    def _load_many(self, conn: Connection, course_ids: Sequence[str]) -> list[Course]:
+        """The stored courses of ``course_ids`` (those that exist, in that order), each table
+        read once for all of them (500 ids a query)."""
+        rows: dict[str, Any] = {}
+        parts: dict[str, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
+        for chunk in chunks(list(course_ids), 500):
+            for row in conn.execute(select(t.courses).where(t.courses.c.id.in_(chunk))).mappings():
+                rows[row["id"]] = row
+                parts[row["id"]] = ([], [], [], [])
+            for h in conn.execute(
+                select(t.history).where(t.history.c.course_id.in_(chunk)).order_by(t.history.c.seq)
+            ).mappings():
+                parts[h["course_id"]][0].append(h)
+            for r in conn.execute(
+                select(t.sessions)
+                .where(t.sessions.c.course_id.in_(chunk), t.sessions.c.status != SessionStatus.planned.value)
+                .order_by(t.sessions.c.number)
+            ).mappings():
+                parts[r["course_id"]][1].append(r)
+            for m in conn.execute(
+                select(t.measurements)
+                .where(t.measurements.c.course_id.in_(chunk))
+                .order_by(t.measurements.c.at, t.measurements.c.seq)  # time order: a late entry sits in place
+            ).mappings():
+                parts[m["course_id"]][2].append(m)
+            for a in conn.execute(
+                select(t.reminders)
+                .where(t.reminders.c.course_id.in_(chunk), t.reminders.c.rule.is_not(None))
+                .order_by(t.reminders.c.due, t.reminders.c.id)
+            ).mappings():
+                parts[a["course_id"]][3].append(a)
+        plans: dict[str, GroupPlan] = {}
+        built: list[tuple[Course, set[str]]] = []
+        for course_id in course_ids:
+            if course_id not in rows:
+                continue
+            row = rows[course_id]
+            hist, recorded, measures, alerts = parts[course_id]
+            course = _course_of(row, hist, recorded, measures, alerts)
+            if course.group is not None:
+                if course.group not in plans:
+                    plans[course.group] = self._group_plan(conn, course.group)
+                course = course.model_copy(update={"group_plan": plans[course.group]})
+            built.append((course, {course.therapist} | handover_therapists(course)))
+        if not built:
+            return []
+        everyone = set().union(*(who for _, who in built))
+        away = self._absences(conn, everyone, since=min(c.start for c, _ in built))  # one query for all
+        out: list[Course] = []
+        for course, who in built:
+            absences = [a for a in away if a.therapist in who and a.until >= course.start]
+            out.append(course.model_copy(update={"absences": absences}) if absences else course)
+        return out
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored courses."""
@@ -332,6 +321,52 @@ def added_measures(before: list[Measurement], after: list[Measurement]) -> list[
         else:
             out.append(m)
     return out
+
+
+def _course_of(row: Any, hist: list[Any], recorded: list[Any], measures: list[Any], alerts: list[Any]) -> Course:
+    return Course(
+        id=row["id"],
+        client=row["client"],
+        therapist=row["therapist"],
+        protocol=row["protocol"],
+        protocol_version=row["protocol_version"],
+        timezone=row["timezone"],
+        start=row["start_date"],
+        slot=time.fromisoformat(row["slot"]),
+        state=CourseState(row["state"]),
+        focus=row["focus"],
+        current_focus=row["current_focus"],
+        foci_worked=row["foci_worked"],
+        planned_sessions=row["planned_sessions"],
+        sessions=[session_from_row(r) for r in recorded],
+        measurements=[
+            Measurement(
+                instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
+            )
+            for m in measures
+        ],
+        pauses=[Pause.model_validate(p) for p in row["pauses"]],
+        alerts=[reminder_from_row(r) for r in alerts],
+        fired_rules=row["fired_rules"],
+        completed_at=row["completed_at"],
+        created_at=row["created_at"],
+        history=[
+            HistoryEntry.model_validate(
+                {
+                    "event": h["event"],
+                    "at": h["at"],
+                    "from": h["from_state"],
+                    "to": h["to_state"],
+                    "rule": h["rule"],
+                    "data": h["data"],
+                }
+            )
+            for h in hist
+        ],
+        version=row["version"],
+        group=row["group_id"],
+        rules_fingerprint=row["rules_fingerprint"],
+    )
 
 
 class RuleReads(StoreBase):

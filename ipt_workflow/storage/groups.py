@@ -18,6 +18,7 @@ from ..core.clashes import conflict_alert
 from ..core.errors import ConflictError, CourseExists, Refused, UnknownName, shown
 from ..core.model import Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
 from . import schema as t
+from .base import chunks
 from .bookings import BookingCheck
 from .bulk import build_rows
 from .courses import CourseStore, _with_alerts
@@ -54,23 +55,7 @@ class GroupStore(CourseStore):
         row = conn.execute(select(t.groups).where(t.groups.c.id == group_id)).mappings().first()
         if row is None:
             raise UnknownName(f"unknown group {shown(group_id)}")
-        group = Group(
-            id=row["id"],
-            protocol=row["protocol"],
-            protocol_version=row["protocol_version"],
-            therapist=row["therapist"],
-            cotherapist=row["cotherapist"],
-            timezone=row["timezone"],
-            start=row["start_date"],
-            slot=time.fromisoformat(row["slot"]),
-            min=row["min_size"],
-            max=row["max_size"],
-            state=GroupState(row["state"]),
-            sessions=[Session.model_validate(s) for s in row["sessions"]],
-            history=[HistoryEntry.model_validate(h) for h in row["history"]],
-            created_at=row["created_at"],
-            version=row["version"],
-        )
+        group = _group_of(row)
         absences = self._absences(conn, {group.therapist}, since=group.start)
         return group.model_copy(update={"absences": absences}) if absences else group
 
@@ -109,7 +94,7 @@ class GroupStore(CourseStore):
             ids = conn.execute(
                 select(t.courses.c.id).where(t.courses.c.group_id == group_id).order_by(t.courses.c.id)
             ).scalars()
-            return [self._load(conn, i) for i in list(ids)]
+            return self._load_many(conn, list(ids))
 
     def add_group(self, group: Group, sessions: Sequence[Session], individual_first: int, now: datetime,
                   booking: BookingCheck | None) -> Group:  # fmt: skip
@@ -182,14 +167,7 @@ class GroupStore(CourseStore):
         with self._write() as conn:
             if booking is not None:
                 self._check_bookings(conn, booking, after.id)
-            result = conn.execute(
-                update(t.groups)
-                .where(t.groups.c.id == after.id, t.groups.c.version == before.version)
-                .values(**_group_values(after, sessions, individual_first), updated_at=now, version=before.version + 1)
-            )
-            if result.rowcount != 1:
-                found = conn.execute(select(t.groups.c.version).where(t.groups.c.id == after.id)).scalar()
-                raise ConflictError(after.id, before.version, found)
+            self._update_group(conn, before, after, sessions, individual_first, now)
             for i, m in enumerate(members):
                 if pause and i == len(members) // 2:
                     print("test pause: inside the group event's transaction", file=sys.stderr, flush=True)
@@ -197,6 +175,87 @@ class GroupStore(CourseStore):
                 out.append(self._save(conn, m.before, m.after, m.plan, m.effects, now))
             self._notify(conn)
         return after.model_copy(update={"version": before.version + 1}), out
+
+    def load_groups(self, group_ids: Sequence[str]) -> dict[str, Group]:
+        """The stored groups of ``group_ids`` that exist (with their therapists' absences), by id."""
+        out: dict[str, Group] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(group_ids), 500):
+                for row in conn.execute(select(t.groups).where(t.groups.c.id.in_(chunk))).mappings():
+                    out[row["id"]] = _group_of(row)
+            if not out:
+                return out
+            away = self._absences(conn, {g.therapist for g in out.values()}, since=min(g.start for g in out.values()))
+        for gid, g in out.items():
+            mine = [a for a in away if a.therapist == g.therapist and a.until >= g.start]
+            if mine:
+                out[gid] = g.model_copy(update={"absences": mine})
+        return out
+
+    def member_counts(self, group_ids: Sequence[str]) -> dict[str, int]:
+        """How many members (not withdrawn) each of ``group_ids`` has."""
+        c = t.courses.c
+        out = dict.fromkeys(group_ids, 0)
+        with self._read() as conn:
+            for chunk in chunks(list(group_ids), 500):
+                query = (
+                    select(c.group_id, func.count())
+                    .where(c.group_id.in_(chunk), c.state != CourseState.withdrawn.value)
+                    .group_by(c.group_id)
+                )
+                out.update({g: n for g, n in conn.execute(query)})
+        return out
+
+    @staticmethod
+    def check_joins(conn: Connection, joins: dict[str, tuple[int, int]]) -> None:
+        """In an import's transaction: each group of ``joins`` (id: (version read, members
+        then)) still active, at that version, with as many members (the import checked the
+        room against them). Raises Refused or ConflictError."""
+        g, c = t.groups.c, t.courses.c
+        for chunk in chunks(sorted(joins), 500):
+            rows = {
+                r[0]: r[1:] for r in conn.execute(select(g.id, g.state, g.version, g.max_size).where(g.id.in_(chunk)))
+            }
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    select(c.group_id, func.count())
+                    .where(c.group_id.in_(chunk), c.state != CourseState.withdrawn.value)
+                    .group_by(c.group_id)
+                ).all()
+            )
+            for gid in chunk:
+                version, members = joins[gid]
+                if gid not in rows:
+                    raise UnknownName(f"unknown group {shown(gid)}")
+                state, found, _ = rows[gid]
+                if state != GroupState.active.value:
+                    raise Refused("add", state, f"group {gid} is {state}: it takes no new members")
+                if found != version or counts.get(gid, 0) != members:
+                    changed = ConflictError(gid, version, found)
+                    changed.args = (
+                        f"group '{gid}' changed while the file was read (another writer added a member or moved "
+                        "its sessions); nothing was written: import it again",
+                    )
+                    raise changed
+
+    def active_group_ids(self, therapist: str) -> list[str]:
+        """The active groups ``therapist`` leads, by id."""
+        g = t.groups.c
+        with self._read() as conn:
+            query = select(g.id).where(g.therapist == therapist, g.state == GroupState.active.value).order_by(g.id)
+            return list(conn.execute(query).scalars())
+
+    def _update_group(self, conn: Connection, before: Group, after: Group, sessions: Sequence[Session],
+                      individual_first: int, now: datetime) -> None:  # fmt: skip
+        """Write the group's row; ConflictError when it changed since ``before`` was read."""
+        result = conn.execute(
+            update(t.groups)
+            .where(t.groups.c.id == after.id, t.groups.c.version == before.version)
+            .values(**_group_values(after, sessions, individual_first), updated_at=now, version=before.version + 1)
+        )
+        if result.rowcount != 1:
+            found = conn.execute(select(t.groups.c.version).where(t.groups.c.id == after.id)).scalar()
+            raise ConflictError(after.id, before.version, found)
 
 
 def _group_values(group: Group, sessions: Sequence[Session], individual_first: int) -> dict[str, Any]:
@@ -216,3 +275,24 @@ def _group_values(group: Group, sessions: Sequence[Session], individual_first: i
         "history": [h.model_dump(mode="json", by_alias=True) for h in group.history],
         "plan": group_plan_lists(individual_first, sessions),
     }
+
+
+def _group_of(row: Any) -> Group:
+    """A group from its ``ipt_groups`` row (no absences)."""
+    return Group(
+        id=row["id"],
+        protocol=row["protocol"],
+        protocol_version=row["protocol_version"],
+        therapist=row["therapist"],
+        cotherapist=row["cotherapist"],
+        timezone=row["timezone"],
+        start=row["start_date"],
+        slot=time.fromisoformat(row["slot"]),
+        min=row["min_size"],
+        max=row["max_size"],
+        state=GroupState(row["state"]),
+        sessions=[Session.model_validate(s) for s in row["sessions"]],
+        history=[HistoryEntry.model_validate(h) for h in row["history"]],
+        created_at=row["created_at"],
+        version=row["version"],
+    )

@@ -303,7 +303,10 @@ class Outbox(StoreBase):
         c, r = t.courses.c, t.reminders.c
         with self._read() as conn:
             active = select(c.id).where(c.therapist == therapist, c.state.in_(sorted(ACTIVE_STATES)))
-            plans = [(cid, plan or []) for cid, plan in conn.execute(select(c.id, c.plan).where(c.id.in_(active)))]
+            plans = [
+                (cid, [p for p in plan or [] if group is None or p[5] != "group"])  # a group's session: once, below
+                for cid, plan, group in conn.execute(select(c.id, c.plan, c.group_id).where(c.id.in_(active)))
+            ]
             alerts = conn.execute(
                 select(r.id, r.course_id.label("course"), r.kind, r.due, r.status)
                 .where(
@@ -314,6 +317,18 @@ class Outbox(StoreBase):
                 .order_by(r.due, r.id)
             ).mappings()
             return sorted(plans), [dict(a) for a in alerts]
+
+    def digest_groups(self, therapist: str) -> list[tuple[str, list[Any]]]:
+        """Each active group ``therapist`` leads or co-leads: its id and its stored sessions
+        (``[number, start, status, ...]`` lists, as ``ipt_groups.plan`` keeps them)."""
+        g = t.groups.c
+        with self._read() as conn:
+            rows = conn.execute(
+                select(g.id, g.plan).where(
+                    or_(g.therapist == therapist, g.cotherapist == therapist), g.state == "active"
+                )
+            )
+            return sorted((gid, list((plan or {}).get("sessions", []))) for gid, plan in rows)
 
     def finish_digests(
         self, now: datetime, delivered: Sequence[tuple[str, int]], failed: Sequence[tuple[str, int]] = ()

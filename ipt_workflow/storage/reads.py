@@ -239,7 +239,7 @@ def plan_sessions(plan: Any, therapist: str) -> list[dict[str, Any]] | None:
     return [_plan_session(s, therapist) for s in _json(plan)]
 
 
-_CALENDAR_COLUMNS = "id, client, therapist, state, timezone, plan"
+_CALENDAR_COLUMNS = "id, client, therapist, state, timezone, plan, group_id"
 
 
 def calendar_courses(db: str | Engine, therapist: str | None) -> list[dict[str, Any]]:
@@ -274,6 +274,7 @@ def calendar_courses(db: str | Engine, therapist: str | None) -> list[dict[str, 
             "state": r["state"],
             "timezone": r["timezone"],
             "sessions": plan_sessions(r["plan"], r["therapist"]),
+            "group": r["group_id"],
         }
         for r in rows
     ]
@@ -316,3 +317,27 @@ def course_ids(db: str | Engine, states: tuple[str, ...], therapist: str | None 
         params["therapist"] = therapist
     with open_query(db) as query:
         return [r["id"] for r in query(sql + " ORDER BY id", params)]
+
+
+def calendar_groups(db: str | Engine, therapist: str | None) -> list[dict[str, Any]]:
+    """``{id, therapist, cotherapist, state, timezone, sessions}`` of every group (those
+    ``therapist`` leads or co-leads, or was handed a session of, when given); ``sessions``
+    as stored in ``ipt_groups.plan``: ``{number, start, end, status, therapist,
+    original_start}`` each."""
+    with open_query(db) as query:
+        rows = query("SELECT id, therapist, cotherapist, state, timezone, plan FROM ipt_groups ORDER BY id", {})
+    out = []
+    for r in rows:
+        stored = _json(r["plan"])
+        sessions = []
+        for number, start, status, _step, who, original, minutes in (tuple(x[:7]) for x in stored["sessions"]):
+            end = (datetime.fromisoformat(start) + timedelta(minutes=minutes)).isoformat()
+            sessions.append({"number": number, "start": start, "end": end, "status": status, "therapist": who,
+                             "original_start": original})  # fmt: skip
+        theirs = therapist is None or therapist in {r["therapist"], r["cotherapist"]}
+        if not theirs and not any(s["therapist"] == therapist for s in sessions):
+            continue
+        out.append({"id": r["id"], "therapist": r["therapist"], "cotherapist": r["cotherapist"],
+                    "state": r["state"], "timezone": r["timezone"], "individual_first": stored["individual_first"],
+                    "sessions": sessions})  # fmt: skip
+    return out

@@ -9,7 +9,7 @@ import it, and the names below, from here.
 from __future__ import annotations
 
 from . import HEAD_REVISION
-from .absence_writes import AbsenceWrites, Replanned
+from .absence_writes import AbsenceWrites, GroupReplanned, Replanned
 from .base import NOTIFY_CHANNEL
 from .bulk import NewReminder, Rows, build_new_rows, build_rows
 from .courses import RuleWrites
@@ -27,6 +27,7 @@ __all__ = [
     "HEAD_REVISION",
     "NOTIFY_CHANNEL",
     "CourseChange",
+    "GroupReplanned",
     "Ingested",
     "MemberChange",
     "NewReminder",

@@ -337,3 +337,58 @@ def test_sigterm_mid_drain_finishes_the_batch_in_flight_and_exits_0(tmp_path: Pa
     assert len(written) == len(set(written)) == counts["delivered"]
     assert 0 < counts["delivered"] < 100_000
     assert "stopped" in (tmp_path / "daemon.log").read_text()
+
+
+def test_a_running_daemon_never_emits_a_members_reminder_of_a_group_session_cancelled_just_before(
+    tmp_path: Path,
+) -> None:
+    """Real clock, real processes. A group of three has its first session at a minute whose
+    30-minute client reminders fall due at the next minute boundary at least 25 s away; the
+    daemon is running and armed. About 3 s before they are due, another process (``ipt group
+    event G1 cancel_session``) cancels that group session for everyone. No member gets the
+    old reminder; each is told of the cancellation once."""
+    db, out, log_path = tmp_path / "x.sqlite", tmp_path / "out.jsonl", tmp_path / "daemon.log"
+    rules = testing.clinic_rules(tmp_path / "rules", "[30m]", calendar=False)  # no digests, no quiet hours
+    now = datetime.now(UTC)
+    due = (now + timedelta(seconds=85)).replace(second=0, microsecond=0)  # 25 to 85 s away
+    session = due + timedelta(minutes=30)
+    members = ("m1", "m2", "m3")
+    with Workflow(str(db), rules=rules, clock=lambda: now.replace(microsecond=0)) as wf:
+        wf.create_group(protocol="ipt-g-8", therapist="T-1", start=session.date().isoformat(),
+                        time=f"{session:%H:%M}", tz="UTC", group_id="G1", min=1, max=8)  # fmt: skip
+        for i, m in enumerate(members):  # pre-group sessions held days ago: nothing of theirs is due now
+            pre = (now - timedelta(days=3, hours=i * 2)).replace(second=0, microsecond=0)
+            wf.add_member("G1", client=f"CL-{m}", course_id=m, pre=[pre.isoformat()])
+        old = {m: next(r for r in wf.reminders(course=m) if r.kind == "session_reminder" and r.session == 2)
+               for m in members}  # fmt: skip
+    assert {r.due for r in old.values()} == {due}  # member session 2 is group session 1
+    log = log_path.open("w")
+    proc = subprocess.Popen([*IPT, "--db", str(db), "--rules", str(rules), "daemon", "--sweep", "2",
+                             "--sink", f"file:{out}"], stdout=log, stderr=log)  # fmt: skip
+    cancel = [*IPT, "--db", str(db), "--rules", str(rules), "group", "event", "G1", "cancel_session"]
+    try:
+        assert wait_for(lambda: (tmp_path / "daemon.log").stat().st_size > 0 or out.exists(), 40)
+        time.sleep(max(0.0, (due - timedelta(seconds=6) - datetime.now(UTC)).total_seconds()))
+        done = subprocess.run(cancel, capture_output=True, text=True, timeout=60)
+        committed = datetime.now(UTC)
+        assert done.returncode == 0, done.stderr
+        assert committed < due, (
+            f"the cancel committed {committed - due} after the reminders were due (machine too loaded)"
+        )
+        # past the old due instant, with room for an armed wake-up and a sweep or two
+        time.sleep(max(0.0, (due + timedelta(seconds=6) - datetime.now(UTC)).total_seconds()))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        log.close()
+    assert proc.returncode == 0, log_path.read_text()
+    emitted = lines(out) if out.exists() else []
+    assert not {r.id for r in old.values()} & {e["id"] for e in emitted}
+    assert not [e for e in emitted if e["kind"] == "session_reminder" and e["session"] == 2]
+    told = sorted(e["course"] for e in emitted if e["kind"] == "session_cancelled" and e["session"] == 2)
+    assert told == list(members)  # each member told once
+    with Workflow(str(db), rules=rules) as wf:
+        for m in members:
+            stored = {r.id: r for r in wf.reminders(course=m)}
+            assert stored[old[m].id].status == "cancelled"
+            assert next(s for s in wf.plan(m).sessions if s.number == 2).status.value == "cancelled"

@@ -159,3 +159,29 @@ def test_a_bad_digest_cron_is_a_rule_file_error(tmp_path: Path) -> None:
     done = subprocess.run([*IPT, "rules", "check", str(rules)], capture_output=True, text=True)
     assert done.returncode == 1
     assert "clinic.yaml: digest.cron (line 19)" in done.stderr and "hour: '25' is not in 0-23" in done.stderr
+
+
+def test_a_digest_lists_a_group_session_once_not_per_member(db_url: str, tmp_path: Path) -> None:
+    """Group G1 (T-1) meets at 10:00 with three members; T-1 also has course c-1 at 14:00. The
+    08:00 digest lists the group's session once and c-1's; none of the members'."""
+    out = tmp_path / "out.jsonl"
+    day = "2027-04-19"
+    midnight = datetime.fromisoformat(day).replace(tzinfo=LONDON)
+    with Workflow(db_url, clock=lambda: midnight - timedelta(days=20)) as wf:
+        wf.create_group(protocol="ipt-g-8", therapist="T-1", start=day, time="10:00", tz="Europe/London",
+                        group_id="G1", min=1)  # fmt: skip
+        for i in range(3):
+            wf.add_member("G1", client=f"CL-{i}", course_id=f"m{i}")
+        wf.create_course(client="CL-9", start=day, time="14:00", tz="Europe/London", therapist="T-1", course_id="c-1")
+        clinic = daily(wf)
+        sink = FileSink(out)
+        at = datetime.fromisoformat(f"{day}T08:00").replace(tzinfo=LONDON).astimezone(UTC)
+        record_digests(wf.store, clinic, at)
+        dispatch_due(wf.store, at, [sink])
+        sink.close()
+    digests = [e for e in lines(out) if e["type"] == "digest" and e["date"] == day]
+    assert len(digests) == 1
+    assert digests[0]["sessions"] == [
+        {"course": None, "group": "G1", "number": 1, "start": f"{day}T10:00:00+01:00"},
+        {"course": "c-1", "number": 1, "start": f"{day}T14:00:00+01:00"},
+    ]

@@ -596,7 +596,7 @@ def test_import_of_a_bad_header_writes_nothing(wf: Workflow, raw_engine: Engine,
     path = write_csv(tmp_path / "courses.csv", GOOD_ROWS, header="client,therapist,protocol,start,time,zone,id")
     with pytest.raises(InvalidInput) as caught:
         wf.import_csv(path)
-    columns = "(columns: client, therapist, protocol, start, time, tz[, id])"
+    columns = "(columns: client, therapist, protocol, start, time, tz[, id, group])"
     header_problems = [(1, f"missing column 'tz' {columns}"), (1, f"unknown column 'zone' {columns}")]
     assert problem_lines(str(caught.value), path) == header_problems
     with pytest.raises(InvalidInput) as caught:  # not a bad row: no row can be read at all
