@@ -1174,14 +1174,26 @@ def group_event_command(
 @click.option("--skip-bad", is_flag=True, help="Import the good rows, report the bad (default: all or nothing).")
 @click.option("--allow-clash", is_flag=True, help=ALLOW_CLASH_HELP)
 @click.option("--now", metavar="ISO", help=NOW_HELP)
+@click.option("--ids", "ids_file", metavar="FILE", type=click.Path(path_type=Path),
+              help="Write each row's course id to FILE (CSV: line,id,status).")  # fmt: skip
+@json_option
 @click.pass_obj
-def import_command(app: App, csv_file: Path, skip_bad: bool, allow_clash: bool, now: str | None) -> None:
-    """Create many courses from a CSV: client, therapist, protocol, start, time, tz[, id]."""
+def import_command(
+    app: App, csv_file: Path, skip_bad: bool, allow_clash: bool, now: str | None, ids_file: Path | None, as_json: bool
+) -> None:
+    """Create many courses from a CSV: client, therapist, protocol, start, time, tz[, id, group].
+
+    Rows a former import stored (the same id, else the same client, protocol and start, or
+    client and group) are left alone and counted as already imported: run it twice safely."""
     from ipt_workflow import services
     from ipt_workflow.inputs import check_regular_file
 
     rules, clock = app.rules, app.now(now)
     check_regular_file(csv_file)  # before a database file is made
+    if ids_file is not None:
+        from ipt_workflow.reports import check_out
+
+        check_out(ids_file, "--ids")
     store = app.store
     if sys.stderr.isatty():
         from rich.progress import Progress
@@ -1194,10 +1206,21 @@ def import_command(app: App, csv_file: Path, skip_bad: bool, allow_clash: bool, 
             )  # fmt: skip
     else:
         report = services.import_csv(store, rules, csv_file, clock, skip_bad=skip_bad, allow_clash=allow_clash)
+    for line in report.warnings:
+        click.echo(f"warning: {line}", err=True)
     for line in report.problems:
         click.echo(f"error: {line}", err=True)
+    if ids_file is not None:
+        from ipt_workflow.reports import write_page
+
+        lines = ["line,id,status", *(f"{r.line},{r.id or ''},{r.status}" for r in report.courses)]
+        write_page(ids_file, "\n".join(lines) + "\n", "--ids")
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
     refused = f", {len(report.problems)} refused" if report.problems else ""
-    click.echo(f"imported {report.imported} of {report.rows} courses{refused}")
+    existing = f", {report.existing} already imported (left as they are)" if report.existing else ""
+    click.echo(f"imported {report.imported} of {report.rows} courses{refused}{existing}")
 
 
 # ---------------------------------------------------------------- daemon

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from time import sleep, time_ns
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,7 +26,15 @@ from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
 from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, Refused, StoreError, shown
 from .core.lifecycle import apply, new_course, reconcile
 from .core.model import EVENT_DATA, Absence, Course, Effects, NoData, Plan, Session, check_reference
-from .core.planner import plan, reminder_id, rules_fingerprint, session_reminders, sessions, slot_warnings
+from .core.planner import (
+    plan,
+    reminder_id,
+    rules_fingerprint,
+    session_reminders,
+    sessions,
+    slot_warnings,
+    slot_warnings_at,
+)
 from .core.protocol import Protocol
 from .core.values import DateLike, TimeLike, ZoneLike, as_date, as_time, as_zone_name
 from .core.wallclock import check_ahead, parse_date, parse_time, zone
@@ -237,12 +245,30 @@ def show(store: SqlStore, rules: Rulebook, course_id: str) -> tuple[Course, Plan
 # ---------------------------------------------------------------- bulk import
 
 
+RowStatus = Literal["imported", "existing", "refused"]
+
+
+class ImportedRow(BaseModel):
+    """One data row of an import: its line, the course id it has (or would have had), and
+    ``imported`` (new), ``existing`` (stored by an earlier import: left alone) or ``refused``."""
+
+    line: int
+    id: str | None
+    status: RowStatus
+
+
 class ImportReport(BaseModel):
-    """An import: courses ``imported`` of ``rows`` data rows; ``problems`` as ``FILE:LINE: message``."""
+    """An import: courses ``imported`` of ``rows`` data rows, ``existing`` rows a former
+    import stored already (matched by the ``id`` column, else by client + protocol + start,
+    or client + group); ``problems`` and ``warnings`` as ``FILE:LINE: message``; ``courses``:
+    each row's id and status, by line."""
 
     imported: int = 0
     rows: int = 0
+    existing: int = 0
     problems: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    courses: list[ImportedRow] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -329,15 +355,37 @@ def import_csv(
         raise InvalidInput("\n".join(header))  # not a bad row: the whole file is unreadable
     report = ImportReport(rows=len(rows) + len(problems), problems=problems)
     seen: dict[str, int] = {}
-    wanted_ids = [r.values["id"] for r in rows if r.values.get("id")]
-    taken = store.existing_ids(wanted_ids) if wanted_ids else set()
+    stored = store.natural_keys()
+    by_key = {_stored_key(k): cid for cid, k in stored.items()}
+    keys_seen: dict[tuple[str, ...], int] = {}
+    taken = set(stored)
     checked: list[_Row] = []
-    for row in rows:  # ids are checked here, once, before any planning
+    found: dict[int, tuple[str | None, RowStatus]] = {}
+    for row in rows:  # ids and natural keys are checked here, once, before any planning
+        key = _row_key(rules, row)
+        earlier = by_key.get(key) if key is not None else None
+        given = row.values.get("id")
+        if given and given in stored and key is not None and _stored_key(stored[given]) == key:
+            earlier = given
+        if earlier is not None and (not given or given == earlier):
+            found[row.line] = (earlier, "existing")  # a former import stored it: left alone
+            continue
         problem = _id_problem(row, seen, taken)
+        if problem is None and key is not None and key in keys_seen:
+            problem = f"the same client, protocol and start (or group) as line {keys_seen[key]}"
         if problem:
             report.problems.append(f"{path}:{row.line}: {problem}")
-        else:
-            checked.append(row)
+            found[row.line] = (given or None, "refused")
+            continue
+        if key is not None:
+            keys_seen[key] = row.line
+        if not given:
+            row.values["id"] = new_course_id()  # known now, so the report can name it
+        found[row.line] = (row.values["id"], "imported")
+        report.warnings += [f"{path}:{row.line}: {w}" for w in _row_warnings(rules, row)]
+        checked.append(row)
+    report.existing = sum(status == "existing" for _, status in found.values())
+    bad_lines: set[int] = set()
     grouped = [r for r in checked if r.values.get("group")]
     checked = [r for r in checked if not r.values.get("group")]
     joins = None
@@ -346,6 +394,7 @@ def import_csv(
 
         joins = GroupJoins.read(store, rules, grouped)
         report.problems.extend(f"{path}:{p}" for p in joins.problems)
+        bad_lines.update(_lines_of(joins.problems))
     failed = bool(report.problems) and not skip_bad
     sqlite = store.dialect == "sqlite"
     chunks = list(chunked(checked, IMPORT_CHUNK))
@@ -376,6 +425,7 @@ def import_csv(
             clashing, rows_ = _check_clashes(ledger, booked, rows_, allow_clash, now, sqlite)
             problems_ = planned_problems + clashing
             report.problems.extend(f"{path}:{p}" for p in problems_)
+            bad_lines.update(_lines_of(problems_))
             failed = failed or (bool(problems_) and not skip_bad)
             done += len(rows_.courses) + len(problems_)
             if progress is not None:
@@ -417,7 +467,50 @@ def import_csv(
                  if r.values.get("id") in taken]  # fmt: skip
         raise CourseExists("\n".join(lines) or f"{path}: a course id was taken meanwhile; nothing imported") from None
     report.problems.sort(key=_line_order)
+    report.courses = [
+        ImportedRow(line=line, id=cid, status="refused" if line in bad_lines else status)
+        for line, (cid, status) in sorted(found.items())
+    ]
     return report
+
+
+def _lines_of(problems: list[str]) -> set[int]:
+    """The row lines of ``LINE: message`` problems."""
+    head = (p.split(":", 1)[0] for p in problems)
+    return {int(h) for h in head if h.isdigit()}
+
+
+def _row_key(rules: Rulebook, row: _Row) -> tuple[str, ...] | None:
+    """The natural key of a row: (client, group) for a group member, else (client,
+    protocol id, start date); None when the row cannot have one (left to the checks)."""
+    v = row.values
+    client = v.get("client", "")
+    if v.get("group"):
+        return ("group", client, v["group"])
+    protocol, start = v.get("protocol", "").partition("@")[0], v.get("start", "")
+    if not (client and protocol and start):
+        return None
+    try:
+        return ("course", client, protocol, parse_date(start, "start").isoformat())
+    except InvalidInput:
+        return None
+
+
+def _stored_key(key: tuple[str, str, str, str | None]) -> tuple[str, ...]:
+    client, protocol, start, group = key
+    return ("group", client, group) if group else ("course", client, protocol, start)
+
+
+def _row_warnings(rules: Rulebook, row: _Row) -> list[str]:
+    """``course create``'s warnings for a row's weekly slot (weekend, out of hours)."""
+    v = row.values
+    if v.get("group") or not v.get("start") or not v.get("time"):
+        return []
+    try:
+        start, slot = parse_date(v["start"], "start"), parse_time(v["time"], "time")
+    except InvalidInput:
+        return []
+    return slot_warnings_at(start, slot, rules.clinic)
 
 
 def _line_order(problem: str) -> tuple[int, str]:

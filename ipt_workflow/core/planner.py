@@ -595,11 +595,15 @@ def after_quiet_hours(due: datetime, start: time, end: time, tz: ZoneInfo) -> da
 
 def slot_warnings(course: Course, policy: ClinicPolicy) -> list[str]:
     """Warnings (not errors) for a weekly slot outside the clinic's working days or hours."""
+    return slot_warnings_at(course.start, course.slot, policy)
+
+
+def slot_warnings_at(day: date, slot: time, policy: ClinicPolicy) -> list[str]:
+    """``slot_warnings`` of a course starting on ``day`` at ``slot``."""
     out = []
-    day = course.start
     if day.weekday() not in policy.working_weekdays:
         out.append(f"slot: {day:%A} is not one of the clinic's working days ({', '.join(policy.working_days)})")
     wh = policy.working_hours
-    if not wh.start_time <= course.slot < wh.end_time:
-        out.append(f"slot: {course.slot:%H:%M} is outside the clinic's working hours ({wh.start}-{wh.end})")
+    if not wh.start_time <= slot < wh.end_time:
+        out.append(f"slot: {slot:%H:%M} is outside the clinic's working hours ({wh.start}-{wh.end})")
     return out

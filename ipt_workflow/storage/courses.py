@@ -126,6 +126,14 @@ class CourseStore(BulkWrites, AbsenceReads):
                 found.update(conn.execute(select(t.courses.c.id).where(t.courses.c.id.in_(chunk))).scalars())
         return found
 
+    def natural_keys(self) -> dict[str, tuple[str, str, str, str | None]]:
+        """``{id: (client, protocol, start date ISO, group)}`` of every stored course: what an
+        import matches its rows against (one read of four columns)."""
+        c = t.courses.c
+        with self._read() as conn:
+            rows = conn.execute(select(c.id, c.client, c.protocol, c.start_date, c.group_id))
+            return {r[0]: (r[1], r[2], r[3].isoformat(), r[4]) for r in rows}
+
     def courses(self, state: str | None = None, therapist: str | None = None) -> list[dict[str, Any]]:
         """Summaries ``{id, client, therapist, protocol, state, version, created_at}`` by id."""
         c = t.courses.c

@@ -585,10 +585,16 @@ def test_import_skip_bad_stores_the_good_rows_and_reports_the_rest(
         course = wf.course(course_id)
         assert_pending_matches_plan(wf, raw_engine, course)
         assert [h.event for h in course.history] == ["create"]
-    # imported again: the ids are taken now, and nothing more is written
+    # imported again (issue 15): the same rows are found, left alone and said so; nothing written
     before = snapshot(raw_engine)
+    again = wf.import_csv(write_csv(tmp_path / "again.csv", GOOD_ROWS[:2]))
+    assert (again.imported, again.existing, again.problems) == (0, 2, [])
+    assert [(r.line, r.id, r.status) for r in again.courses] == [(2, "imp-1", "existing"), (3, "imp-2", "existing")]
+    assert snapshot(raw_engine) == before
+    # an id that is taken by another course is still refused
+    other = GOOD_ROWS[0].replace("CL-1", "CL-99")
     with pytest.raises(InvalidInput, match="imp-1' already exists"):
-        wf.import_csv(write_csv(tmp_path / "again.csv", GOOD_ROWS[:2]))
+        wf.import_csv(write_csv(tmp_path / "other.csv", [other]))
     assert snapshot(raw_engine) == before
 
 
