@@ -449,15 +449,20 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
 _FINGERPRINTS: dict[tuple[int, int], tuple[Protocol, ClinicPolicy, str]] = {}
 
 
+#: Clinic policy settings no course plan depends on: a change to them replans nothing.
+_NOT_PLANNING = {"digest", "site", "fhir"}
+
+
 def rules_fingerprint(protocol: Protocol, policy: ClinicPolicy) -> str:
     """A short hash of the rules a plan is made under: the protocol version's content and the
-    clinic policy's. Stored with every plan; a plan whose fingerprint differs from the rules in
+    clinic policy's settings that plans depend on (not the digest cron, site or FHIR systems). Stored with every plan; a plan whose fingerprint differs from the rules in
     force was made under other rules (``ipt replan``, and the daemon, replan it first)."""
     cached = _FINGERPRINTS.get((id(protocol), id(policy)))
     if cached is not None and cached[0] is protocol and cached[1] is policy:
         return cached[2]
     digest = hashlib.sha256()
-    for part in (protocol.id, protocol.version, protocol.model_dump_json(), policy.model_dump_json()):
+    planning = policy.model_dump_json(exclude=_NOT_PLANNING)
+    for part in (protocol.id, protocol.version, protocol.model_dump_json(), planning):
         digest.update(part.encode())
         digest.update(b"\0")
     found = digest.hexdigest()[:20]
