@@ -269,7 +269,8 @@ StartOf = Callable[[str, int], str | None]
 class Change:
     """One event a FHIR resource means: ``event`` with ``data`` on ``course`` at ``at`` (None:
     now), from the resource at ``position`` (``entry[3]``) of ``resource_type/resource_id``
-    version ``version``."""
+    version ``version``; ``event`` "" when the resource changes nothing (an Appointment still
+    booked at the session's start)."""
 
     position: str
     resource_type: str
@@ -279,6 +280,32 @@ class Change:
     event: str
     data: dict[str, Any]
     at: datetime | None
+
+
+def courses_named(document: Any, systems: FhirSystems) -> list[str]:
+    """The course ids a Bundle (or resource) names, in first-seen order: those of our session
+    identifiers on Appointments and of our CarePlan identifiers in ``basedOn`` (so the
+    courses can be read together before ``read_changes``); a malformed resource is skipped."""
+    found: dict[str, None] = {}
+    resources: list[Any] = [document]
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        entries = document.get("entry")
+        resources = [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    session, course = f"{systems.system}:session", f"{systems.system}:course"
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        idents = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
+        refs = [r.get("identifier") for r in resource.get("basedOn") or [] if isinstance(r, dict)]
+        for ident in [*idents, *[r for r in refs if isinstance(r, dict)]]:
+            value = ident.get("value")
+            if not isinstance(value, str):
+                continue
+            if ident.get("system") == session and "/" in value:
+                found[value.rpartition("/")[0]] = None
+            elif ident.get("system") == course:
+                found[value] = None
+    return list(found)
 
 
 def read_changes(document: Any, systems: FhirSystems, starts: StartOf) -> tuple[list[Change], list[str]]:
@@ -376,7 +403,7 @@ def _appointment_changes(resource: dict[str, Any], systems: FhirSystems, starts:
         out.append(Change("", "Appointment", rid, version, course, STATUS_EVENTS[status], {"number": number}, at))
     elif status not in ("booked", "pending", "proposed", "waitlist", "entered-in-error"):
         raise _Bad("status", f"'{status}' is not an Appointment status")
-    return out
+    return out or [Change("", "Appointment", rid, version, course, "", {"number": number}, at)]  # changes nothing
 
 
 def _local_start(start: Any, known: str) -> str:

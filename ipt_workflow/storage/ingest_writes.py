@@ -53,11 +53,8 @@ class IngestWrites(CourseStore):
         """Store every course change and record every resource version, all or nothing: a
         ConflictError (another writer saved one of the courses first) or a version recorded
         meanwhile (another ingest of the same Bundle) writes nothing."""
-        out: list[Course] = []
         with self._write() as conn:
-            for change in changes:
-                out.append(self._save(conn, change.before, change.after, change.plan, change.effects, now,
-                                      change.booking))  # fmt: skip
+            out = self._save_many(conn, [(c.before, c.after, c.plan, c.effects, c.booking) for c in changes], now)
             if applied:
                 conn.execute(
                     insert(t.ingested),

@@ -175,10 +175,11 @@ def test_round_trip_export_change_ingest(wf: Workflow, clock: Clock) -> None:
     assert events[-4:] == ["hold_session", "reschedule_session", "miss_session", "record_measure"]
     # The same versions again: applied once. A new version repeating a status: nothing to do.
     again = wf.ingest_fhir(batch(held, moved, noshow, phq))
-    assert (again.applied, again.already) == ([], 3)  # the move: session 6 is already there, nothing to apply
+    # The move's version changes nothing either: session 6 is already there. Each counts as already applied.
+    assert (again.applied, again.already, again.unchanged) == ([], 4, 0)
     newer = {**held, "meta": {"versionId": "3", "lastUpdated": "2027-02-09T11:30:00Z"}}
     third = wf.ingest_fhir(batch(newer))
-    assert (third.applied, third.unchanged) == ([], 1)
+    assert (third.applied, third.already, third.unchanged) == ([], 1, 1)
     assert [h.event for h in wf.course("c-1").history] == events
     # The export now says what the EHR said.
     after = wf.export_fhir(["c-1"])
