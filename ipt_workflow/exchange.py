@@ -11,14 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from .core.clashes import bookings, new_bookings
-from .core.errors import InvalidInput, IptError
+from .core.errors import InvalidInput, IptError, UnknownName, shown
 from .core.lifecycle import apply_planned
 from .core.model import Course, Effects, HistoryEntry, Plan, Session, SessionStatus
 from .core.planner import plan
 from .core.wallclock import check_ahead
 from .interop import fhir
 from .rulebook.files import Rulebook
-from .services import protocol_of, show
+from .services import pinned_protocol, protocol_of
 from .storage.bookings import BookingCheck
 from .storage.sql import CourseChange, Ingested, SqlStore
 
@@ -30,21 +30,62 @@ def export_fhir(
     those changed at or after it): a PlanDefinition per protocol version they follow, then
     per course its CarePlan, Appointments, CommunicationRequests and Observations. Raises
     UnknownName for an id that is not a course."""
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(export_entries(store, rules, course_ids,
+                                                                                          every, since))}  # fmt: skip
+
+
+#: Courses read, planned and mapped at a time by ``export_entries``.
+EXPORT_CHUNK = 200
+
+
+def export_entries(
+    store: SqlStore, rules: Rulebook, course_ids: Sequence[str] = (), every: bool = False, since: datetime | None = None
+) -> Iterator[dict[str, Any]]:
+    """The entries of ``export_fhir``'s Bundle one by one, the courses read ``EXPORT_CHUNK`` at
+    a time, so a Bundle of every course is never held whole (``fhir.transaction_text`` writes
+    them). What would fail fails here, before the first entry: UnknownName for an id that is
+    not a course, StoreError for a protocol version the rules lack."""
     systems = rules.clinic.fhir
-    ids = list(dict.fromkeys(course_ids))
     if every:
         ids = [row["id"] for row in store.courses()]
+    else:
+        ids = list(dict.fromkeys(course_ids))
+        known = store.existing_ids(ids)
+        missing = next((i for i in ids if i not in known), None)
+        if missing is not None:
+            raise UnknownName(f"unknown course {shown(missing)}")
+    if since is not None:
+        ids = [i for chunk in _chunks(ids) for i, c in store.load_courses(chunk).items() if _changed_since(c, since)]
+    keys = {row[0]: (row[1], row[2]) for row in store.running(ids=ids)}
     protocols: dict[tuple[str, str], dict[str, Any]] = {}
-    resources: list[dict[str, Any]] = []
     for course_id in ids:
-        course, p = show(store, rules, course_id)
-        if since is not None and not _changed_since(course, since):
-            continue
-        key = (course.protocol, course.protocol_version)
-        if key not in protocols:
-            protocols[key] = fhir.plan_definition(protocol_of(rules, course), systems)
-        resources += fhir.course_resources(course, p.sessions, p.reminders, systems)
-    return fhir.transaction([*protocols.values(), *resources])
+        protocol, version = keys[course_id]
+        if (protocol, version) not in protocols:
+            pinned = pinned_protocol(rules, course_id, protocol, version)
+            protocols[(protocol, version)] = fhir.plan_definition(pinned, systems)
+    return _entries(store, rules, ids, list(protocols.values()))
+
+
+def _entries(
+    store: SqlStore, rules: Rulebook, ids: list[str], protocols: list[dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
+    systems = rules.clinic.fhir
+    urls = fhir.resource_urls(protocols)
+    yield from (fhir.entry(p, urls) for p in protocols)
+    for chunk in _chunks(ids):
+        courses = store.load_courses(chunk)
+        reminders = store.reminders_of(chunk)
+        for course_id in chunk:
+            course = courses[course_id]
+            p = plan(course, protocol_of(rules, course), rules.clinic)
+            resources = fhir.course_resources(course, p.sessions, reminders[course_id], systems)
+            local = {**urls, **fhir.resource_urls(resources)}
+            yield from (fhir.entry(r, local) for r in resources)
+
+
+def _chunks(ids: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(ids), EXPORT_CHUNK):
+        yield ids[i : i + EXPORT_CHUNK]
 
 
 def _changed_since(course: Course, since: datetime) -> bool:

@@ -18,8 +18,9 @@ resource; the tests validate every exported resource with their R4B models inste
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -227,23 +228,45 @@ def transaction(resources: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A ``transaction`` Bundle of conditional creates; a reference by identifier to a resource
     of the Bundle becomes a reference to its ``urn:uuid:`` fullUrl."""
     resources = list(resources)
+    urls = resource_urls(resources)
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry(r, urls) for r in resources]}
+
+
+def resource_urls(resources: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """``{(identifier system, value): urn:uuid}`` of ``resources`` (by their first identifier)."""
     urls: dict[tuple[str, str], str] = {}
     for resource in resources:
         identifier = resource["identifier"][0]
         urls[(identifier["system"], identifier["value"])] = full_url(identifier)
-    entries = []
-    for resource in resources:
-        identifier = resource["identifier"][0]
-        entries.append({
-            "fullUrl": full_url(identifier),
-            "resource": _local_references(resource, urls),
-            "request": {
-                "method": "POST",
-                "url": resource["resourceType"],
-                "ifNoneExist": "identifier=" + quote(f"{identifier['system']}|{identifier['value']}", safe=":/|@"),
-            },
-        })  # fmt: skip
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return urls
+
+
+def entry(resource: dict[str, Any], urls: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """The Bundle entry of ``resource``: a conditional create, its references by identifier to
+    the resources of ``urls`` made references to their fullUrls."""
+    identifier = resource["identifier"][0]
+    return {
+        "fullUrl": full_url(identifier),
+        "resource": _local_references(resource, urls),
+        "request": {
+            "method": "POST",
+            "url": resource["resourceType"],
+            "ifNoneExist": "identifier=" + quote(f"{identifier['system']}|{identifier['value']}", safe=":/|@"),
+        },
+    }
+
+
+def transaction_text(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The text of the ``transaction`` Bundle of ``entries``, piece by piece, the same as
+    ``json.dumps(bundle, indent=2, ensure_ascii=False)`` (so a Bundle of any size is written
+    without being held whole)."""
+    yield '{\n  "resourceType": "Bundle",\n  "type": "transaction",\n  "entry": ['
+    first = True
+    for item in entries:
+        text = json.dumps(item, indent=2, ensure_ascii=False)
+        yield ("\n    " if first else ",\n    ") + text.replace("\n", "\n    ")
+        first = False
+    yield "]\n}" if first else "\n  ]\n}"
 
 
 def _local_references(value: Any, urls: dict[tuple[str, str], str]) -> Any:

@@ -160,6 +160,17 @@ class CourseStore(BulkWrites, AbsenceReads):
                 courses[course_id] = course.model_copy(update=update)
         return courses
 
+    def reminders_of(self, ids: Sequence[str]) -> dict[str, list[Reminder]]:
+        """The stored reminders of each course of ``ids``, in due order (as ``reminders``)."""
+        r = t.reminders.c
+        out: dict[str, list[Reminder]] = {i: [] for i in ids}
+        with self._read() as conn:
+            for chunk in chunks(list(dict.fromkeys(ids)), 500):
+                query = select(t.reminders).where(r.course_id.in_(chunk)).order_by(r.due, r.id)
+                for row in conn.execute(query).mappings():
+                    out[row["course_id"]].append(reminder_from_row(row))
+        return out
+
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored courses."""
         found: set[str] = set()
@@ -329,7 +340,9 @@ class CourseStore(BulkWrites, AbsenceReads):
                 update(t.reminders).where(*one, pending).values(status="cancelled", lease_until=None), cancelled
             )
         rescheduled = [
-            {"_course": after.id, "_id": x.id, "_due": x.due} for _, after, _, effects in ready for x in effects.rescheduled
+            {"_course": after.id, "_id": x.id, "_due": x.due}
+            for _, after, _, effects in ready
+            for x in effects.rescheduled
         ]
         if rescheduled:  # kept under its id, due at another instant by the rules in force
             conn.execute(
@@ -348,7 +361,9 @@ class CourseStore(BulkWrites, AbsenceReads):
         if added:
             known: set[tuple[str, str]] = set()
             for chunk in chunks(added, 500):
-                query = select(r.course_id, r.id).where(tuple_(r.course_id, r.id).in_([(cid, x.id) for cid, x in chunk]))
+                query = select(r.course_id, r.id).where(
+                    tuple_(r.course_id, r.id).in_([(cid, x.id) for cid, x in chunk])
+                )
                 known.update((cid, rid) for cid, rid in conn.execute(query))
             fresh = [reminder_values(x) for cid, x in added if (cid, x.id) not in known]
             if fresh:
