@@ -120,7 +120,7 @@ def unrecorded_digests(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> 
 
 
 def digests_of_today(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> list[dict[str, Any]]:
-    """A digest row (``{id, therapist, fire_local, timezone, due}``) for each of today's firings
+    """A digest row (``{id, therapist, fire_local, timezone, due, site}``) for each of today's firings
     up to ``now`` and each therapist with an active course."""
     fires = fires_today(clinic, now)
     if not fires:
@@ -134,13 +134,14 @@ def digests_of_today(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> li
         for therapist in therapists:
             rows.append({
                 "id": digest_id(therapist, fire_local, site), "therapist": therapist, "fire_local": fire_local,
-                "timezone": clinic.timezone, "due": fire,
+                "timezone": clinic.timezone, "due": fire, "site": site,
             })  # fmt: skip
     return rows
 
 
 def digest_body(store: SqlStore, row: dict[str, Any]) -> dict[str, Any]:
-    """What a digest carries besides the common fields: the therapist, the local date, the
+    """What a digest carries besides the common fields: the site its id was made with (the
+    database's for a digest recorded before the site was stored), the therapist, the local date, the
     planned sessions of that date (``{course, number, start}``, by start) and the alerts
     (``{id, course, kind, due, status}``) due in the 24 hours before it or ``failed``."""
     zone = ZoneInfo(row["timezone"])
@@ -155,6 +156,7 @@ def digest_body(store: SqlStore, row: dict[str, Any]) -> dict[str, Any]:
             if session[3] == "planned" and day_start <= start < day_end:
                 sessions.append((start, course, session[0], session[2]))
     return {
+        "site": row.get("site") or store.site(),
         "therapist": row["therapist"],
         "date": day.isoformat(),
         "sessions": [{"course": c, "number": n, "start": s} for _, c, n, s in sorted(sessions)],
