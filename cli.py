@@ -1299,11 +1299,10 @@ def export_fhir(app: App, course_ids: tuple[str, ...], every: bool, since: str |
     entries = export_entries(app.existing_store, app.rules, course_ids, every, after)  # raises before any output
     pieces = transaction_text(entries)  # written as made: a Bundle of every course is never held whole
     if out is None:
-        stdout = click.get_text_stream("stdout")
         for piece in pieces:
-            stdout.write(piece)
-        stdout.write("\n")
-        stdout.flush()
+            sys.stdout.write(piece)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
         return
     tmp = out.with_name(out.name + ".tmp")
     try:

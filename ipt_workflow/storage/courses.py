@@ -360,10 +360,8 @@ class CourseStore(BulkWrites, AbsenceReads):
         added = [(after.id, x) for _, after, _, effects in ready for x in effects.added]
         if added:
             known: set[tuple[str, str]] = set()
-            for chunk in chunks(added, 500):
-                query = select(r.course_id, r.id).where(
-                    tuple_(r.course_id, r.id).in_([(cid, x.id) for cid, x in chunk])
-                )
+            for part in chunks(added, 500):
+                query = select(r.course_id, r.id).where(tuple_(r.course_id, r.id).in_([(cid, x.id) for cid, x in part]))
                 known.update((cid, rid) for cid, rid in conn.execute(query))
             fresh = [reminder_values(x) for cid, x in added if (cid, x.id) not in known]
             if fresh:

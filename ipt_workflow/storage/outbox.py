@@ -336,8 +336,9 @@ _REMINDER_COLUMNS = tuple(
     t.reminders.c[name]
     for name in ("course_id", "id", "kind", "audience", "due", "session", "rule", "attempts", "detail")
 )
-_DIGEST_COLUMNS = tuple(t.digests.c[name] for name in ("id", "therapist", "fire_local", "timezone", "due", "attempts",
-                                                           "site"))
+_DIGEST_COLUMNS = tuple(
+    t.digests.c[name] for name in ("id", "therapist", "fire_local", "timezone", "due", "attempts", "site")
+)
 
 
 def _claimable(table: Any, now: datetime, limit: int | None, columns: Sequence[Any] = ()) -> Any:
