@@ -173,6 +173,7 @@ def _ingest(store: SqlStore, rules: Rulebook, document: Any, now: datetime) -> I
     for course_id, todo in by_course.items():
         before = courses.get(course_id)
         p = plan_of(course_id)
+        plans.pop(course_id, None)  # not held past this course: plans are the bulk of an ingest's memory
         if before is None or p is None:
             problem_at += [(i, f"{c.position}: no course '{course_id}'") for i, c in todo]
             continue
