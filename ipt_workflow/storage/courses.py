@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
@@ -361,8 +361,7 @@ class CourseStore(BulkWrites, AbsenceReads):
         if added:
             known: set[tuple[str, str]] = set()
             for part in chunks(added, 500):
-                query = select(r.course_id, r.id).where(tuple_(r.course_id, r.id).in_([(cid, x.id) for cid, x in part]))
-                known.update((cid, rid) for cid, rid in conn.execute(query))
+                known |= _stored_keys(conn, [(cid, x.id) for cid, x in part])
             fresh = [reminder_values(x) for cid, x in added if (cid, x.id) not in known]
             if fresh:
                 conn.execute(insert(t.reminders), fresh)
@@ -382,6 +381,21 @@ class CourseStore(BulkWrites, AbsenceReads):
 
 #: What ``_save_many`` takes per course: before, after, plan, effects, booking check.
 Saving = tuple[Course, Course, Plan, Effects, "BookingCheck | None"]
+
+
+def _keys_in(keys: Sequence[tuple[str, str]]) -> Any:
+    """A condition on ``ipt_reminders`` that its primary key answers, matching the ``(course_id,
+    id)`` of ``keys`` among others: every reminder of their courses (SQLite scans the whole table
+    for ``(course_id, id) IN (...)``, and probes every pair for ``course_id IN (...) AND id IN
+    (...)``). Callers keep only the keys they asked for."""
+    return t.reminders.c.course_id.in_(sorted({k[0] for k in keys}))
+
+
+def _stored_keys(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which ``(course_id, id)`` of ``keys`` are in ``ipt_reminders``."""
+    r = t.reminders.c
+    wanted = set(keys)
+    return {(c, i) for c, i in conn.execute(select(r.course_id, r.id).where(_keys_in(keys))) if (c, i) in wanted}
 
 
 def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
@@ -472,11 +486,11 @@ class RuleReads(StoreBase):
         same: set[tuple[str, str]] = set()
         with self._read() as conn:
             for chunk in chunks(list(wanted), 500):
-                query = select(r.course_id, r.id, r.status, r.due, r.attempts).where(
-                    tuple_(r.course_id, r.id).in_(list(chunk))
-                )
+                query = select(r.course_id, r.id, r.status, r.due, r.attempts).where(_keys_in(chunk))
                 for course_id, rid, status, due, attempts in conn.execute(query):
-                    row = wanted[(course_id, rid)]
+                    row = wanted.get((course_id, rid))
+                    if row is None:
+                        continue
                     if status == "pending" and due == row["due"] and attempts == row["attempts"]:
                         same.add((course_id, rid))
         return same

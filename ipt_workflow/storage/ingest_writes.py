@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 
 from ..core.model import Course, Effects, Plan
 from . import schema as t
@@ -38,15 +38,20 @@ class Ingested:
 
 class IngestWrites(CourseStore):
     def ingested(self, keys: Sequence[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-        """Which ``(resource type, id, version)`` were already applied."""
+        """Which ``(resource type, id, version)`` were already applied: per type, by resource ids
+        500 at a time (the primary key answers that; SQLite scans the whole table for a
+        ``(type, id, version) IN (...)``)."""
+        wanted = set(keys)
+        by_type: dict[str, list[str]] = {}
+        for kind, rid, _ in wanted:
+            by_type.setdefault(kind, []).append(rid)
         found: set[tuple[str, str, str]] = set()
         c = t.ingested.c
         with self._read() as conn:
-            for chunk in chunks(list(keys), 300):
-                query = select(c.resource_type, c.resource_id, c.version_id).where(
-                    tuple_(c.resource_type, c.resource_id, c.version_id).in_(chunk)
-                )
-                found.update((a, b, v) for a, b, v in conn.execute(query))
+            for kind, ids in sorted(by_type.items()):
+                for chunk in chunks(sorted(set(ids)), 500):
+                    query = select(c.resource_id, c.version_id).where(c.resource_type == kind, c.resource_id.in_(chunk))
+                    found.update(k for rid, v in conn.execute(query) if (k := (kind, rid, v)) in wanted)
         return found
 
     def save_ingest(self, changes: Sequence[CourseChange], applied: Sequence[Ingested], now: datetime) -> list[Course]:
