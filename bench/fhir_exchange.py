@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,17 +17,24 @@ from pathlib import Path
 
 from _common import ROOT, ipt_command, rerun
 
+#: Runs a command and prints its wall and CPU seconds and peak RSS (KiB). A small process of its
+#: own starts it: a child's peak RSS counts the memory of the process it was forked from.
+MEASURE = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
 
 def timed(cmd: list[str]) -> tuple[float, float, float]:
     """(wall seconds, CPU seconds, peak RSS in MiB) of ``cmd`` run to its end (exit 0)."""
-    t0 = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - t0
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"{' '.join(cmd)}: exit {child.returncode}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, check=True).stdout
+    wall, cpu, rss, code = out.split()
+    if int(code):
+        raise SystemExit(f"{' '.join(cmd)}: exit {code}")
+    return float(wall), float(cpu), int(rss) / 1024
 
 
 def in_process(db: str, bundle: Path) -> tuple[float, float]:
