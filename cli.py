@@ -1446,21 +1446,30 @@ def export_fhir(app: App, course_ids: tuple[str, ...], every: bool, since: str |
     identifiers, urn:uuid: references): PlanDefinition, CarePlan, Appointment,
     CommunicationRequest and Observation resources."""
     from ipt_workflow.core.wallclock import parse_instant
-    from ipt_workflow.exchange import export_fhir as export
+    from ipt_workflow.exchange import export_entries
+    from ipt_workflow.interop.fhir import transaction_text
 
     if not course_ids and not every:
         raise click.UsageError("name course IDs or give --all")
     if course_ids and every:
         raise click.UsageError("course IDs and --all exclude each other")
     after = parse_instant(since, None, "--since") if since else None
-    bundle = export(app.existing_store, app.rules, course_ids, every, after)
-    text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
+    entries = export_entries(app.existing_store, app.rules, course_ids, every, after)  # raises before any output
+    pieces = transaction_text(entries)  # written as made: a Bundle of every course is never held whole
     if out is None:
-        click.echo(text, nl=False)
+        for piece in pieces:
+            sys.stdout.write(piece)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
         return
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)  # all or nothing: never half a Bundle in FILE
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.writelines(pieces)
+            f.write("\n")
+        tmp.replace(out)  # all or nothing: never half a Bundle in FILE
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @cli.group("ingest")

@@ -67,12 +67,17 @@ def new_course_id() -> str:
 def protocol_of(rules: Rulebook, course: Course) -> Protocol:
     """The protocol version a course pinned, whatever the default version is now; raises
     StoreError when the rules do not hold that version (naming the versions they hold)."""
-    protocol = rules.versions.get(course.protocol, {}).get(course.protocol_version)
+    return pinned_protocol(rules, course.id, course.protocol, course.protocol_version)
+
+
+def pinned_protocol(rules: Rulebook, course_id: str, protocol_id: str, version: str) -> Protocol:
+    """``protocol_of`` a course known by its id, protocol and version."""
+    protocol = rules.versions.get(protocol_id, {}).get(version)
     if protocol is None:
-        known = rules.known(course.protocol)
+        known = rules.known(protocol_id)
         has = f"has versions {', '.join(known)}" if known else "has no such protocol"
         raise StoreError(
-            f"course '{course.id}' follows {course.protocol} {course.protocol_version}, but the rules "
+            f"course '{course_id}' follows {protocol_id} {version}, but the rules "
             f"directory {has}: load the rules it was created with"
         )
     return protocol

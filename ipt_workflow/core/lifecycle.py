@@ -27,6 +27,7 @@ from .model import (
     Measurement,
     NoData,
     Pause,
+    Plan,
     Reminder,
     ReminderStatus,
     SessionStatus,
@@ -302,18 +303,39 @@ def apply(
     history entries written). Raises UnknownName, InvalidInput or Refused, and then
     nothing has changed.
     """
+    new, effects, _ = apply_planned(course, event, at, protocol, policy, data)
+    return new, effects
+
+
+def apply_planned(
+    course: Course,
+    event: str,
+    at: datetime,
+    protocol: Protocol,
+    policy: ClinicPolicy,
+    data: Mapping[str, Any] | None = None,
+    planned: Plan | None = None,
+) -> tuple[Course, Effects, Plan]:
+    """``apply``, also returning the new course's plan; ``planned`` is the course's plan when
+    the caller has it (``plan(course, protocol, policy)``), so a run of events on one course
+    plans once per event instead of twice."""
     at = _aware(at, "at")
     check_order(course, event, at)
     checked = validate_data(event, data)
-    before = plan(course, protocol, policy).reminders
+    before = (planned if planned is not None else plan(course, protocol, policy)).reminders
     new = _apply(course, event, at, checked, protocol, policy, rule=None, depth=0)
-    after = plan(new, protocol, policy).reminders
+    after_plan = plan(new, protocol, policy)
+    after = after_plan.reminders
     old_ids = {r.id for r in before}
     new_ids = {r.id for r in after}
-    return new, Effects(
-        added=[r for r in after if r.id not in old_ids],
-        cancelled=[r.id for r in before if r.id not in new_ids and not stays(r, at, new)],
-        history=new.history[len(course.history) :],
+    return (
+        new,
+        Effects(
+            added=[r for r in after if r.id not in old_ids],
+            cancelled=[r.id for r in before if r.id not in new_ids and not stays(r, at, new)],
+            history=new.history[len(course.history) :],
+        ),
+        after_plan,
     )
 
 

@@ -455,8 +455,9 @@ _NOT_PLANNING = {"digest", "site", "fhir"}
 
 def rules_fingerprint(protocol: Protocol, policy: ClinicPolicy) -> str:
     """A short hash of the rules a plan is made under: the protocol version's content and the
-    clinic policy's settings that plans depend on (not the digest cron, site or FHIR systems). Stored with every plan; a plan whose fingerprint differs from the rules in
-    force was made under other rules (``ipt replan``, and the daemon, replan it first)."""
+    clinic policy's settings that plans depend on (not the digest cron, site or FHIR systems).
+    Stored with every plan; a plan whose fingerprint differs from the rules in force was made
+    under other rules (``ipt replan``, and the daemon, replan it first)."""
     cached = _FINGERPRINTS.get((id(protocol), id(policy)))
     if cached is not None and cached[0] is protocol and cached[1] is policy:
         return cached[2]

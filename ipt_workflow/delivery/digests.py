@@ -120,7 +120,7 @@ def unrecorded_digests(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> 
 
 
 def digests_of_today(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> list[dict[str, Any]]:
-    """A digest row (``{id, therapist, fire_local, timezone, due}``) for each of today's firings
+    """A digest row (``{id, therapist, fire_local, timezone, due, site}``) for each of today's firings
     up to ``now`` and each therapist with an active course."""
     fires = fires_today(clinic, now)
     if not fires:
@@ -134,14 +134,15 @@ def digests_of_today(store: SqlStore, clinic: ClinicPolicy, now: datetime) -> li
         for therapist in therapists:
             rows.append({
                 "id": digest_id(therapist, fire_local, site), "therapist": therapist, "fire_local": fire_local,
-                "timezone": clinic.timezone, "due": fire,
+                "timezone": clinic.timezone, "due": fire, "site": site,
             })  # fmt: skip
     return rows
 
 
 def digest_body(store: SqlStore, row: dict[str, Any]) -> dict[str, Any]:
-    """What a digest carries besides the common fields: the therapist, the local date, the
-    planned sessions of that date (``{course, number, start}``, by start; a group's session
+    """What a digest carries besides the common fields: the site its id was made with (the
+    database's for a digest recorded before the site was stored), the therapist, the local date,
+    the planned sessions of that date (``{course, number, start}``, by start; a group's session
     once, as ``{course: null, group, number, start}``, its members' not) and the alerts
     (``{id, course, kind, due, status}``) due in the 24 hours before it or ``failed``."""
     zone = ZoneInfo(row["timezone"])
@@ -163,6 +164,7 @@ def digest_body(store: SqlStore, row: dict[str, Any]) -> dict[str, Any]:
                 entries.append((start, {"course": None, "group": group, "number": number, "start": iso}))
     entries.sort(key=lambda e: (e[0], e[1]["course"] or e[1].get("group", ""), e[1]["number"]))
     return {
+        "site": row.get("site") or store.site(),
         "therapist": row["therapist"],
         "date": day.isoformat(),
         "sessions": [e for _, e in entries],

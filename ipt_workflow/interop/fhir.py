@@ -18,8 +18,9 @@ resource; the tests validate every exported resource with their R4B models inste
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -227,23 +228,45 @@ def transaction(resources: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A ``transaction`` Bundle of conditional creates; a reference by identifier to a resource
     of the Bundle becomes a reference to its ``urn:uuid:`` fullUrl."""
     resources = list(resources)
+    urls = resource_urls(resources)
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [entry(r, urls) for r in resources]}
+
+
+def resource_urls(resources: Iterable[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """``{(identifier system, value): urn:uuid}`` of ``resources`` (by their first identifier)."""
     urls: dict[tuple[str, str], str] = {}
     for resource in resources:
         identifier = resource["identifier"][0]
         urls[(identifier["system"], identifier["value"])] = full_url(identifier)
-    entries = []
-    for resource in resources:
-        identifier = resource["identifier"][0]
-        entries.append({
-            "fullUrl": full_url(identifier),
-            "resource": _local_references(resource, urls),
-            "request": {
-                "method": "POST",
-                "url": resource["resourceType"],
-                "ifNoneExist": "identifier=" + quote(f"{identifier['system']}|{identifier['value']}", safe=":/|@"),
-            },
-        })  # fmt: skip
-    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    return urls
+
+
+def entry(resource: dict[str, Any], urls: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """The Bundle entry of ``resource``: a conditional create, its references by identifier to
+    the resources of ``urls`` made references to their fullUrls."""
+    identifier = resource["identifier"][0]
+    return {
+        "fullUrl": full_url(identifier),
+        "resource": _local_references(resource, urls),
+        "request": {
+            "method": "POST",
+            "url": resource["resourceType"],
+            "ifNoneExist": "identifier=" + quote(f"{identifier['system']}|{identifier['value']}", safe=":/|@"),
+        },
+    }
+
+
+def transaction_text(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The text of the ``transaction`` Bundle of ``entries``, piece by piece, the same as
+    ``json.dumps(bundle, indent=2, ensure_ascii=False)`` (so a Bundle of any size is written
+    without being held whole)."""
+    yield '{\n  "resourceType": "Bundle",\n  "type": "transaction",\n  "entry": ['
+    first = True
+    for item in entries:
+        text = json.dumps(item, indent=2, ensure_ascii=False)
+        yield ("\n    " if first else ",\n    ") + text.replace("\n", "\n    ")
+        first = False
+    yield "]\n}" if first else "\n  ]\n}"
 
 
 def _local_references(value: Any, urls: dict[tuple[str, str], str]) -> Any:
@@ -269,7 +292,8 @@ StartOf = Callable[[str, int], str | None]
 class Change:
     """One event a FHIR resource means: ``event`` with ``data`` on ``course`` at ``at`` (None:
     now), from the resource at ``position`` (``entry[3]``) of ``resource_type/resource_id``
-    version ``version``."""
+    version ``version``; ``event`` "" when the resource changes nothing (an Appointment still
+    booked at the session's start)."""
 
     position: str
     resource_type: str
@@ -279,6 +303,32 @@ class Change:
     event: str
     data: dict[str, Any]
     at: datetime | None
+
+
+def courses_named(document: Any, systems: FhirSystems) -> list[str]:
+    """The course ids a Bundle (or resource) names, in first-seen order: those of our session
+    identifiers on Appointments and of our CarePlan identifiers in ``basedOn`` (so the
+    courses can be read together before ``read_changes``); a malformed resource is skipped."""
+    found: dict[str, None] = {}
+    resources: list[Any] = [document]
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        entries = document.get("entry")
+        resources = [e.get("resource") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    session, course = f"{systems.system}:session", f"{systems.system}:course"
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        idents = [i for i in resource.get("identifier") or [] if isinstance(i, dict)]
+        refs = [r.get("identifier") for r in resource.get("basedOn") or [] if isinstance(r, dict)]
+        for ident in [*idents, *[r for r in refs if isinstance(r, dict)]]:
+            value = ident.get("value")
+            if not isinstance(value, str):
+                continue
+            if ident.get("system") == session and "/" in value:
+                found[value.rpartition("/")[0]] = None
+            elif ident.get("system") == course:
+                found[value] = None
+    return list(found)
 
 
 def read_changes(document: Any, systems: FhirSystems, starts: StartOf) -> tuple[list[Change], list[str]]:
@@ -376,7 +426,7 @@ def _appointment_changes(resource: dict[str, Any], systems: FhirSystems, starts:
         out.append(Change("", "Appointment", rid, version, course, STATUS_EVENTS[status], {"number": number}, at))
     elif status not in ("booked", "pending", "proposed", "waitlist", "entered-in-error"):
         raise _Bad("status", f"'{status}' is not an Appointment status")
-    return out
+    return out or [Change("", "Appointment", rid, version, course, "", {"number": number}, at)]  # changes nothing
 
 
 def _local_start(start: Any, known: str) -> str:

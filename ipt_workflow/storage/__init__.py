@@ -3,7 +3,7 @@
 import os
 
 #: The Alembic revision this version of ipt-workflow writes and reads.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 #: The fields of a session in ``ipt_courses.plan`` (the SPEC §7 session shape, as lists).
 #: Plans stored before SPEC §9 hold the first eight; ``reads`` fills in the last three.

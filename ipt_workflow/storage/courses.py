@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
@@ -58,64 +58,117 @@ class CourseStore(BulkWrites, AbsenceReads):
         with self._read() as conn:
             return self._load(conn, course_id)
 
-    def _load(self, conn: Connection, course_id: str) -> Course:
-        found = self._load_many(conn, [course_id])
-        if not found:
-            raise UnknownName(f"unknown course {shown(course_id)}")
-        return found[0]
+    def load_courses(self, ids: Sequence[str]) -> dict[str, Course]:
+        """The stored courses of ``ids`` (the others are left out), read in one transaction
+        with a few queries per 500 ids, not several per course."""
+        with self._read() as conn:
+            return self._load_many(conn, ids)
 
-    def _load_many(self, conn: Connection, course_ids: Sequence[str]) -> list[Course]:
-        """The stored courses of ``course_ids`` (those that exist, in that order), each table
-        read once for all of them (500 ids a query)."""
-        rows: dict[str, Any] = {}
-        parts: dict[str, tuple[list[Any], list[Any], list[Any], list[Any]]] = {}
-        for chunk in chunks(list(course_ids), 500):
-            for row in conn.execute(select(t.courses).where(t.courses.c.id.in_(chunk))).mappings():
-                rows[row["id"]] = row
-                parts[row["id"]] = ([], [], [], [])
-            for h in conn.execute(
-                select(t.history).where(t.history.c.course_id.in_(chunk)).order_by(t.history.c.seq)
-            ).mappings():
-                parts[h["course_id"]][0].append(h)
-            for r in conn.execute(
-                select(t.sessions)
-                .where(t.sessions.c.course_id.in_(chunk), t.sessions.c.status != SessionStatus.planned.value)
-                .order_by(t.sessions.c.number)
-            ).mappings():
-                parts[r["course_id"]][1].append(r)
-            for m in conn.execute(
-                select(t.measurements)
-                .where(t.measurements.c.course_id.in_(chunk))
-                .order_by(t.measurements.c.at, t.measurements.c.seq)  # time order: a late entry sits in place
-            ).mappings():
-                parts[m["course_id"]][2].append(m)
-            for a in conn.execute(
-                select(t.reminders)
-                .where(t.reminders.c.course_id.in_(chunk), t.reminders.c.rule.is_not(None))
-                .order_by(t.reminders.c.due, t.reminders.c.id)
-            ).mappings():
-                parts[a["course_id"]][3].append(a)
-        plans: dict[str, GroupPlan] = {}
-        built: list[tuple[Course, set[str]]] = []
-        for course_id in course_ids:
-            if course_id not in rows:
+    def _load(self, conn: Connection, course_id: str) -> Course:
+        found = self._load_many(conn, [course_id]).get(course_id)
+        if found is None:
+            raise UnknownName(f"unknown course {shown(course_id)}")
+        return found
+
+    def _load_many(self, conn: Connection, ids: Sequence[str]) -> dict[str, Course]:
+        out: dict[str, Course] = {}
+        for chunk in chunks(list(dict.fromkeys(ids)), 500):
+            out.update(self._load_chunk(conn, list(chunk)))
+        return out
+
+    def _load_chunk(self, conn: Connection, ids: list[str]) -> dict[str, Course]:
+        rows = {r["id"]: r for r in conn.execute(select(t.courses).where(t.courses.c.id.in_(ids))).mappings()}
+        if not rows:
+            return {}
+        found = list(rows)
+        hist: dict[str, list[HistoryEntry]] = {i: [] for i in found}
+        h = t.history.c
+        for r in conn.execute(select(t.history).where(h.course_id.in_(found)).order_by(h.course_id, h.seq)).mappings():
+            hist[r["course_id"]].append(
+                HistoryEntry.model_validate(
+                    {"event": r["event"], "at": r["at"], "from": r["from_state"], "to": r["to_state"],
+                     "rule": r["rule"], "data": r["data"]}
+                )
+            )  # fmt: skip
+        recorded: dict[str, list[Any]] = {i: [] for i in found}
+        s = t.sessions.c
+        query = (
+            select(t.sessions)
+            .where(s.course_id.in_(found), s.status != SessionStatus.planned.value)
+            .order_by(s.course_id, s.number)
+        )
+        for r in conn.execute(query).mappings():
+            recorded[r["course_id"]].append(session_from_row(r))
+        measures: dict[str, list[Measurement]] = {i: [] for i in found}
+        m = t.measurements.c
+        query = select(t.measurements).where(m.course_id.in_(found)).order_by(m.course_id, m.at, m.seq)
+        for r in conn.execute(query).mappings():  # time order: a late entry sits in place
+            measures[r["course_id"]].append(
+                Measurement(instrument=r["instrument"], score=r["score"], item9=r["item9"], at=r["at"],
+                            session=r["session"])
+            )  # fmt: skip
+        alerts: dict[str, list[Reminder]] = {i: [] for i in found}
+        c = t.reminders.c
+        query = (
+            select(t.reminders).where(c.course_id.in_(found), c.rule.is_not(None)).order_by(c.course_id, c.due, c.id)
+        )
+        for r in conn.execute(query).mappings():
+            alerts[r["course_id"]].append(reminder_from_row(r))
+        courses: dict[str, Course] = {}
+        for course_id in ids:
+            row = rows.get(course_id)
+            if row is None:
                 continue
-            row = rows[course_id]
-            hist, recorded, measures, alerts = parts[course_id]
-            course = _course_of(row, hist, recorded, measures, alerts)
+            courses[course_id] = Course(
+                id=row["id"],
+                client=row["client"],
+                therapist=row["therapist"],
+                protocol=row["protocol"],
+                protocol_version=row["protocol_version"],
+                timezone=row["timezone"],
+                start=row["start_date"],
+                slot=time.fromisoformat(row["slot"]),
+                state=CourseState(row["state"]),
+                focus=row["focus"],
+                current_focus=row["current_focus"],
+                foci_worked=row["foci_worked"],
+                planned_sessions=row["planned_sessions"],
+                sessions=recorded[course_id],
+                measurements=measures[course_id],
+                pauses=[Pause.model_validate(p) for p in row["pauses"]],
+                alerts=alerts[course_id],
+                fired_rules=row["fired_rules"],
+                completed_at=row["completed_at"],
+                created_at=row["created_at"],
+                history=hist[course_id],
+                version=row["version"],
+                group=row["group_id"],
+                rules_fingerprint=row["rules_fingerprint"],
+            )
+        groups = {c.group for c in courses.values() if c.group is not None}
+        group_plans = {g: self._group_plan(conn, g) for g in sorted(groups)}
+        therapists = {i: {c.therapist} | handover_therapists(c) for i, c in courses.items()}
+        every = self._absences(conn, set().union(*therapists.values())) if therapists else []
+        for course_id, course in courses.items():
+            update: dict[str, Any] = {}
             if course.group is not None:
-                if course.group not in plans:
-                    plans[course.group] = self._group_plan(conn, course.group)
-                course = course.model_copy(update={"group_plan": plans[course.group]})
-            built.append((course, {course.therapist} | handover_therapists(course)))
-        if not built:
-            return []
-        everyone = set().union(*(who for _, who in built))
-        away = self._absences(conn, everyone, since=min(c.start for c, _ in built))  # one query for all
-        out: list[Course] = []
-        for course, who in built:
-            absences = [a for a in away if a.therapist in who and a.until >= course.start]
-            out.append(course.model_copy(update={"absences": absences}) if absences else course)
+                update["group_plan"] = group_plans[course.group]
+            absences = [a for a in every if a.therapist in therapists[course_id] and a.until >= course.start]
+            if absences:
+                update["absences"] = absences
+            if update:
+                courses[course_id] = course.model_copy(update=update)
+        return courses
+
+    def reminders_of(self, ids: Sequence[str]) -> dict[str, list[Reminder]]:
+        """The stored reminders of each course of ``ids``, in due order (as ``reminders``)."""
+        r = t.reminders.c
+        out: dict[str, list[Reminder]] = {i: [] for i in ids}
+        with self._read() as conn:
+            for chunk in chunks(list(dict.fromkeys(ids)), 500):
+                query = select(t.reminders).where(r.course_id.in_(chunk)).order_by(r.due, r.id)
+                for row in conn.execute(query).mappings():
+                    out[row["course_id"]].append(reminder_from_row(row))
         return out
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
@@ -210,88 +263,147 @@ class CourseStore(BulkWrites, AbsenceReads):
         booking: BookingCheck | None = None,
     ) -> Course:
         """``save`` inside the transaction ``conn``."""
-        expected = before.version
-        if booking is not None:
-            clashed = self._check_bookings(conn, booking, after.id)
-            if clashed:
-                alerts = [conflict_alert(after, a, b, booking.at) for a, b in clashed]
-                after, plan = _with_alerts(after, plan, alerts)
-                effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
-        result = conn.execute(
-            update(t.courses)
-            .where(t.courses.c.id == after.id, t.courses.c.version == expected)
-            .values(
-                **course_values(after),
-                updated_at=now,
-                version=expected + 1,
-                plan=plan_lists(plan.sessions),
-                rules_fingerprint=plan.fingerprint,
-            )
-        )
-        if result.rowcount != 1:
-            found = conn.execute(select(t.courses.c.version).where(t.courses.c.id == after.id)).scalar()
-            raise ConflictError(after.id, expected, found)
-        seq0 = len(before.history)
-        if effects.history:
-            entries = [history_values(after.id, seq0 + i, h) for i, h in enumerate(effects.history)]
+        return self._save_many(conn, [(before, after, plan, effects, booking)], now)[0]
+
+    def _save_many(self, conn: Connection, items: Sequence[Saving], now: datetime) -> list[Course]:
+        """``save`` of several courses inside the transaction ``conn``, in order, with a few
+        statements per batch rather than several per course. A course whose ``booking`` is
+        checked is written after every course before it (its check sees them) and alone."""
+        out: list[Course] = []
+        batch: list[Saving] = []
+        for item in items:
+            if item[4] is not None:
+                out += self._save_batch(conn, batch, now)
+                batch = []
+                out += self._save_batch(conn, [item], now)
+            else:
+                batch.append(item)
+        return out + self._save_batch(conn, batch, now)
+
+    def _save_batch(self, conn: Connection, items: Sequence[Saving], now: datetime) -> list[Course]:
+        if not items:
+            return []
+        ready: list[tuple[Course, Course, Plan, Effects]] = []
+        for before, after, plan, effects, booking in items:
+            if booking is not None:
+                clashed = self._check_bookings(conn, booking, after.id)
+                if clashed:
+                    alerts = [conflict_alert(after, a, b, booking.at) for a, b in clashed]
+                    after, plan = _with_alerts(after, plan, alerts)
+                    effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
+            ready.append((before, after, plan, effects))
+        c = t.courses.c
+        ids = [after.id for _, after, _, _ in ready]
+        versions: dict[str, int] = {}
+        for chunk in chunks(sorted(ids), 500):  # locked in id order (FOR UPDATE on PostgreSQL)
+            query = select(c.id, c.version).where(c.id.in_(chunk)).with_for_update()
+            versions.update({i: v for i, v in conn.execute(query)})
+        for before, after, _, _ in ready:
+            if versions.get(after.id) != before.version:
+                raise ConflictError(after.id, before.version, versions.get(after.id))
+        conn.execute(
+            update(t.courses).where(c.id == bindparam("_id"), c.version == bindparam("_expected")),
+            [
+                {**course_values(after), "_id": after.id, "_expected": before.version, "updated_at": now,
+                 "version": before.version + 1, "plan": plan_lists(plan.sessions),
+                 "rules_fingerprint": plan.fingerprint}
+                for before, after, plan, _ in ready
+            ],
+        )  # fmt: skip
+        entries = [
+            history_values(after.id, len(before.history) + i, h)
+            for before, after, _, effects in ready
+            for i, h in enumerate(effects.history)
+        ]
+        if entries:
             conn.execute(insert(t.history), entries)
-        new_measures = added_measures(before.measurements, after.measurements)
-        if new_measures:
+        measures = []
+        for before, after, _, _ in ready:
             base = len(before.measurements)
-            conn.execute(
-                insert(t.measurements),
-                [measure_values(after.id, base + i, m) for i, m in enumerate(new_measures)],
-            )
-        if any(h.event == "change_therapist" for h in after.history):
-            _save_therapists(conn, after.id, plan_therapists(after.therapist, plan.sessions))
-        conn.execute(delete(t.sessions).where(t.sessions.c.course_id == after.id))
-        recorded = [session_values(after.id, s) for s in plan.sessions if s.status is not SessionStatus.planned]
+            new = added_measures(before.measurements, after.measurements)
+            measures += [measure_values(after.id, base + i, m) for i, m in enumerate(new)]
+        if measures:
+            conn.execute(insert(t.measurements), measures)
+        for _, after, plan, _ in ready:
+            if any(h.event == "change_therapist" for h in after.history):
+                _save_therapists(conn, after.id, plan_therapists(after.therapist, plan.sessions))
+        for chunk in chunks(ids, 500):
+            conn.execute(delete(t.sessions).where(t.sessions.c.course_id.in_(chunk)))
+        recorded = [
+            session_values(after.id, s)
+            for _, after, plan, _ in ready
+            for s in plan.sessions
+            if s.status is not SessionStatus.planned
+        ]
         if recorded:
             conn.execute(insert(t.sessions), recorded)
-        pending = t.reminders.c.status == "pending"
+        r = t.reminders.c
+        pending = r.status == "pending"
         if conn.dialect.name == "sqlite":  # a hint so the primary key is used, not the (status, due) index
             pending = func.likely(pending)
-        if effects.cancelled:
-            for chunk in chunks(effects.cancelled, 500):
-                conn.execute(
-                    update(t.reminders)
-                    .where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(chunk), pending)
-                    .values(status="cancelled", lease_until=None)
-                )
-        for r in effects.rescheduled:  # kept under its id, due at another instant by the rules in force
+        one = (r.course_id == bindparam("_course"), r.id == bindparam("_id"))
+        cancelled = [{"_course": after.id, "_id": i} for _, after, _, effects in ready for i in effects.cancelled]
+        if cancelled:
+            conn.execute(
+                update(t.reminders).where(*one, pending).values(status="cancelled", lease_until=None), cancelled
+            )
+        rescheduled = [
+            {"_course": after.id, "_id": x.id, "_due": x.due}
+            for _, after, _, effects in ready
+            for x in effects.rescheduled
+        ]
+        if rescheduled:  # kept under its id, due at another instant by the rules in force
             conn.execute(
                 update(t.reminders)
-                .where(t.reminders.c.course_id == after.id, t.reminders.c.id == r.id, pending)
+                .where(*one, pending)
                 # A claim in flight loses its token (the daemon then does not send it at the old
                 # instant); it is claimed again at the new one.
                 .values(
-                    due=r.due,
+                    due=bindparam("_due"),
                     lease_until=None,
-                    attempts=t.reminders.c.attempts + case((t.reminders.c.lease_until.is_(None), 0), else_=1),
-                )
+                    attempts=r.attempts + case((r.lease_until.is_(None), 0), else_=1),
+                ),
+                rescheduled,
             )
-        if effects.added:
-            ids = [r.id for r in effects.added]
-            known = set(
-                conn.execute(
-                    select(t.reminders.c.id).where(t.reminders.c.course_id == after.id, t.reminders.c.id.in_(ids))
-                ).scalars()
-            )
-            fresh = [r for r in effects.added if r.id not in known]
+        added = [(after.id, x) for _, after, _, effects in ready for x in effects.added]
+        if added:
+            known: set[tuple[str, str]] = set()
+            for part in chunks(added, 500):
+                known |= _stored_keys(conn, [(cid, x.id) for cid, x in part])
+            fresh = [reminder_values(x) for cid, x in added if (cid, x.id) not in known]
             if fresh:
-                conn.execute(insert(t.reminders), [reminder_values(r) for r in fresh])
-            for r in effects.added:
-                if r.id in known:  # planned again after a cancellation: pending once more
-                    conn.execute(
-                        update(t.reminders)
-                        .where(
-                            t.reminders.c.course_id == after.id,
-                            t.reminders.c.id == r.id,
-                            t.reminders.c.status == "cancelled",
-                        )
-                        .values(status="pending", due=r.due, last_error=None)
-                    )
-        return after.model_copy(update={"version": expected + 1, "rules_fingerprint": plan.fingerprint})
+                conn.execute(insert(t.reminders), fresh)
+            again = [{"_course": cid, "_id": x.id, "_due": x.due} for cid, x in added if (cid, x.id) in known]
+            if again:  # planned again after a cancellation: pending once more
+                conn.execute(
+                    update(t.reminders)
+                    .where(*one, r.status == "cancelled")
+                    .values(status="pending", due=bindparam("_due"), last_error=None),
+                    again,
+                )
+        return [
+            after.model_copy(update={"version": before.version + 1, "rules_fingerprint": plan.fingerprint})
+            for before, after, plan, _ in ready
+        ]
+
+
+#: What ``_save_many`` takes per course: before, after, plan, effects, booking check.
+Saving = tuple[Course, Course, Plan, Effects, "BookingCheck | None"]
+
+
+def _keys_in(keys: Sequence[tuple[str, str]]) -> Any:
+    """A condition on ``ipt_reminders`` that its primary key answers, matching the ``(course_id,
+    id)`` of ``keys`` among others: every reminder of their courses (SQLite scans the whole table
+    for ``(course_id, id) IN (...)``, and probes every pair for ``course_id IN (...) AND id IN
+    (...)``). Callers keep only the keys they asked for."""
+    return t.reminders.c.course_id.in_(sorted({k[0] for k in keys}))
+
+
+def _stored_keys(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which ``(course_id, id)`` of ``keys`` are in ``ipt_reminders``."""
+    r = t.reminders.c
+    wanted = set(keys)
+    return {(c, i) for c, i in conn.execute(select(r.course_id, r.id).where(_keys_in(keys))) if (c, i) in wanted}
 
 
 def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
@@ -331,50 +443,6 @@ def added_measures(before: list[Measurement], after: list[Measurement]) -> list[
     return out
 
 
-def _course_of(row: Any, hist: list[Any], recorded: list[Any], measures: list[Any], alerts: list[Any]) -> Course:
-    return Course(
-        id=row["id"],
-        client=row["client"],
-        therapist=row["therapist"],
-        protocol=row["protocol"],
-        protocol_version=row["protocol_version"],
-        timezone=row["timezone"],
-        start=row["start_date"],
-        slot=time.fromisoformat(row["slot"]),
-        state=CourseState(row["state"]),
-        focus=row["focus"],
-        current_focus=row["current_focus"],
-        foci_worked=row["foci_worked"],
-        planned_sessions=row["planned_sessions"],
-        sessions=[session_from_row(r) for r in recorded],
-        measurements=[
-            Measurement(
-                instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
-            )
-            for m in measures
-        ],
-        pauses=[Pause.model_validate(p) for p in row["pauses"]],
-        alerts=[reminder_from_row(r) for r in alerts],
-        fired_rules=row["fired_rules"],
-        completed_at=row["completed_at"],
-        created_at=row["created_at"],
-        history=[
-            HistoryEntry.model_validate(
-                {
-                    "event": h["event"],
-                    "at": h["at"],
-                    "from": h["from_state"],
-                    "to": h["to_state"],
-                    "rule": h["rule"],
-                    "data": h["data"],
-                }
-            )
-            for h in hist
-        ],
-        version=row["version"],
-        group=row["group_id"],
-        rules_fingerprint=row["rules_fingerprint"],
-    )
 
 
 class RuleReads(StoreBase):
@@ -428,11 +496,11 @@ class RuleReads(StoreBase):
         same: set[tuple[str, str]] = set()
         with self._read() as conn:
             for chunk in chunks(list(wanted), 500):
-                query = select(r.course_id, r.id, r.status, r.due, r.attempts).where(
-                    tuple_(r.course_id, r.id).in_(list(chunk))
-                )
+                query = select(r.course_id, r.id, r.status, r.due, r.attempts).where(_keys_in(chunk))
                 for course_id, rid, status, due, attempts in conn.execute(query):
-                    row = wanted[(course_id, rid)]
+                    row = wanted.get((course_id, rid))
+                    if row is None:
+                        continue
                     if status == "pending" and due == row["due"] and attempts == row["attempts"]:
                         same.add((course_id, rid))
         return same
@@ -468,6 +536,5 @@ class RuleWrites(CourseStore, RuleReads):
         if not items:
             return
         with self._write() as conn:
-            for before, after, plan, effects in items:
-                self._save(conn, before, after, plan, effects, now)
+            self._save_many(conn, [(before, after, plan, effects, None) for before, after, plan, effects in items], now)
             self._notify(conn)

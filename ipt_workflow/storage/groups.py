@@ -94,7 +94,7 @@ class GroupStore(CourseStore):
             ids = conn.execute(
                 select(t.courses.c.id).where(t.courses.c.group_id == group_id).order_by(t.courses.c.id)
             ).scalars()
-            return self._load_many(conn, list(ids))
+            return list(self._load_many(conn, list(ids)).values())
 
     def add_group(self, group: Group, sessions: Sequence[Session], individual_first: int, now: datetime,
                   booking: BookingCheck | None) -> Group:  # fmt: skip

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 
 from ..core.model import Course, Effects, Plan
 from . import schema as t
@@ -38,26 +38,28 @@ class Ingested:
 
 class IngestWrites(CourseStore):
     def ingested(self, keys: Sequence[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
-        """Which ``(resource type, id, version)`` were already applied."""
+        """Which ``(resource type, id, version)`` were already applied: per type, by resource ids
+        500 at a time (the primary key answers that; SQLite scans the whole table for a
+        ``(type, id, version) IN (...)``)."""
+        wanted = set(keys)
+        by_type: dict[str, list[str]] = {}
+        for kind, rid, _ in wanted:
+            by_type.setdefault(kind, []).append(rid)
         found: set[tuple[str, str, str]] = set()
         c = t.ingested.c
         with self._read() as conn:
-            for chunk in chunks(list(keys), 300):
-                query = select(c.resource_type, c.resource_id, c.version_id).where(
-                    tuple_(c.resource_type, c.resource_id, c.version_id).in_(chunk)
-                )
-                found.update((a, b, v) for a, b, v in conn.execute(query))
+            for kind, ids in sorted(by_type.items()):
+                for chunk in chunks(sorted(set(ids)), 500):
+                    query = select(c.resource_id, c.version_id).where(c.resource_type == kind, c.resource_id.in_(chunk))
+                    found.update(k for rid, v in conn.execute(query) if (k := (kind, rid, v)) in wanted)
         return found
 
     def save_ingest(self, changes: Sequence[CourseChange], applied: Sequence[Ingested], now: datetime) -> list[Course]:
         """Store every course change and record every resource version, all or nothing: a
         ConflictError (another writer saved one of the courses first) or a version recorded
         meanwhile (another ingest of the same Bundle) writes nothing."""
-        out: list[Course] = []
         with self._write() as conn:
-            for change in changes:
-                out.append(self._save(conn, change.before, change.after, change.plan, change.effects, now,
-                                      change.booking))  # fmt: skip
+            out = self._save_many(conn, [(c.before, c.after, c.plan, c.effects, c.booking) for c in changes], now)
             if applied:
                 conn.execute(
                     insert(t.ingested),

@@ -259,7 +259,7 @@ class Outbox(StoreBase):
             return list(conn.execute(query).scalars())
 
     def add_digests(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Record digests to send (``{id, therapist, fire_local, timezone, due}``); an id already
+        """Record digests to send (``{id, therapist, fire_local, timezone, due, site}``); an id already
         recorded is left as it is. Returns how many were new."""
         if not rows:
             return 0
@@ -351,7 +351,9 @@ _REMINDER_COLUMNS = tuple(
     t.reminders.c[name]
     for name in ("course_id", "id", "kind", "audience", "due", "session", "rule", "attempts", "detail")
 )
-_DIGEST_COLUMNS = tuple(t.digests.c[name] for name in ("id", "therapist", "fire_local", "timezone", "due", "attempts"))
+_DIGEST_COLUMNS = tuple(
+    t.digests.c[name] for name in ("id", "therapist", "fire_local", "timezone", "due", "attempts", "site")
+)
 
 
 def _claimable(table: Any, now: datetime, limit: int | None, columns: Sequence[Any] = ()) -> Any:

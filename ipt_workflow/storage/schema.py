@@ -245,6 +245,7 @@ digests = Table(
     Column("lease_until", UTCDateTime),
     Column("delivered_at", UTCDateTime),
     Column("last_error", Text),
+    Column("site", String(64)),  # the site its id was made with (NULL: recorded before 0010)
     Index("ix_ipt_digests_due", "status", "due"),
 )
 

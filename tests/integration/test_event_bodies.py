@@ -123,6 +123,7 @@ def test_digest_ids_differ_between_sites_and_stay_with_one(tmp_path: Path) -> No
     assert north[0]["therapist"] == south[0]["therapist"] == "T-07"
     assert north[0]["id"] != south[0]["id"]
     assert again[0]["id"] == north[0]["id"]  # the same site, firing and therapist: the same id
+    assert (north[0]["site"], south[0]["site"]) == ("clinic-north", "clinic-south")  # the body says which
 
 
 def test_without_a_site_each_database_makes_one_once(tmp_path: Path) -> None:
@@ -132,6 +133,7 @@ def test_without_a_site_each_database_makes_one_once(tmp_path: Path) -> None:
     with Workflow(str(tmp_path / "one.sqlite")) as wf:
         site = wf.store.site()
         assert site.startswith("site_") and wf.store.site() == site
+    assert one[0]["site"] == site
 
 
 @pytest.mark.parametrize("site", ["has space", "", "x" * 65])

@@ -175,10 +175,11 @@ def test_round_trip_export_change_ingest(wf: Workflow, clock: Clock) -> None:
     assert events[-4:] == ["hold_session", "reschedule_session", "miss_session", "record_measure"]
     # The same versions again: applied once. A new version repeating a status: nothing to do.
     again = wf.ingest_fhir(batch(held, moved, noshow, phq))
-    assert (again.applied, again.already) == ([], 3)  # the move: session 6 is already there, nothing to apply
+    # The move's version changes nothing either: session 6 is already there. Each counts as already applied.
+    assert (again.applied, again.already, again.unchanged) == ([], 4, 0)
     newer = {**held, "meta": {"versionId": "3", "lastUpdated": "2027-02-09T11:30:00Z"}}
     third = wf.ingest_fhir(batch(newer))
-    assert (third.applied, third.unchanged) == ([], 1)
+    assert (third.applied, third.already, third.unchanged) == ([], 1, 1)
     assert [h.event for h in wf.course("c-1").history] == events
     # The export now says what the EHR said.
     after = wf.export_fhir(["c-1"])
@@ -315,3 +316,92 @@ def test_the_cli_ingests_from_a_file_or_stdin_and_refuses_with_exit_1(tmp_path: 
     )
     usage = subprocess.run([IPT, "--db", str(db), "export", "fhir"], capture_output=True, text=True)
     assert usage.returncode == 2
+
+
+def test_a_bundle_of_2000_updates_is_one_transaction_each_event_applied_once(
+    wf: Workflow, clock: Clock, tmp_path: Path
+) -> None:
+    """200 courses, 10 Appointment updates each (sessions 1-10 held, missed or cancelled),
+    the entries interleaved across courses: one write transaction; each course gets its 10
+    events in session order, once; a bad last entry writes nothing; the Bundle again changes
+    nothing."""
+    from sqlalchemy import event, func, select
+
+    from ipt_workflow.storage import schema as t
+
+    rows = ["client,therapist,protocol,start,time,tz"]
+    rows += [f"CL-{i:03d},T-{i:03d},ipt-16,2027-01-11,10:00,Europe/London" for i in range(200)]
+    (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
+    assert wf.import_csv(tmp_path / "c.csv").imported == 200
+    ids = [c["id"] for c in wf.courses()]
+    bundle = wf.export_fhir(ids)
+    by_value = {a["identifier"][0]["value"]: a for a in entries(bundle, "Appointment")}
+    statuses = ["fulfilled", "noshow", "cancelled"]
+    updates = [
+        {**server_copy(by_value[f"{cid}/{n}"], f"a-{cid}-{n}", "2", "2027-03-20T10:00:00Z"),
+         "status": statuses[(i + n) % 3]}
+        for n in range(1, 11)
+        for i, cid in enumerate(ids)
+    ]  # fmt: skip
+    assert len(updates) == 2000
+    clock.now = datetime(2027, 3, 21, 12, 0, tzinfo=UTC)
+    late = copy.deepcopy(updates[-1])
+    late.update(id="late", status="fulfilled")
+    late["meta"]["lastUpdated"] = "2027-04-01T00:00:00Z"  # after now: refused, and with it the whole Bundle
+    history = {cid: len(wf.course(cid).history) for cid in ids}
+    with pytest.raises(InvalidInput, match=r"^entry\[2000\]\.resource: hold_session: entry\[2000\]\.resource: at: "):
+        wf.ingest_fhir(batch(*updates, late))
+    assert all(len(wf.course(cid).history) == history[cid] for cid in ids)
+
+    writes: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("BEGIN IMMEDIATE"):
+            writes.append(statement)
+
+    event.listen(wf.store.engine, "before_cursor_execute", count)
+    try:
+        report = wf.ingest_fhir(batch(*updates))
+    finally:
+        event.remove(wf.store.engine, "before_cursor_execute", count)
+    assert len(writes) == 1
+    assert [p for p, _, _ in report.applied] == [f"entry[{i}].resource" for i in range(2000)]
+    assert (report.already, report.unchanged) == (0, 0)
+    kinds = {"fulfilled": ("hold_session", "held"), "noshow": ("miss_session", "missed"),
+             "cancelled": ("cancel_session", "cancelled")}  # fmt: skip
+    for i, cid in enumerate(ids):
+        expected = [kinds[statuses[(i + n) % 3]] for n in range(1, 11)]
+        course = wf.course(cid)
+        assert [(h.event, h.data["number"]) for h in course.history[history[cid] :]] == [
+            (event_name, n) for n, (event_name, _) in zip(range(1, 11), expected, strict=True)
+        ]
+        status = {s.number: s.status.value for s in wf.plan(cid).sessions}
+        assert [status[n] for n in range(1, 11)] == [state for _, state in expected]
+    with wf.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.ingested)).scalar() == 2000
+    again = wf.ingest_fhir(batch(*updates))
+    assert (again.applied, again.already) == ([], 2000)
+    assert sum(len(wf.course(cid).history) for cid in ids) == sum(history.values()) + 2000
+
+
+def test_the_cli_writes_the_bundle_it_streams_exactly_as_json_dumps_would(wf: Workflow, clock: Clock,
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    busy_course(wf, clock)
+    wf.create_course(client="CL-2", start="2027-01-12", time="09:00", tz="Pacific/Chatham", therapist="T-08",
+                     course_id="c-2")  # fmt: skip
+    db = str(wf.store.engine.url.database)
+    for args in (["--all"], ["c-2", "c-1", "c-2"], ["c-1", "--since", "2030-01-01T00:00:00Z"]):
+        ids = [a for a in args if a.startswith("c-")]
+        since = datetime(2030, 1, 1, tzinfo=UTC) if "--since" in args else None
+        expected = json.dumps(wf.export_fhir(ids, every="--all" in args, since=since), indent=2,
+                              ensure_ascii=False) + "\n"  # fmt: skip
+        run = subprocess.run([IPT, "--db", db, "export", "fhir", *args], capture_output=True, text=True)
+        assert (run.returncode, run.stdout) == (0, expected), run.stderr
+        out = tmp_path / "b.json"
+        run = subprocess.run([IPT, "--db", db, "export", "fhir", *args, "--out", str(out)], capture_output=True)
+        assert run.returncode == 0 and out.read_text(encoding="utf-8") == expected
+    assert len(json.loads(expected)["entry"]) == 0  # --since after every change: an empty Bundle
+    missing = subprocess.run([IPT, "--db", db, "export", "fhir", "c-1", "nope", "--out", str(tmp_path / "n.json")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert (missing.returncode, missing.stdout, missing.stderr) == (1, "", "error: unknown course 'nope'\n")
+    assert not list(tmp_path.glob("n.json*"))

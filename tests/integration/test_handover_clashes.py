@@ -132,6 +132,7 @@ def test_upgrading_to_0006_fills_in_the_courses_handed_over_before(handover: Wor
         conn.execute(text("ALTER TABLE ipt_courses DROP COLUMN group_id"))
         conn.execute(text("DROP TABLE ipt_groups"))
         conn.execute(text("DROP TABLE ipt_ingested"))  # 0009: FHIR ingest
+        conn.execute(text("ALTER TABLE ipt_digests DROP COLUMN site"))  # 0010: digest site
         conn.execute(text("UPDATE ipt_alembic_version SET version_num = '0005'"))
     store = SqlStore(raw_engine, owns_engine=False)
     store.ensure_schema()

@@ -731,16 +731,16 @@ def test_the_schema_comes_from_alembic_and_upgrading_again_is_harmless(wf: Workf
     with raw_engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
         assert {*TABLES, "ipt_meta", "ipt_alembic_version"} <= tables
-        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0009"]
+        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0010"]
         assert conn.execute(text("SELECT value FROM ipt_meta WHERE key = 'schema_version'")).scalar() == "1"
         indexes = {ix["name"] for ix in inspect(conn).get_indexes("ipt_reminders")}
         assert "ix_ipt_reminders_due" in indexes
-    assert HEAD_REVISION == "0009"
+    assert HEAD_REVISION == "0010"
     before = snapshot(raw_engine)
     upgrade(raw_engine)
     upgrade(raw_engine)
     with raw_engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0009"]
+        assert conn.execute(text("SELECT version_num FROM ipt_alembic_version")).scalars().all() == ["0010"]
         assert conn.execute(text("SELECT count(*) FROM ipt_meta WHERE key = 'schema_version'")).scalar() == 1
     assert snapshot(raw_engine) == before
     store = SqlStore(raw_engine, owns_engine=False)
