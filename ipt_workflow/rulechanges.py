@@ -10,24 +10,31 @@ transaction (``store.save``, optimistic on its version): all or nothing per cour
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
+from .core.clashes import UNASSIGNED
 from .core.errors import ConflictError, IptError, Refused, StoreError, UnknownName, shown
 from .core.lifecycle import migrate as migrate_course
 from .core.lifecycle import reconcile
-from .core.model import Course, Effects, Plan, Reminder, Session
+from .core.model import Course, Effects, Plan, Reminder, Session, SessionStatus
 from .core.planner import plan, rules_fingerprint
 from .core.protocol import Protocol
 from .core.wallclock import iso_utc
 from .rulebook.files import Rulebook, load_rules
 from .rulebook.locate import builtin_rules_dir
 from .services import protocol_of
+from .storage.courses import ReplanWrite, StoredReminder
+from .storage.engine import engine_for
+from .storage.rows import course_values, history_values, plan_lists, session_values
+from .storage.schema import from_text, to_text
 from .storage.sql import SqlStore
 
 log = logging.getLogger("ipt_workflow.rulechanges")
@@ -231,9 +238,9 @@ def migrate(
     progress: Callable[[CourseChange], None] | None = None,
 ) -> ChangeReport:
     """``ipt rules migrate``: every running course of ``protocol_id`` not yet on ``version``
-    (or the ``courses`` named, whatever their state: one not running is refused), each in its
-    own transaction. Raises UnknownName (nothing written) for an unknown protocol or version,
-    and for a course id that is not stored."""
+    (or the ``courses`` named, whatever their state: one not running is refused), in chunks
+    (one read and one transaction a chunk, see ``replan``). Raises UnknownName (nothing
+    written) for an unknown protocol or version, and for a course id that is not stored."""
     target = target_version(rules, protocol_id, version)
     if courses:
         ids = list(dict.fromkeys(courses))
@@ -243,12 +250,10 @@ def migrate(
             raise UnknownName(f"--course: unknown course {shown(missing[0])}")
     else:
         ids = [row[0] for row in store.running(protocol=protocol_id) if row[2] != version]
-    out = []
-    for course_id in ids:
-        change = migrate_one(store, rules, course_id, target, now, dry_run)
-        if progress is not None:
+    out = _run(store, rules, ids, now, dry_run, target)
+    if progress is not None:
+        for change in out:
             progress(change)
-        out.append(change)
     return ChangeReport(out, dry_run)
 
 
@@ -260,8 +265,11 @@ def replan(
     dry_run: bool = False,
 ) -> ChangeReport:
     """``ipt replan``: every running course whose stored plan was made under other rules (or
-    the ``courses`` named), replanned under ``rules`` against its plan as stored; each in its own
-    transaction. Raises UnknownName (nothing written) for a course id that is not stored."""
+    the ``courses`` named), replanned under ``rules`` against its plan as stored. Set-based:
+    courses are read a chunk at a time (one query per table), planned and compared with their
+    stored reminders (in worker processes for many courses), and written one transaction a
+    chunk (a statement per kind of change, not per course). Raises UnknownName (nothing
+    written) for a course id that is not stored."""
     expected = expected_fingerprints(rules)
     if courses:
         ids = list(dict.fromkeys(courses))
@@ -271,43 +279,217 @@ def replan(
             raise UnknownName(f"--course: unknown course {shown(missing[0])}")
     else:
         ids = [r[0] for r in store.running() if expected.get((r[1], r[2])) != r[4]]
+    return ChangeReport(_run(store, rules, ids, now, dry_run, None), dry_run)
+
+
+#: Courses read, planned and written together (one read per table and one transaction a
+#: chunk; a chunk another writer got into first is done again course by course).
+CHUNK = 1000
+#: From this many courses, chunks are planned in worker processes while this one writes.
+PARALLEL_FROM = 2000
+
+
+def _run(
+    store: SqlStore, rules: Rulebook, ids: list[str], now: datetime, dry_run: bool, target: Protocol | None
+) -> list[CourseChange]:
+    """Replan (``target`` None) or migrate the courses ``ids``, chunk by chunk."""
     out: list[CourseChange] = []
-    for start in range(0, len(ids), CHUNK):
-        out += _replan_chunk(store, rules, ids[start : start + CHUNK], now, dry_run)
-    return ChangeReport(out, dry_run)
+    for changes, writes, slow in _computed(store, rules, ids, now, dry_run, target):
+        if writes:
+            try:
+                store.write_replans(writes, now)
+            except ConflictError:  # another writer saved one meanwhile: course by course
+                slow = {c.course for c in changes if c.status not in ("refused", "unchanged")} | slow
+        for i, change in enumerate(changes):
+            if change.course in slow:
+                changes[i] = _one(store, rules, change.course, now, dry_run, target)
+        out += changes
+    return out
 
 
-#: Courses read, replanned and written together by ``replan`` (one transaction a chunk; a
-#: chunk another writer got into first is done again course by course).
-CHUNK = 500
+def _one(
+    store: SqlStore, rules: Rulebook, course_id: str, now: datetime, dry_run: bool, target: Protocol | None
+) -> CourseChange:
+    if target is None:
+        return replan_course(store, rules, course_id, now, dry_run)
+    return migrate_one(store, rules, course_id, target, now, dry_run)
 
 
-def _replan_chunk(store: SqlStore, rules: Rulebook, ids: list[str], now: datetime, dry_run: bool) -> list[CourseChange]:
-    courses, reminders, plans = store.load_many(ids)
+Computed = tuple[list[CourseChange], list[ReplanWrite], set[str]]
+_JOB: dict[str, Any] = {}
+
+
+def _computed(
+    store: SqlStore, rules: Rulebook, ids: list[str], now: datetime, dry_run: bool, target: Protocol | None
+) -> Iterator[Computed]:
+    """(changes, writes, courses left to the one-course path) of each chunk of ``ids``, in
+    order; planned in forked worker processes (each reading through its own connection) when
+    there are many courses and more than one core."""
+    chunks = [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
+    sqlite = store.dialect == "sqlite"
+    url = store.engine.url
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    parallel = (
+        len(ids) >= PARALLEL_FROM and cores > 1 and "fork" in get_all_start_methods()
+        and not (sqlite and url.database in (None, "", ":memory:"))
+    )  # fmt: skip
+    if not parallel:
+        for chunk in chunks:
+            yield _compute(store, rules, chunk, now, dry_run, target)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .services import _die_with_parent
+
+    # Forked before anything is written: the workers inherit the rules and open their own
+    # connection (never one of this process's); they only read.
+    _JOB.update(url=url.render_as_string(hide_password=False), rules=rules, now=now, dry_run=dry_run,
+                target=target, store=None)  # fmt: skip
+    try:
+        context = get_context("fork")
+        workers = min(cores, 4)
+        with ProcessPoolExecutor(workers, context, initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+            yield from pool.map(_compute_job, chunks)
+    finally:
+        _JOB.clear()
+
+
+def _compute_job(ids: list[str]) -> Computed:
+    """In a worker process: ``_compute`` of one chunk, through the worker's own store."""
+    store = _JOB.get("store")
+    if store is None:
+        store = _JOB["store"] = SqlStore(engine_for(_JOB["url"], create=False))
+    return _compute(store, _JOB["rules"], ids, _JOB["now"], _JOB["dry_run"], _JOB["target"])
+
+
+def _compute(
+    store: SqlStore, rules: Rulebook, ids: list[str], now: datetime, dry_run: bool, target: Protocol | None
+) -> Computed:
+    """Read a chunk of courses and work out what replanning (or migrating onto ``target``)
+    each changes, against its plan as stored; nothing written."""
     changes: list[CourseChange] = []
-    writes: list[tuple[Course, Course, Plan, Effects]] = []
-    for cid in ids:
-        course = courses.get(cid)
-        if course is None:
-            continue  # deleted meanwhile
+    writes: list[ReplanWrite] = []
+    slow: set[str] = set()
+    sqlite = store.dialect == "sqlite"
+    gc.disable()
+    try:
+        for course, stored, stored_plan in store.read_chunk(ids):
+            change, write = _course_change(course, stored, stored_plan, rules, now, sqlite, target)
+            changes.append(change)
+            if write is None or dry_run:
+                continue
+            if any(h.event == "change_therapist" for h in course.history) or (
+                target is not None and course.therapist != UNASSIGNED
+            ):
+                # Who else holds its sessions (a handover), or new times to check for clashes
+                # (a migration): the one-course path does those.
+                slow.add(course.id)
+                continue
+            writes.append(write)
+    finally:
+        gc.enable()
+    return changes, writes, slow
+
+
+def _course_change(
+    course: Course, stored: list[StoredReminder], stored_plan: list[list[Any]], rules: Rulebook, now: datetime,
+    sqlite: bool, target: Protocol | None,
+) -> tuple[CourseChange, ReplanWrite | None]:  # fmt: skip
+    """What replanning ``course`` (or migrating it onto ``target``) changes, compared with
+    its ``stored`` reminders and ``stored_plan``, and what to write (None: nothing)."""
+    if target is None:
         change = CourseChange(course.id, course.protocol, course.protocol_version, "replanned",
                               timezone=course.timezone)  # fmt: skip
-        changes.append(change)
         try:
             protocol = protocol_of(rules, course)
         except StoreError as exc:
             change.status, change.reason = "refused", str(exc)
+            return change, None
+        new = course
+    else:
+        change = CourseChange(course.id, course.protocol, course.protocol_version, "migrated", to=target.version,
+                              timezone=course.timezone)  # fmt: skip
+        if course.protocol != target.id:
+            change.status, change.reason = "refused", f"follows {course.protocol}, not {target.id}"
+            return change, None
+        if course.protocol_version == target.version:
+            change.status, change.reason = "unchanged", f"already on {target.version}"
+            return change, None
+        try:
+            new = migrate_course(course, protocol_of(rules, course), target, now)
+        except (StoreError, Refused) as exc:
+            change.status = "refused"
+            change.reason = exc.reason if isinstance(exc, Refused) else str(exc)
+            return change, None
+        protocol = target
+    p = plan(new, protocol, rules.clinic)
+    when: Callable[[datetime], Any] = to_text if sqlite else _same
+    write = _reconcile_stored(new, p.reminders, stored, when(now), when, change)
+    _session_diff(stored_plan, p.sessions, change)
+    if target is None and not change.changed:
+        change.status = "unchanged"
+        if course.rules_fingerprint == p.fingerprint:
+            return change, None
+    write.course, write.version, write.fingerprint = course.id, course.version, p.fingerprint or ""
+    write.plan = plan_lists(p.sessions)
+    recorded = [session_values(course.id, s) for s in p.sessions if s.status is not SessionStatus.planned]
+    if recorded != [session_values(course.id, s) for s in course.sessions]:
+        write.sessions = recorded
+    if new is not course:
+        write.values = course_values(new)
+        seq0 = len(course.history)
+        write.history = [history_values(course.id, seq0 + i, h) for i, h in enumerate(new.history[seq0:])]
+    return change, write
+
+
+def _same(value: datetime) -> datetime:
+    return value
+
+
+def _stored_due(value: Any) -> str:
+    return iso_utc(from_text(value) if isinstance(value, str) else value)
+
+
+def _reconcile_stored(
+    after: Course, planned: list[Reminder], stored: list[StoredReminder], at: Any, when: Callable[[datetime], Any],
+    change: CourseChange,
+) -> ReplanWrite:  # fmt: skip
+    """``lifecycle.reconcile`` on the reminders as read (plain values, instants as stored):
+    what makes the ``stored`` reminders those ``planned``; the change's reminder lists filled
+    in, and a write (its course fields still to set) that does it."""
+    write = ReplanWrite("", 0, [], "")
+    by_id = {x[0]: x for x in stored}
+    planned_ids = {r.id for r in planned}
+    recorded = {s.number for s in after.sessions}
+    gone = []
+    for x in stored:
+        rid, kind, audience, due, session, status, rule = x
+        if status != "pending" or rid in planned_ids:
             continue
-        p, effects = _diff(course, course, protocol, rules, now, reminders[cid], plans.get(cid, []), change)
-        if not change.changed:
-            change.status = "unchanged"
-        if not dry_run and (change.changed or course.rules_fingerprint != p.fingerprint):
-            writes.append((course, course, p, effects))
-    try:
-        store.save_many(writes, now)
-    except ConflictError:
-        return [replan_course(store, rules, c.course, now) for c in changes]
-    return changes
+        unrecorded = kind == "attendance_unrecorded" and session in recorded  # goes even when due
+        if not unrecorded and audience == "therapist" and (rule is not None or due <= at):
+            continue  # an alert already raised stays
+        gone.append(x)
+    gone.sort(key=lambda x: (x[3], x[0]))
+    cid = after.id
+    for r in planned:
+        old = by_id.get(r.id)
+        due = when(r.due)
+        if old is None:
+            write.insert.append((cid, r.id, r.kind, r.audience, due, r.session, "pending", r.rule, 0))
+            change.reminders_added.append(_reminder(r))
+        elif old[5] == "cancelled":
+            write.repend.append((r.id, due))
+            change.reminders_added.append(_reminder(r))
+        elif old[5] == "pending" and old[3] != due:
+            write.move.append((r.id, due))
+            change.reminders_moved.append(
+                {"id": r.id, "kind": r.kind, "from": _stored_due(old[3]), "to": iso_utc(r.due), "session": r.session}
+            )
+    for rid, kind, _, due, session, _, _ in gone:
+        write.cancel.append(rid)
+        change.reminders_cancelled.append({"id": rid, "kind": kind, "due": _stored_due(due), "session": session})
+    return write
 
 
 def expected_fingerprints(rules: Rulebook) -> dict[tuple[str, str], str]:

@@ -3,16 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, String, bindparam, case, delete, func, insert, select, tuple_, type_coerce, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import (
     ACTIVE_STATES,
+    Absence,
     Course,
     CourseState,
     Effects,
@@ -41,6 +43,7 @@ from .rows import (
     session_from_row,
     session_values,
 )
+from .schema import from_text
 
 
 class CourseStore(BulkWrites, AbsenceReads):
@@ -80,49 +83,7 @@ class CourseStore(BulkWrites, AbsenceReads):
             .where(t.reminders.c.course_id == course_id, t.reminders.c.rule.is_not(None))
             .order_by(t.reminders.c.due, t.reminders.c.id)
         ).mappings()
-        course = Course(
-            id=row["id"],
-            client=row["client"],
-            therapist=row["therapist"],
-            protocol=row["protocol"],
-            protocol_version=row["protocol_version"],
-            timezone=row["timezone"],
-            start=row["start_date"],
-            slot=time.fromisoformat(row["slot"]),
-            state=CourseState(row["state"]),
-            focus=row["focus"],
-            current_focus=row["current_focus"],
-            foci_worked=row["foci_worked"],
-            planned_sessions=row["planned_sessions"],
-            sessions=[session_from_row(r) for r in recorded],
-            measurements=[
-                Measurement(
-                    instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
-                )
-                for m in measures
-            ],
-            pauses=[Pause.model_validate(p) for p in row["pauses"]],
-            alerts=[reminder_from_row(r) for r in alerts],
-            fired_rules=row["fired_rules"],
-            completed_at=row["completed_at"],
-            created_at=row["created_at"],
-            history=[
-                HistoryEntry.model_validate(
-                    {
-                        "event": h["event"],
-                        "at": h["at"],
-                        "from": h["from_state"],
-                        "to": h["to_state"],
-                        "rule": h["rule"],
-                        "data": h["data"],
-                    }
-                )
-                for h in hist
-            ],
-            version=row["version"],
-            group=row["group_id"],
-            rules_fingerprint=row["rules_fingerprint"],
-        )
+        course = course_from_rows(row, hist, recorded, measures, [reminder_from_row(r) for r in alerts])
         if course.group is not None:
             course = course.model_copy(update={"group_plan": self._group_plan(conn, course.group)})
         therapists = {course.therapist} | handover_therapists(course)
@@ -297,6 +258,56 @@ class CourseStore(BulkWrites, AbsenceReads):
         return after.model_copy(update={"version": expected + 1, "rules_fingerprint": plan.fingerprint})
 
 
+def course_from_rows(
+    row: Any, hist: Iterable[Any], recorded: Iterable[Any], measures: Iterable[Any], alerts: list[Reminder]
+) -> Course:
+    """The ``Course`` of its ``ipt_courses`` row and its history, recorded session and
+    measurement rows (each in order) and its alerts (without group plan and absences)."""
+    return Course(
+        id=row["id"],
+        client=row["client"],
+        therapist=row["therapist"],
+        protocol=row["protocol"],
+        protocol_version=row["protocol_version"],
+        timezone=row["timezone"],
+        start=row["start_date"],
+        slot=time.fromisoformat(row["slot"]),
+        state=CourseState(row["state"]),
+        focus=row["focus"],
+        current_focus=row["current_focus"],
+        foci_worked=row["foci_worked"],
+        planned_sessions=row["planned_sessions"],
+        sessions=[session_from_row(r) for r in recorded],
+        measurements=[
+            Measurement(
+                instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
+            )
+            for m in measures
+        ],
+        pauses=[Pause.model_validate(p) for p in row["pauses"]],
+        alerts=alerts,
+        fired_rules=row["fired_rules"],
+        completed_at=row["completed_at"],
+        created_at=row["created_at"],
+        history=[
+            HistoryEntry.model_validate(
+                {
+                    "event": h["event"],
+                    "at": h["at"],
+                    "from": h["from_state"],
+                    "to": h["to_state"],
+                    "rule": h["rule"],
+                    "data": h["data"],
+                }
+            )
+            for h in hist
+        ],
+        version=row["version"],
+        group=row["group_id"],
+        rules_fingerprint=row["rules_fingerprint"],
+    )
+
+
 def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
     """The course and plan with ``alerts`` added (an alert raised twice is kept once)."""
     known = {a.id for a in course.alerts}
@@ -395,36 +406,174 @@ class RuleReads(StoreBase):
         return same
 
 
+#: A stored reminder as a replan compares it: (id, kind, audience, due, session, status, rule);
+#: ``due`` as the database holds it (UTC text on SQLite, a datetime on PostgreSQL).
+StoredReminder = tuple[str, str, str, Any, "int | None", str, "str | None"]
+
+
+@dataclass
+class ReplanWrite:
+    """What a replan writes for one course, as plain values (built in a worker process):
+    the plan and fingerprint (the course at ``version`` goes to ``version + 1``), the
+    reminders to cancel, move (id, due), insert (rows of the first 9 columns) and make pending
+    again (id, due), and the recorded sessions when they changed (None: as stored). Instants in
+    the database's form (``to_text`` on SQLite)."""
+
+    course: str
+    version: int
+    plan: list[list[Any]]
+    fingerprint: str
+    cancel: list[str] = field(default_factory=list)
+    move: list[tuple[str, Any]] = field(default_factory=list)
+    insert: list[tuple[Any, ...]] = field(default_factory=list)
+    repend: list[tuple[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] | None = None
+    values: dict[str, Any] | None = None  # the course's columns when it changed too (a migration)
+    history: list[dict[str, Any]] = field(default_factory=list)  # history rows to add
+
+
 class RuleWrites(CourseStore, RuleReads):
-    """Many courses read and replanned together (``ipt replan``)."""
+    """Many courses read and replanned together (``ipt replan``, ``ipt rules migrate``): one
+    read per table for a chunk of courses, and one write transaction a chunk with a statement
+    per kind of change (executemany), not per course."""
 
-    def load_many(
-        self, ids: Sequence[str]
-    ) -> tuple[dict[str, Course], dict[str, list[Reminder]], dict[str, list[list[Any]]]]:
-        """The courses ``ids`` (those stored), each with its stored reminders and stored plan,
-        read in one transaction."""
-        r = t.reminders.c
-        courses: dict[str, Course] = {}
-        reminders: dict[str, list[Reminder]] = {i: [] for i in ids}
-        plans: dict[str, list[list[Any]]] = {}
+    def read_chunk(self, ids: Sequence[str]) -> list[tuple[Course, list[StoredReminder], list[list[Any]]]]:
+        """The stored courses of ``ids`` (in that order; those not stored left out), each as a
+        ``Course`` (alerts, group plan and absences attached, as ``load`` gives it), with every
+        reminder stored for it and its stored plan (``ipt_courses.plan``); one transaction,
+        one query per table."""
+        ids = list(ids)
+        c, h, s, m, r = t.courses.c, t.history.c, t.sessions.c, t.measurements.c, t.reminders.c
+        by_course: dict[str, dict[str, list[Any]]] = {}
         with self._read() as conn:
-            for course_id in ids:
-                try:
-                    courses[course_id] = self._load(conn, course_id)
-                except UnknownName:
-                    continue
-            for row in conn.execute(select(t.reminders).where(r.course_id.in_(list(ids))).order_by(r.due, r.id)):
-                reminders[row.course_id].append(reminder_from_row(row._mapping))
-            query = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(list(ids)))
-            plans = {cid: list(p or []) for cid, p in conn.execute(query)}
-        return courses, reminders, plans
+            rows = {row["id"]: row for row in conn.execute(select(t.courses).where(c.id.in_(ids))).mappings()}
+            for cid in rows:
+                by_course[cid] = {"history": [], "sessions": [], "measures": [], "reminders": []}
+            for row in conn.execute(
+                select(t.history).where(h.course_id.in_(ids)).order_by(h.course_id, h.seq)
+            ).mappings():
+                by_course[row["course_id"]]["history"].append(row)
+            query = select(t.sessions).where(s.course_id.in_(ids), s.status != SessionStatus.planned.value)
+            for row in conn.execute(query.order_by(s.course_id, s.number)).mappings():
+                by_course[row["course_id"]]["sessions"].append(row)
+            query = select(t.measurements).where(m.course_id.in_(ids)).order_by(m.course_id, m.at, m.seq)
+            for row in conn.execute(query).mappings():
+                by_course[row["course_id"]]["measures"].append(row)
+            # The reminders as plain values, the instant as stored (no conversion per row): a
+            # course holds dozens, a chunk tens of thousands.
+            query = select(r.course_id, r.id, r.kind, r.audience, type_coerce(r.due, String), r.session, r.status,
+                           r.rule, r.detail).where(r.course_id.in_(ids))  # fmt: skip
+            for values in conn.execute(query):
+                by_course[values[0]]["reminders"].append(tuple(values))
+            groups = {row["group_id"] for row in rows.values() if row["group_id"] is not None}
+            group_plans = {g: self._group_plan(conn, g) for g in sorted(groups)}
+            therapists = {row["therapist"] for row in rows.values()}
+            for parts in by_course.values():
+                therapists.update(
+                    str(x["data"][k]) for x in parts["history"] if x["event"] == "change_therapist"
+                    for k in ("previous", "therapist") if k in x["data"]
+                )  # fmt: skip
+            absences: dict[str, list[Absence]] = {}
+            for a in self._absences(conn, therapists):
+                absences.setdefault(a.therapist, []).append(a)
+        out: list[tuple[Course, list[StoredReminder], list[list[Any]]]] = []
+        for cid in ids:
+            found = rows.get(cid)
+            if found is None:
+                continue
+            parts = by_course[cid]
+            stored = [x[1:8] for x in parts["reminders"]]
+            alerts = sorted(
+                (_alert(cid, x) for x in parts["reminders"] if x[7] is not None), key=lambda a: (a.due, a.id)
+            )
+            course = course_from_rows(found, parts["history"], parts["sessions"], parts["measures"], alerts)
+            if course.group is not None:
+                course = course.model_copy(update={"group_plan": group_plans[course.group]})
+            held = {course.therapist} | handover_therapists(course)
+            away = sorted(
+                (a for x in held for a in absences.get(x, ()) if a.until >= course.start),
+                key=lambda a: (a.start, a.until, a.id),
+            )
+            if away:
+                course = course.model_copy(update={"absences": away})
+            out.append((course, stored, list(found["plan"] or [])))
+        return out
 
-    def save_many(self, items: Sequence[tuple[Course, Course, Plan, Effects]], now: datetime) -> None:
-        """``save`` of several courses in one transaction: all or none (ConflictError when
-        another writer saved one of them first)."""
-        if not items:
+    def write_replans(self, writes: Sequence[ReplanWrite], now: datetime) -> None:
+        """Write the replans of a chunk of courses in one transaction, all or none: raises
+        ConflictError (nothing written) when one of them is no longer at the version read.
+        A reminder the daemon sent meanwhile is left as it is (only pending ones are cancelled
+        or moved)."""
+        if not writes:
             return
+        sqlite = self.dialect == "sqlite"
+        mark = "?" if sqlite else "%s"
+        c = t.courses.c
         with self._write() as conn:
-            for before, after, plan, effects in items:
-                self._save(conn, before, after, plan, effects, now)
+            expected = {w.course: w.version for w in writes}
+            query = select(c.id, c.version).where(c.id.in_(list(expected)))
+            if not sqlite:
+                query = query.with_for_update()
+            found = {row[0]: row[1] for row in conn.execute(query)}
+            for cid, version in expected.items():
+                if found.get(cid) != version:
+                    raise ConflictError(cid, version, found.get(cid))
+            conn.execute(
+                update(t.courses)
+                .where(c.id == bindparam("b_id"), c.version == bindparam("b_version"))
+                .values(
+                    plan=bindparam("b_plan"), rules_fingerprint=bindparam("b_fp"), updated_at=now, version=c.version + 1
+                ),
+                [{"b_id": w.course, "b_version": w.version, "b_plan": w.plan, "b_fp": w.fingerprint} for w in writes],
+            )
+            changed = [w for w in writes if w.values is not None]
+            if changed:
+                keys = sorted(changed[0].values or {})
+                conn.execute(
+                    update(t.courses).where(c.id == bindparam("b_id")).values({k: bindparam(f"v_{k}") for k in keys}),
+                    [{"b_id": w.course, **{f"v_{k}": (w.values or {})[k] for k in keys}} for w in changed],
+                )
+            history = [row for w in writes for row in w.history]
+            if history:
+                conn.execute(insert(t.history), history)
+            pending = "likely(status = 'pending')" if sqlite else "status = 'pending'"
+            cancel = [(w.course, rid) for w in writes for rid in w.cancel]
+            if cancel:
+                conn.exec_driver_sql(
+                    f"UPDATE ipt_reminders SET status = 'cancelled', lease_until = NULL "
+                    f"WHERE course_id = {mark} AND id = {mark} AND {pending}",
+                    cancel,
+                )
+            move = [(due, w.course, rid) for w in writes for rid, due in w.move]
+            if move:
+                # A claim in flight loses its token (the daemon then does not send it at the old
+                # instant); it is claimed again at the new one.
+                conn.exec_driver_sql(
+                    f"UPDATE ipt_reminders SET due = {mark}, attempts = attempts + "
+                    f"CASE WHEN lease_until IS NULL THEN 0 ELSE 1 END, lease_until = NULL "
+                    f"WHERE course_id = {mark} AND id = {mark} AND {pending}",
+                    move,
+                )
+            repend = [(due, w.course, rid) for w in writes for rid, due in w.repend]
+            if repend:
+                conn.exec_driver_sql(
+                    f"UPDATE ipt_reminders SET status = 'pending', due = {mark}, last_error = NULL "
+                    f"WHERE course_id = {mark} AND id = {mark} AND status = 'cancelled'",
+                    repend,
+                )
+            self._insert_rows(conn, t.reminders, [row for w in writes for row in w.insert], columns=9)
+            for w in writes:
+                if w.sessions is not None:
+                    conn.execute(delete(t.sessions).where(t.sessions.c.course_id == w.course))
+                    if w.sessions:
+                        conn.execute(insert(t.sessions), w.sessions)
             self._notify(conn)
+
+
+def _alert(course_id: str, x: tuple[Any, ...]) -> Reminder:
+    _, rid, kind, audience, due, session, status, rule, detail = x
+    return Reminder(
+        id=rid, course=course_id, kind=kind, audience=audience,
+        due=from_text(due) if isinstance(due, str) else due, session=session, status=status, rule=rule,
+        detail=detail,
+    )  # fmt: skip
