@@ -93,11 +93,13 @@ class ChangeReport:
     courses: list[CourseChange]
     dry_run: bool
 
+    def counts(self) -> dict[str, int]:
+        """How many courses were (or would be) migrated, replanned, unchanged and refused."""
+        statuses = [c.status for c in self.courses]
+        return {s: statuses.count(s) for s in ("migrated", "replanned", "unchanged", "refused")}
+
     def json(self) -> dict[str, Any]:
-        counts = {
-            s: sum(c.status == s for c in self.courses) for s in ("migrated", "replanned", "unchanged", "refused")
-        }
-        return {"dry_run": self.dry_run, **counts, "courses": [c.json() for c in self.courses]}
+        return {"dry_run": self.dry_run, **self.counts(), "courses": [c.json() for c in self.courses]}
 
 
 def _session_diff(stored: list[list[Any]], sessions: list[Session], change: CourseChange) -> None:
