@@ -1170,7 +1170,7 @@ def run_once(
         from ipt_workflow.delivery.dispatch import preview
         from ipt_workflow.delivery.sinks import StdoutSink
 
-        events, skipped = preview(store, at, unrecorded_digests(store, clinic, at))
+        events, skipped = preview(store, at, unrecorded_digests(store, clinic, at), check.preview if check else None)
         StdoutSink().deliver(events)
         digests = sum(e["type"] == "digest" for e in events)
         click.echo(f"dry run: would deliver {len(events) - digests}, skip {skipped}, send {digests} digests; "

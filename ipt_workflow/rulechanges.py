@@ -557,17 +557,40 @@ class RulesWatch:
         log.info("rules reloaded")
         return rules
 
+    def _stale(self, rules: Rulebook, rows: list[dict[str, Any]]) -> list[str]:
+        """The courses of ``rows`` whose stored plans were made under other rules."""
+        found = self.store.fingerprints(sorted({row["course_id"] for row in rows}))
+        return sorted(
+            cid for cid, (pid, version, fp) in found.items() if (pid, version) in self.expected
+            and self.expected[(pid, version)] != fp
+        )  # fmt: skip
+
+    def preview(self, rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """``__call__`` read only (``ipt daemon --once --dry-run``): the due ``rows`` less those
+        a replan of their course under the rules in force would cancel or move (and those of a
+        course that cannot be replanned now, which a run would try again later); nothing written."""
+        rules = self.current()
+        stale = self._stale(rules, rows)
+        if not stale:
+            return rows
+        gone: set[tuple[str, str]] = set()
+        failed: set[str] = set()
+        for cid in stale:
+            try:
+                change = replan_course(self.store, rules, cid, now, dry_run=True)
+            except (IptError, ConflictError):
+                failed.add(cid)
+                continue
+            gone.update((cid, r["id"]) for r in [*change.reminders_cancelled, *change.reminders_moved])
+        return [r for r in rows if r["course_id"] not in failed and (r["course_id"], r["id"]) not in gone]
+
     def __call__(self, rows: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """The claimed ``rows`` to emit: those of courses planned under the rules in force, and
         of the others, after replanning each, those the new plan left as they were. Rows a replan
         cancelled or moved have lost their lease (claimed again when due); a course that cannot
         be replanned now has its rows tried again later."""
         rules = self.current()
-        found = self.store.fingerprints(sorted({row["course_id"] for row in rows}))
-        stale = sorted(
-            cid for cid, (pid, version, fp) in found.items() if (pid, version) in self.expected
-            and self.expected[(pid, version)] != fp
-        )  # fmt: skip
+        stale = self._stale(rules, rows)
         if not stale:
             return rows
         failed: set[str] = set()

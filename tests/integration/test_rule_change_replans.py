@@ -406,3 +406,24 @@ def test_replan_in_worker_processes_writes_what_the_one_process_path_writes(
     a, b = snapshot(f"sqlite:///{tmp_path / 'a.sqlite'}"), snapshot(f"sqlite:///{tmp_path / 'b.sqlite'}")
     without_updated = [{**a, "ipt_courses": []}, {**b, "ipt_courses": []}]
     assert without_updated[0] == without_updated[1]
+
+
+def test_the_daemon_dry_run_leaves_out_what_a_replan_would_cancel_and_writes_nothing(tmp_path: Path) -> None:
+    from ipt_workflow.delivery.dispatch import preview
+
+    clock = Clock(T0 - timedelta(days=5))
+    old = rules_with({"reminder_leads": ["72h", "24h"], "quiet_hours": None})
+    with Workflow(str(tmp_path / "x.sqlite"), rules=old, clock=clock) as wf:
+        wf.create_course(client="CL-1", start="2027-01-04", time="10:00", tz="Europe/London", course_id="A")
+    new = rules_with({"reminder_leads": ["24h"], "quiet_hours": None})
+    at = T0 + timedelta(days=7)
+    with Workflow(str(tmp_path / "x.sqlite"), rules=new, clock=clock) as wf:
+        before = snapshot(f"sqlite:///{tmp_path / 'x.sqlite'}")
+        unchecked, _ = preview(wf.store, at, [])
+        watch = rulechanges.RulesWatch(wf.store, new, None, reload=False)
+        checked, _ = preview(wf.store, at, [], watch.preview)
+        assert snapshot(f"sqlite:///{tmp_path / 'x.sqlite'}") == before  # nothing written
+        fresh = {r.id for r in plan(wf.course("A"), IPT16, new.clinic).reminders}
+        assert {e["id"] for e in unchecked} - fresh  # the 72h leads are due...
+        assert checked and all(e["id"] in fresh for e in checked)  # ...and left out of the preview
+        assert [e for e in unchecked if e["id"] in fresh] == checked
