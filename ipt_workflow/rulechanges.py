@@ -11,6 +11,7 @@ transaction (``store.save``, optimistic on its version): all or nothing per cour
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from .core.errors import ConflictError, IptError, Refused, StoreError, UnknownNa
 from .core.lifecycle import migrate as migrate_course
 from .core.lifecycle import reconcile
 from .core.model import Course, Effects, Plan, Reminder, Session, SessionStatus
-from .core.planner import plan, rules_fingerprint
+from .core.planner import PlannedRow, plan, plan_rows, rules_fingerprint
 from .core.protocol import Protocol
 from .core.wallclock import iso_utc
 from .rulebook.files import Rulebook, load_rules
@@ -376,9 +377,9 @@ def _compute(
     gc.disable()
     try:
         for course, stored, stored_plan in store.read_chunk(ids):
-            change, write = _course_change(course, stored, stored_plan, rules, now, sqlite, target)
+            change, write = _course_change(course, stored, stored_plan, rules, now, sqlite, target, dry_run)
             changes.append(change)
-            if write is None or dry_run:
+            if write is None:
                 continue
             if any(h.event == "change_therapist" for h in course.history) or (
                 target is not None and course.therapist != UNASSIGNED
@@ -394,8 +395,8 @@ def _compute(
 
 
 def _course_change(
-    course: Course, stored: list[StoredReminder], stored_plan: list[list[Any]], rules: Rulebook, now: datetime,
-    sqlite: bool, target: Protocol | None,
+    course: Course, stored: list[StoredReminder], stored_plan: Any, rules: Rulebook, now: datetime, sqlite: bool,
+    target: Protocol | None, dry_run: bool = False,
 ) -> tuple[CourseChange, ReplanWrite | None]:  # fmt: skip
     """What replanning ``course`` (or migrating it onto ``target``) changes, compared with
     its ``stored`` reminders and ``stored_plan``, and what to write (None: nothing)."""
@@ -424,17 +425,23 @@ def _course_change(
             change.reason = exc.reason if isinstance(exc, Refused) else str(exc)
             return change, None
         protocol = target
-    p = plan(new, protocol, rules.clinic)
+    planned_sessions, planned = plan_rows(new, protocol, rules.clinic)
+    fingerprint = rules_fingerprint(protocol, rules.clinic)
     when: Callable[[datetime], Any] = to_text if sqlite else _same
-    write = _reconcile_stored(new, p.reminders, stored, when(now), when, change)
-    _session_diff(stored_plan, p.sessions, change)
+    write = _reconcile_stored(new, planned, stored, when(now), when, change)
+    lists = plan_lists(planned_sessions)
+    text = json.dumps(lists)
+    if stored_plan != text and stored_plan != lists:  # the sessions as stored: nothing to compare
+        before = json.loads(stored_plan) if isinstance(stored_plan, str) else stored_plan or []
+        _session_diff(before, planned_sessions, change)
     if target is None and not change.changed:
         change.status = "unchanged"
-        if course.rules_fingerprint == p.fingerprint:
+        if course.rules_fingerprint == fingerprint:
             return change, None
-    write.course, write.version, write.fingerprint = course.id, course.version, p.fingerprint or ""
-    write.plan = plan_lists(p.sessions)
-    recorded = [session_values(course.id, s) for s in p.sessions if s.status is not SessionStatus.planned]
+    if dry_run:
+        return change, None
+    write.course, write.version, write.fingerprint, write.plan = course.id, course.version, fingerprint, text
+    recorded = [session_values(course.id, s) for s in planned_sessions if s.status is not SessionStatus.planned]
     if recorded != [session_values(course.id, s) for s in course.sessions]:
         write.sessions = recorded
     if new is not course:
@@ -453,15 +460,15 @@ def _stored_due(value: Any) -> str:
 
 
 def _reconcile_stored(
-    after: Course, planned: list[Reminder], stored: list[StoredReminder], at: Any, when: Callable[[datetime], Any],
+    after: Course, planned: list[PlannedRow], stored: list[StoredReminder], at: Any, when: Callable[[datetime], Any],
     change: CourseChange,
 ) -> ReplanWrite:  # fmt: skip
-    """``lifecycle.reconcile`` on the reminders as read (plain values, instants as stored):
-    what makes the ``stored`` reminders those ``planned``; the change's reminder lists filled
-    in, and a write (its course fields still to set) that does it."""
-    write = ReplanWrite("", 0, [], "")
+    """``lifecycle.reconcile`` on plain values (instants as the database holds them): what
+    makes the ``stored`` reminders the ``planned`` ones; the change's reminder lists filled in,
+    and a write (its course fields still to set) that does it."""
+    write = ReplanWrite("", 0, "", "")
     by_id = {x[0]: x for x in stored}
-    planned_ids = {r.id for r in planned}
+    planned_ids = {r[0] for r in planned}
     recorded = {s.number for s in after.sessions}
     gone = []
     for x in stored:
@@ -474,19 +481,20 @@ def _reconcile_stored(
         gone.append(x)
     gone.sort(key=lambda x: (x[3], x[0]))
     cid = after.id
-    for r in planned:
-        old = by_id.get(r.id)
-        due = when(r.due)
+    added, moved = change.reminders_added, change.reminders_moved
+    for rid, kind, audience, planned_due, session, rule in planned:
+        old = by_id.get(rid)
+        due = when(planned_due)
         if old is None:
-            write.insert.append((cid, r.id, r.kind, r.audience, due, r.session, "pending", r.rule, 0))
-            change.reminders_added.append(_reminder(r))
+            write.insert.append((cid, rid, kind, audience, due, session, "pending", rule, 0))
+            added.append({"id": rid, "kind": kind, "due": iso_utc(planned_due), "session": session})
         elif old[5] == "cancelled":
-            write.repend.append((r.id, due))
-            change.reminders_added.append(_reminder(r))
+            write.repend.append((rid, due))
+            added.append({"id": rid, "kind": kind, "due": iso_utc(planned_due), "session": session})
         elif old[5] == "pending" and old[3] != due:
-            write.move.append((r.id, due))
-            change.reminders_moved.append(
-                {"id": r.id, "kind": r.kind, "from": _stored_due(old[3]), "to": iso_utc(r.due), "session": r.session}
+            write.move.append((rid, due))
+            moved.append(
+                {"id": rid, "kind": kind, "from": _stored_due(old[3]), "to": iso_utc(planned_due), "session": session}
             )
     for rid, kind, _, due, session, _, _ in gone:
         write.cancel.append(rid)

@@ -431,19 +431,53 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
         _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})
         for rid, kind, audience, due, n in session_reminders(course, protocol, policy, all_sessions)
     ]
-    if course.state is CourseState.completed and course.completed_at is not None:
-        tz = zone(course.timezone)
-        done = course.completed_at.astimezone(tz)
-        for text in protocol.follow_ups:
-            offset = parse_duration(text)
-            due = local_instant(done.date() + offset, course.slot, tz).astimezone(UTC)
-            rid = reminder_id(course.id, "follow_up", None, course.completed_at.isoformat(), text)
-            reminders.append(
-                Reminder(id=rid, course=course.id, kind="follow_up", audience="therapist", due=due, session=None)
-            )
+    for rid, kind, audience, due, n in _follow_ups(course, protocol):
+        reminders.append(
+            _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})
+        )
     reminders.extend(course.alerts)
     reminders.sort(key=_by_due)
     return Plan(sessions=all_sessions, reminders=reminders, fingerprint=rules_fingerprint(protocol, policy))
+
+
+#: A planned reminder as plain values: (id, kind, audience, due, session, rule).
+PlannedRow = tuple[str, str, str, datetime, "int | None", "str | None"]
+
+
+def plan_rows(course: Course, protocol: Protocol, policy: ClinicPolicy) -> tuple[list[Session], list[PlannedRow]]:
+    """``plan`` with its reminders as plain values (no model built per reminder), in the same
+    order: what a replan of many courses compares with the stored reminders."""
+    all_sessions = sessions(course, protocol, policy)
+    if course.state is CourseState.withdrawn:
+        kept = [a for a in course.alerts if a.audience == "therapist"]
+        return all_sessions, [(a.id, a.kind, a.audience, a.due, a.session, a.rule) for a in kept]
+    rows: list[PlannedRow] = [
+        (rid, kind, audience, due, n, None)
+        for rid, kind, audience, due, n in session_reminders(course, protocol, policy, all_sessions)
+    ]
+    rows += [(rid, kind, audience, due, n, None) for rid, kind, audience, due, n in _follow_ups(course, protocol)]
+    rows += [(a.id, a.kind, a.audience, a.due, a.session, a.rule) for a in course.alerts]
+    rows.sort(key=_row_by_due)
+    return all_sessions, rows
+
+
+def _row_by_due(row: PlannedRow) -> tuple[datetime, str]:
+    return row[3], row[0]
+
+
+def _follow_ups(course: Course, protocol: Protocol) -> list[RawReminder]:
+    """A completed course's follow-up reminders (to the therapist, at its slot)."""
+    if course.state is not CourseState.completed or course.completed_at is None:
+        return []
+    tz = zone(course.timezone)
+    done = course.completed_at.astimezone(tz)
+    out: list[RawReminder] = []
+    for text in protocol.follow_ups:
+        offset = parse_duration(text)
+        due = local_instant(done.date() + offset, course.slot, tz).astimezone(UTC)
+        rid = reminder_id(course.id, "follow_up", None, course.completed_at.isoformat(), text)
+        out.append((rid, "follow_up", "therapist", due, None))
+    return out
 
 
 _FINGERPRINTS: dict[tuple[int, int], tuple[Protocol, ClinicPolicy, str]] = {}
@@ -465,7 +499,7 @@ def rules_fingerprint(protocol: Protocol, policy: ClinicPolicy) -> str:
     return found
 
 
-RawReminder = tuple[str, str, str, datetime, int]
+RawReminder = tuple[str, str, str, datetime, "int | None"]
 
 
 def session_reminders(

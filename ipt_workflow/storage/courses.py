@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, case, delete, func, insert, select, tuple_, type_coerce, update
+from sqlalchemy import Connection, Text, bindparam, case, delete, func, insert, select, tuple_, type_coerce, update
 
 from ..core.clashes import conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
@@ -43,7 +44,7 @@ from .rows import (
     session_from_row,
     session_values,
 )
-from .schema import from_text
+from .schema import from_text, to_text
 
 
 class CourseStore(BulkWrites, AbsenceReads):
@@ -421,7 +422,7 @@ class ReplanWrite:
 
     course: str
     version: int
-    plan: list[list[Any]]
+    plan: str  # JSON text
     fingerprint: str
     cancel: list[str] = field(default_factory=list)
     move: list[tuple[str, Any]] = field(default_factory=list)
@@ -437,16 +438,19 @@ class RuleWrites(CourseStore, RuleReads):
     read per table for a chunk of courses, and one write transaction a chunk with a statement
     per kind of change (executemany), not per course."""
 
-    def read_chunk(self, ids: Sequence[str]) -> list[tuple[Course, list[StoredReminder], list[list[Any]]]]:
+    def read_chunk(self, ids: Sequence[str]) -> list[tuple[Course, list[StoredReminder], Any]]:
         """The stored courses of ``ids`` (in that order; those not stored left out), each as a
         ``Course`` (alerts, group plan and absences attached, as ``load`` gives it), with every
-        reminder stored for it and its stored plan (``ipt_courses.plan``); one transaction,
-        one query per table."""
+        reminder stored for it and its stored plan (``ipt_courses.plan``: JSON text on SQLite,
+        decoded on PostgreSQL, None before revision 0002); one transaction, one query per table."""
         ids = list(ids)
-        c, h, s, m, r = t.courses.c, t.history.c, t.sessions.c, t.measurements.c, t.reminders.c
+        c, h, s, m = t.courses.c, t.history.c, t.sessions.c, t.measurements.c
         by_course: dict[str, dict[str, list[Any]]] = {}
         with self._read() as conn:
-            rows = {row["id"]: row for row in conn.execute(select(t.courses).where(c.id.in_(ids))).mappings()}
+            # The stored plan as the driver gives it: JSON text on SQLite (compared as text with
+            # the new plan's before anyone decodes it), decoded on PostgreSQL.
+            columns = [x for x in t.courses.c if x.name != "plan"] + [type_coerce(c.plan, Text).label("plan")]
+            rows = {row["id"]: row for row in conn.execute(select(*columns).where(c.id.in_(ids))).mappings()}
             for cid in rows:
                 by_course[cid] = {"history": [], "sessions": [], "measures": [], "reminders": []}
             for row in conn.execute(
@@ -459,12 +463,22 @@ class RuleWrites(CourseStore, RuleReads):
             query = select(t.measurements).where(m.course_id.in_(ids)).order_by(m.course_id, m.at, m.seq)
             for row in conn.execute(query).mappings():
                 by_course[row["course_id"]]["measures"].append(row)
-            # The reminders as plain values, the instant as stored (no conversion per row): a
-            # course holds dozens, a chunk tens of thousands.
-            query = select(r.course_id, r.id, r.kind, r.audience, type_coerce(r.due, String), r.session, r.status,
-                           r.rule, r.detail).where(r.course_id.in_(ids))  # fmt: skip
-            for values in conn.execute(query):
-                by_course[values[0]]["reminders"].append(tuple(values))
+            # The reminders as plain values straight from the driver, the instant as stored (no
+            # conversion per row): a course holds dozens, a chunk tens of thousands.
+            mark = "?" if self.dialect == "sqlite" else "%s"
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if not rows:
+                    return []
+                cursor.execute(
+                    "SELECT course_id, id, kind, audience, due, session, status, rule, detail FROM ipt_reminders "
+                    f"WHERE course_id IN ({', '.join(mark for _ in rows)})",
+                    list(rows),
+                )
+                for values in cursor.fetchall():
+                    by_course[values[0]]["reminders"].append(values)
+            finally:
+                cursor.close()
             groups = {row["group_id"] for row in rows.values() if row["group_id"] is not None}
             group_plans = {g: self._group_plan(conn, g) for g in sorted(groups)}
             therapists = {row["therapist"] for row in rows.values()}
@@ -476,7 +490,7 @@ class RuleWrites(CourseStore, RuleReads):
             absences: dict[str, list[Absence]] = {}
             for a in self._absences(conn, therapists):
                 absences.setdefault(a.therapist, []).append(a)
-        out: list[tuple[Course, list[StoredReminder], list[list[Any]]]] = []
+        out: list[tuple[Course, list[StoredReminder], Any]] = []
         for cid in ids:
             found = rows.get(cid)
             if found is None:
@@ -496,7 +510,7 @@ class RuleWrites(CourseStore, RuleReads):
             )
             if away:
                 course = course.model_copy(update={"absences": away})
-            out.append((course, stored, list(found["plan"] or [])))
+            out.append((course, stored, found["plan"]))
         return out
 
     def write_replans(self, writes: Sequence[ReplanWrite], now: datetime) -> None:
@@ -518,13 +532,11 @@ class RuleWrites(CourseStore, RuleReads):
             for cid, version in expected.items():
                 if found.get(cid) != version:
                     raise ConflictError(cid, version, found.get(cid))
-            conn.execute(
-                update(t.courses)
-                .where(c.id == bindparam("b_id"), c.version == bindparam("b_version"))
-                .values(
-                    plan=bindparam("b_plan"), rules_fingerprint=bindparam("b_fp"), updated_at=now, version=c.version + 1
-                ),
-                [{"b_id": w.course, "b_version": w.version, "b_plan": w.plan, "b_fp": w.fingerprint} for w in writes],
+            when = to_text(now) if sqlite else now
+            conn.exec_driver_sql(
+                f"UPDATE ipt_courses SET plan = {mark}, rules_fingerprint = {mark}, updated_at = {mark}, "
+                f"version = version + 1 WHERE id = {mark} AND version = {mark}",
+                [(w.plan, w.fingerprint, when, w.course, w.version) for w in writes],
             )
             changed = [w for w in writes if w.values is not None]
             if changed:
@@ -572,6 +584,8 @@ class RuleWrites(CourseStore, RuleReads):
 
 def _alert(course_id: str, x: tuple[Any, ...]) -> Reminder:
     _, rid, kind, audience, due, session, status, rule, detail = x
+    if isinstance(detail, str):
+        detail = json.loads(detail)
     return Reminder(
         id=rid, course=course_id, kind=kind, audience=audience,
         due=from_text(due) if isinstance(due, str) else due, session=session, status=status, rule=rule,
