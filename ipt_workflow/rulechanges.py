@@ -21,7 +21,7 @@ from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
-from .core.clashes import UNASSIGNED
+from .core.clashes import bookings, new_bookings, stored_bookings
 from .core.errors import ConflictError, IptError, Refused, StoreError, UnknownName, shown
 from .core.lifecycle import migrate as migrate_course
 from .core.lifecycle import reconcile
@@ -32,6 +32,7 @@ from .core.wallclock import iso_utc
 from .rulebook.files import Rulebook, load_rules
 from .rulebook.locate import builtin_rules_dir
 from .services import protocol_of
+from .storage.bookings import BookingCheck
 from .storage.courses import ReplanWrite, StoredReminder
 from .storage.engine import engine_for
 from .storage.rows import course_values, history_values, plan_lists, session_values
@@ -124,10 +125,25 @@ def _reminder(r: Reminder) -> dict[str, Any]:
 def _replanned(
     store: SqlStore, course: Course, new: Course, protocol: Protocol, rules: Rulebook, now: datetime,
     change: CourseChange,
-) -> tuple[Plan, Effects]:  # fmt: skip
-    """``_diff`` against what the store holds for ``course`` now."""
+) -> tuple[Plan, Effects, BookingCheck | None]:  # fmt: skip
+    """``_diff`` against what the store holds for ``course`` now, and the clash check of the
+    times the new plan books that the stored plan did not (alerts, never refused)."""
     stored, stored_plan = store.reminders(course=course.id), store.stored_plan(course.id)
-    return _diff(course, new, protocol, rules, now, stored, stored_plan, change)
+    p, effects = _diff(course, new, protocol, rules, now, stored, stored_plan, change)
+    buffer = rules.clinic.buffer()
+    was = stored_bookings(course.id, course.therapist, course.timezone, stored_plan, buffer, course.group is not None)
+    added = new_bookings(was, bookings(new, p.sessions, buffer))
+    return p, effects, BookingCheck(added, buffer, refuse=False, at=now) if added else None
+
+
+def _saved(
+    store: SqlStore, course: Course, new: Course, p: Plan, effects: Effects, now: datetime, check: BookingCheck | None,
+    change: CourseChange,
+) -> None:  # fmt: skip
+    """Save a replan; the ``schedule_conflict`` alerts the clash check raised join the change."""
+    stored = store.save(course, new, p, effects, now, booking=check)
+    known = {a.id for a in new.alerts}
+    change.reminders_added += [_reminder(a) for a in stored.alerts if a.id not in known]
 
 
 def _diff(
@@ -167,13 +183,13 @@ def replan_course(
         except StoreError as exc:
             change.status, change.reason = "refused", str(exc)
             return change
-        p, effects = _replanned(store, course, course, protocol, rules, now, change)
+        p, effects, check = _replanned(store, course, course, protocol, rules, now, change)
         if not change.changed:
             change.status = "unchanged"
         if dry_run or (not change.changed and course.rules_fingerprint == p.fingerprint):
             return change
         try:
-            store.save(course, course, p, effects, now)
+            _saved(store, course, course, p, effects, now, check, change)
         except ConflictError:
             if attempt == TRIES - 1:
                 raise
@@ -205,11 +221,11 @@ def migrate_one(
             change.status = "refused"
             change.reason = exc.reason if isinstance(exc, Refused) else str(exc)
             return change
-        p, effects = _replanned(store, course, new, target, rules, now, change)
+        p, effects, check = _replanned(store, course, new, target, rules, now, change)
         if dry_run:
             return change
         try:
-            store.save(course, new, p, effects, now)
+            _saved(store, course, new, p, effects, now, check, change)
         except ConflictError:
             if attempt == TRIES - 1:
                 raise
@@ -300,9 +316,12 @@ def _run(
     for changes, writes, slow in _computed(store, rules, ids, now, dry_run, target):
         if writes:
             try:
-                store.write_replans(writes, now)
+                raised = store.write_replans(writes, now, rules.clinic.buffer())
             except ConflictError:  # another writer saved one meanwhile: course by course
                 slow = {c.course for c in changes if c.status not in ("refused", "unchanged")} | slow
+            else:
+                for change in changes:
+                    change.reminders_added += [_reminder(a) for a in raised.get(change.course, ())]
         for i, change in enumerate(changes):
             if change.course in slow:
                 changes[i] = _one(store, rules, change.course, now, dry_run, target)
@@ -381,12 +400,8 @@ def _compute(
             changes.append(change)
             if write is None:
                 continue
-            if any(h.event == "change_therapist" for h in course.history) or (
-                target is not None and course.therapist != UNASSIGNED
-            ):
-                # Who else holds its sessions (a handover), or new times to check for clashes
-                # (a migration): the one-course path does those.
-                slow.add(course.id)
+            if any(h.event == "change_therapist" for h in course.history):
+                slow.add(course.id)  # who else holds its sessions (a handover): the one-course path
                 continue
             writes.append(write)
     finally:
@@ -431,7 +446,8 @@ def _course_change(
     write = _reconcile_stored(new, planned, stored, when(now), when, change)
     lists = plan_lists(planned_sessions)
     text = json.dumps(lists)
-    if stored_plan != text and stored_plan != lists:  # the sessions as stored: nothing to compare
+    before: list[list[Any]] | None = None
+    if stored_plan != text and stored_plan != lists:  # else the sessions as stored: nothing to compare
         before = json.loads(stored_plan) if isinstance(stored_plan, str) else stored_plan or []
         _session_diff(before, planned_sessions, change)
     if target is None and not change.changed:
@@ -444,6 +460,11 @@ def _course_change(
     recorded = [session_values(course.id, s) for s in planned_sessions if s.status is not SessionStatus.planned]
     if recorded != [session_values(course.id, s) for s in course.sessions]:
         write.sessions = recorded
+    if before is not None:  # the sessions changed: the times it books that it did not are checked
+        buffer = rules.clinic.buffer()
+        write.bookings = bookings(new, planned_sessions, buffer)
+        was = stored_bookings(course.id, course.therapist, course.timezone, before, buffer, course.group is not None)
+        write.new_bookings = new_bookings(was, write.bookings)
     if new is not course:
         write.values = course_values(new)
         seq0 = len(course.history)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Text, bindparam, case, delete, func, insert, select, tuple_, type_coerce, update
 
-from ..core.clashes import conflict_alert, plan_therapists
+from ..core.clashes import Booking, clashes, conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import (
     ACTIVE_STATES,
@@ -27,6 +27,7 @@ from ..core.model import (
     Reminder,
     SessionStatus,
 )
+from ..core.planner import reminder_id
 from . import schema as t
 from .absences import AbsenceReads, handover_therapists
 from .base import StoreBase, chunks
@@ -431,6 +432,10 @@ class ReplanWrite:
     sessions: list[dict[str, Any]] | None = None
     values: dict[str, Any] | None = None  # the course's columns when it changed too (a migration)
     history: list[dict[str, Any]] = field(default_factory=list)  # history rows to add
+    # The clash check (SPEC §9) of the times the new plan books that the stored plan did not:
+    # those new bookings, and every booking of the new plan (what the others are checked against).
+    new_bookings: list[Booking] = field(default_factory=list)
+    bookings: list[Booking] = field(default_factory=list)
 
 
 class RuleWrites(CourseStore, RuleReads):
@@ -513,13 +518,18 @@ class RuleWrites(CourseStore, RuleReads):
             out.append((course, stored, found["plan"]))
         return out
 
-    def write_replans(self, writes: Sequence[ReplanWrite], now: datetime) -> None:
+    def write_replans(
+        self, writes: Sequence[ReplanWrite], now: datetime, buffer: timedelta = timedelta(0)
+    ) -> dict[str, list[Reminder]]:
         """Write the replans of a chunk of courses in one transaction, all or none: raises
         ConflictError (nothing written) when one of them is no longer at the version read.
         A reminder the daemon sent meanwhile is left as it is (only pending ones are cancelled
-        or moved)."""
+        or moved). A course whose new plan books its therapist over another booking (stored, or
+        of another course of the chunk as replanned) is booked anyway with a
+        ``schedule_conflict`` alert (due ``now``), as for a forced fact; returns those alerts
+        by course."""
         if not writes:
-            return
+            return {}
         sqlite = self.dialect == "sqlite"
         mark = "?" if sqlite else "%s"
         c = t.courses.c
@@ -579,7 +589,48 @@ class RuleWrites(CourseStore, RuleReads):
                     conn.execute(delete(t.sessions).where(t.sessions.c.course_id == w.course))
                     if w.sessions:
                         conn.execute(insert(t.sessions), w.sessions)
+            raised = self._chunk_clashes(conn, writes, now, buffer)
+            rows = [
+                (a.course, a.id, a.kind, a.audience, when, a.session, "pending", a.rule, 0)
+                for alerts in raised.values()
+                for a in alerts
+            ]
+            if rows:
+                names = "course_id, id, kind, audience, due, session, status, rule, attempts"
+                conn.exec_driver_sql(
+                    f"INSERT INTO ipt_reminders ({names}) VALUES ({', '.join(mark for _ in range(9))}) "
+                    "ON CONFLICT DO NOTHING",  # an alert raised before is kept once
+                    rows,
+                )
             self._notify(conn)
+        return raised
+
+    def _chunk_clashes(
+        self, conn: Connection, writes: Sequence[ReplanWrite], now: datetime, buffer: timedelta
+    ) -> dict[str, list[Reminder]]:
+        """The ``schedule_conflict`` alerts of the writes' new bookings: each checked against
+        the stored bookings of its therapists, those of the chunk's courses taken as replanned
+        (one read of the therapists' bookings for the chunk, after locking them)."""
+        checked = [w for w in writes if w.new_bookings]
+        if not checked:
+            return {}
+        therapists = {b.therapist for w in checked for b in w.new_bookings}
+        self._lock_bookings(conn, therapists)
+        mine = {w.course for w in writes}
+        booked = [b for b in self._booked(conn, therapists, buffer) if b.owner != "course" or b.course not in mine]
+        booked += [b for w in writes for b in w.bookings if b.therapist in therapists]
+        out: dict[str, list[Reminder]] = {}
+        for w in checked:
+            found = clashes(w.new_bookings, [b for b in booked if b.course != w.course or b.owner != "course"])
+            alerts = {}
+            for b, other in found:
+                rule = f"clash:{other.course}#{other.session}"
+                rid = reminder_id(w.course, "schedule_conflict", b.session, b.local, rule)
+                alerts[rid] = Reminder(id=rid, course=w.course, kind="schedule_conflict", audience="therapist",
+                                       due=now, session=b.session, rule=rule)  # fmt: skip
+            if alerts:
+                out[w.course] = list(alerts.values())
+        return out
 
 
 def _alert(course_id: str, x: tuple[Any, ...]) -> Reminder:

@@ -429,3 +429,48 @@ def test_the_daemon_dry_run_leaves_out_what_a_replan_would_cancel_and_writes_not
         assert {e["id"] for e in unchecked} - fresh  # the 72h leads are due...
         assert checked and all(e["id"] in fresh for e in checked)  # ...and left out of the preview
         assert [e for e in unchecked if e["id"] in fresh] == checked
+
+
+def version_with_more_sessions() -> Protocol:
+    data = IPT16.model_dump(by_alias=True, exclude_none=True)
+    data.update(version="1.1.0", sessions={"min": 8, "planned": 14, "max": 18})
+    return Protocol.model_validate(data)
+
+
+@pytest.mark.parametrize("change", ["replan", "replan_course", "migrate"])
+def test_new_times_that_clash_are_booked_with_a_schedule_conflict_alert(tmp_path: Path, change: str) -> None:
+    """A replan (a closure moves a session; many courses, or one as the daemon does) or a
+    migration (more sessions) that books the therapist over another course's session books it
+    anyway with a schedule_conflict alert, listed among the reminders added; the other course
+    is left as it was."""
+    rules = Rulebook(versions={**BASE.versions, "ipt-16": {"1.0.0": IPT16, "1.1.0": version_with_more_sessions()}},
+                     clinic=rules_with({"quiet_hours": None}).clinic)  # fmt: skip
+    clock = Clock(T0 - timedelta(days=3))
+    with Workflow(str(tmp_path / "x.sqlite"), rules=rules, clock=clock) as wf:
+        wf.create_course(client="CL-A", therapist="T1", start="2027-01-04", time="10:00", tz="Europe/London",
+                         protocol="ipt-16@1.0.0", course_id="A")  # fmt: skip
+        last = wf.plan("A").sessions[-1].start
+        # B starts where A would go next: a week after A's last session (migrate), or the day
+        # after A's third session, where a closure on that day moves it (replan).
+        third = wf.plan("A").sessions[2].start
+        b_start = (last + timedelta(days=7) if change == "migrate" else third + timedelta(days=1)).date()
+        wf.create_course(client="CL-B", therapist="T1", start=b_start.isoformat(), time="10:00",
+                         tz="Europe/London", protocol="ipt-16@1.0.0", course_id="B")  # fmt: skip
+        b_before = [r.id for r in wf.reminders(course="B")]
+    if change != "migrate":
+        rules = Rulebook(versions=rules.versions, clinic=rules_with({"closures": [third.date().isoformat()],
+                                                                     "quiet_hours": None}).clinic)  # fmt: skip
+    with Workflow(str(tmp_path / "x.sqlite"), rules=rules, clock=clock) as wf:
+        if change == "migrate":
+            a = wf.migrate("ipt-16", "1.1.0", courses=["A"]).courses[0]
+        else:
+            one = change == "replan_course"
+            a = rulechanges.replan_course(wf.store, rules, "A", clock.now) if one else wf.replan(["A"]).courses[0]
+            moved = [s for s in a.sessions_moved if s["number"] == 3]
+            assert moved and moved[0]["to"].startswith(b_start.isoformat())
+        conflicts = [r for r in a.reminders_added if r["kind"] == "schedule_conflict"]
+        assert conflicts, a.json()
+        stored = [r for r in wf.reminders(course="A", status="pending") if r.kind == "schedule_conflict"]
+        assert [r.id for r in stored] == [c["id"] for c in conflicts]
+        assert stored and all((r.rule or "").startswith("clash:B#") for r in stored)
+        assert [r.id for r in wf.reminders(course="B")] == b_before
