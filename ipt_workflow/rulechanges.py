@@ -311,9 +311,17 @@ PARALLEL_FROM = 2000
 def _run(
     store: SqlStore, rules: Rulebook, ids: list[str], now: datetime, dry_run: bool, target: Protocol | None
 ) -> list[CourseChange]:
-    """Replan (``target`` None) or migrate the courses ``ids``, chunk by chunk."""
+    """Replan (``target`` None) or migrate the courses ``ids``: computed chunk by chunk, written
+    ``WRITE_BATCH`` courses a transaction (a bigger transaction dirties each page of the
+    reminders' due index once for many courses, not once for a few)."""
     out: list[CourseChange] = []
-    for changes, writes, slow in _computed(store, rules, ids, now, dry_run, target):
+    pending: list[Computed] = []
+
+    def write() -> None:
+        changes = [c for done in pending for c in done[0]]
+        writes = [w for done in pending for w in done[1]]
+        slow = {cid for done in pending for cid in done[2]}
+        pending.clear()
         if writes:
             try:
                 raised = store.write_replans(writes, now, rules.clinic.buffer())
@@ -325,8 +333,18 @@ def _run(
         for i, change in enumerate(changes):
             if change.course in slow:
                 changes[i] = _one(store, rules, change.course, now, dry_run, target)
-        out += changes
+        out.extend(changes)
+
+    for done in _computed(store, rules, ids, now, dry_run, target):
+        pending.append(done)
+        if sum(len(d[1]) for d in pending) >= WRITE_BATCH:
+            write()
+    write()
     return out
+
+
+#: Courses written in one transaction by ``replan`` and ``migrate`` (at most).
+WRITE_BATCH = 10_000
 
 
 def _one(

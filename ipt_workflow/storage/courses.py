@@ -438,6 +438,11 @@ class ReplanWrite:
     bookings: list[Booking] = field(default_factory=list)
 
 
+#: SQLite page cache (KiB) while a batch of replans is written, and the usual one (engine.py).
+BATCH_CACHE_KIB = 524288
+CACHE_KIB = 65536
+
+
 class RuleWrites(CourseStore, RuleReads):
     """Many courses read and replanned together (``ipt replan``, ``ipt rules migrate``): one
     read per table for a chunk of courses, and one write transaction a chunk with a statement
@@ -534,6 +539,8 @@ class RuleWrites(CourseStore, RuleReads):
         mark = "?" if sqlite else "%s"
         c = t.courses.c
         with self._write() as conn:
+            if sqlite:  # room for the pages of the due index a big batch touches, for this batch
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{BATCH_CACHE_KIB}")
             expected = {w.course: w.version for w in writes}
             query = select(c.id, c.version).where(c.id.in_(list(expected)))
             if not sqlite:
@@ -603,6 +610,9 @@ class RuleWrites(CourseStore, RuleReads):
                     rows,
                 )
             self._notify(conn)
+        if sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
         return raised
 
     def _chunk_clashes(
