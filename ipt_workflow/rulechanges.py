@@ -4,8 +4,11 @@ daemon replans a course whose stored plan was made under other rules before it e
 its reminders.
 
 Every replan compares the new plan with the plan *as stored* (the stored reminders and the
-stored session list), never with a recomputation under the new rules. Each course is one
-transaction (``store.save``, optimistic on its version): all or nothing per course.
+stored session list), never with a recomputation under the new rules. Each course is all or
+nothing (optimistic on its version). Many courses go the set-based way of the bulk import:
+read a chunk at a time with one query per table, planned and compared in forked worker
+processes, written in big transactions with a statement per kind of change; one course (the
+daemon's check, a course another writer got to first) goes through ``store.save``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from .storage.bookings import BookingCheck
 from .storage.courses import ReplanWrite, StoredReminder
 from .storage.engine import engine_for
 from .storage.rows import course_values, history_values, plan_lists, session_values
-from .storage.schema import from_text, to_text
+from .storage.schema import to_text
 from .storage.sql import SqlStore
 
 log = logging.getLogger("ipt_workflow.rulechanges")
@@ -257,8 +260,8 @@ def migrate(
     progress: Callable[[CourseChange], None] | None = None,
 ) -> ChangeReport:
     """``ipt rules migrate``: every running course of ``protocol_id`` not yet on ``version``
-    (or the ``courses`` named, whatever their state: one not running is refused), in chunks
-    (one read and one transaction a chunk, see ``replan``). Raises UnknownName (nothing
+    (or the ``courses`` named, whatever their state: one not running is refused), set-based
+    as ``replan``. Raises UnknownName (nothing
     written) for an unknown protocol or version, and for a course id that is not stored."""
     target = target_version(rules, protocol_id, version)
     if courses:
@@ -286,8 +289,8 @@ def replan(
     """``ipt replan``: every running course whose stored plan was made under other rules (or
     the ``courses`` named), replanned under ``rules`` against its plan as stored. Set-based:
     courses are read a chunk at a time (one query per table), planned and compared with their
-    stored reminders (in worker processes for many courses), and written one transaction a
-    chunk (a statement per kind of change, not per course). Raises UnknownName (nothing
+    stored reminders (in worker processes for many courses), and written ``WRITE_BATCH``
+    courses a transaction (a statement per kind of change, not per course). Raises UnknownName (nothing
     written) for a course id that is not stored."""
     expected = expected_fingerprints(rules)
     if courses:
@@ -301,8 +304,7 @@ def replan(
     return ChangeReport(_run(store, rules, ids, now, dry_run, None), dry_run)
 
 
-#: Courses read, planned and written together (one read per table and one transaction a
-#: chunk; a chunk another writer got into first is done again course by course).
+#: Courses read and planned together (one read per table a chunk).
 CHUNK = 1000
 #: From this many courses, chunks are planned in worker processes while this one writes.
 PARALLEL_FROM = 2000
@@ -460,7 +462,7 @@ def _course_change(
         protocol = target
     planned_sessions, planned = plan_rows(new, protocol, rules.clinic)
     fingerprint = rules_fingerprint(protocol, rules.clinic)
-    when: Callable[[datetime], Any] = to_text if sqlite else _same
+    when: Callable[[datetime], Any] = _sqlite_text if sqlite else _same
     write = _reconcile_stored(new, planned, stored, when(now), when, change)
     lists = plan_lists(planned_sessions)
     text = json.dumps(lists)
@@ -494,8 +496,16 @@ def _same(value: datetime) -> datetime:
     return value
 
 
+def _sqlite_text(value: datetime) -> str:
+    """``schema.to_text`` of an instant, quicker for one already in UTC (every planned one)."""
+    return str(value)[:-6] if value.tzinfo is UTC else to_text(value)
+
+
 def _stored_due(value: Any) -> str:
-    return iso_utc(from_text(value) if isinstance(value, str) else value)
+    """``iso_utc`` of an instant as stored: text on SQLite ('YYYY-MM-DD HH:MM:SS[.ffffff]')."""
+    if isinstance(value, str):
+        return f"{value[:10]}T{value[11:19]}+00:00"
+    return iso_utc(value)
 
 
 def _reconcile_stored(

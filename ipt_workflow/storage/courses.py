@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Text, bindparam, case, delete, func, insert, select, tuple_, type_coerce, update
 
-from ..core.clashes import Booking, clashes, conflict_alert, plan_therapists
+from ..core.clashes import Booking, conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import (
     ACTIVE_STATES,
@@ -629,9 +630,15 @@ class RuleWrites(CourseStore, RuleReads):
         mine = {w.course for w in writes}
         booked = [b for b in self._booked(conn, therapists, buffer) if b.owner != "course" or b.course not in mine]
         booked += [b for w in writes for b in w.bookings if b.therapist in therapists]
+        by_therapist: dict[str, list[Booking]] = {}
+        for b in booked:
+            by_therapist.setdefault(b.therapist, []).append(b)
+        for items in by_therapist.values():
+            items.sort()
         out: dict[str, list[Reminder]] = {}
         for w in checked:
-            found = clashes(w.new_bookings, [b for b in booked if b.course != w.course or b.owner != "course"])
+            found = [(b, hit) for b in sorted(w.new_bookings)
+                     if (hit := _first_other(by_therapist.get(b.therapist, []), b, w.course)) is not None]  # fmt: skip
             alerts = {}
             for b, other in found:
                 rule = f"clash:{other.course}#{other.session}"
@@ -641,6 +648,17 @@ class RuleWrites(CourseStore, RuleReads):
             if alerts:
                 out[w.course] = list(alerts.values())
         return out
+
+
+def _first_other(booked: list[Booking], b: Booking, course: str) -> Booking | None:
+    """``clashes.first_overlap`` of ``b`` in ``booked`` (sorted), its own course's left out."""
+    i = bisect_left(booked, b.start - timedelta(days=1), key=lambda x: x.start)
+    for other in booked[i:]:
+        if other.start >= b.end:
+            break
+        if other.end > b.start and (other.owner != "course" or other.course != course):
+            return other
+    return None
 
 
 def _alert(course_id: str, x: tuple[Any, ...]) -> Reminder:
