@@ -546,7 +546,7 @@ def _reconcile_stored(
                 {"id": rid, "kind": kind, "from": _stored_due(old[3]), "to": iso_utc(planned_due), "session": session}
             )
     for rid, kind, _, due, session, _, _ in gone:
-        write.cancel.append(rid)
+        write.cancel.append((rid, due))
         change.reminders_cancelled.append({"id": rid, "kind": kind, "due": _stored_due(due), "session": session})
     return write
 

@@ -418,15 +418,15 @@ StoredReminder = tuple[str, str, str, Any, "int | None", str, "str | None"]
 class ReplanWrite:
     """What a replan writes for one course, as plain values (built in a worker process):
     the plan and fingerprint (the course at ``version`` goes to ``version + 1``), the
-    reminders to cancel, move (id, due), insert (rows of the first 9 columns) and make pending
-    again (id, due), and the recorded sessions when they changed (None: as stored). Instants in
-    the database's form (``to_text`` on SQLite)."""
+    reminders to cancel (id, due as stored), move (id, due), insert (rows of the first 9
+    columns) and make pending again (id, due), and the recorded sessions when they changed
+    (None: as stored). Instants in the database's form (``to_text`` on SQLite)."""
 
     course: str
     version: int
     plan: str  # JSON text
     fingerprint: str
-    cancel: list[str] = field(default_factory=list)
+    cancel: list[tuple[str, Any]] = field(default_factory=list)  # (id, due as stored)
     move: list[tuple[str, Any]] = field(default_factory=list)
     insert: list[tuple[Any, ...]] = field(default_factory=list)
     repend: list[tuple[str, Any]] = field(default_factory=list)
@@ -567,14 +567,19 @@ class RuleWrites(CourseStore, RuleReads):
             if history:
                 conn.execute(insert(t.history), history)
             pending = "likely(status = 'pending')" if sqlite else "status = 'pending'"
-            cancel = [(w.course, rid) for w in writes for rid in w.cancel]
+            # In due order: the (status, due) index is then walked, not hit at random (each of
+            # its pages is read and dirtied once for the batch), while the rows themselves lie
+            # together anyway (the table is clustered by course, a batch is a run of courses).
+            cancel = [
+                (cid, rid) for _, cid, rid in sorted((due, w.course, rid) for w in writes for rid, due in w.cancel)
+            ]
             if cancel:
                 conn.exec_driver_sql(
                     f"UPDATE ipt_reminders SET status = 'cancelled', lease_until = NULL "
                     f"WHERE course_id = {mark} AND id = {mark} AND {pending}",
                     cancel,
                 )
-            move = [(due, w.course, rid) for w in writes for rid, due in w.move]
+            move = sorted((due, w.course, rid) for w in writes for rid, due in w.move)
             if move:
                 # A claim in flight loses its token (the daemon then does not send it at the old
                 # instant); it is claimed again at the new one.
