@@ -392,6 +392,8 @@ def _print_changes(report: Any, as_json: bool) -> None:
     from ipt_workflow.core.wallclock import zone
 
     would = {"migrated": "would migrate", "replanned": "would replan"}
+    lines: list[str] = []
+    add = lines.append
     for c in report.courses:
 
         def local(text: str, tz: str = c.timezone) -> str:
@@ -400,20 +402,25 @@ def _print_changes(report: Any, as_json: bool) -> None:
         verb = would.get(c.status, c.status) if report.dry_run else c.status
         target = f" -> {c.to}" if c.to and c.to != c.version else ""
         reason = f": {c.reason}" if c.reason else ""
-        click.echo(f"{c.course} ({c.protocol} {c.version}{target}): {verb}{reason}")
+        add(f"{c.course} ({c.protocol} {c.version}{target}): {verb}{reason}")
         for s in c.sessions_added:
-            click.echo(f"  session {s['number']} added: {local(s['start'])}")
+            add(f"  session {s['number']} added: {local(s['start'])}")
         for s in c.sessions_removed:
-            click.echo(f"  session {s['number']} removed: {local(s['start'])}")
+            add(f"  session {s['number']} removed: {local(s['start'])}")
         for s in c.sessions_moved:
-            click.echo(f"  session {s['number']} moved: {local(s['from'])} -> {local(s['to'])}")
+            add(f"  session {s['number']} moved: {local(s['from'])} -> {local(s['to'])}")
         for r in c.reminders_added:
-            click.echo(f"  reminder added: {r['kind']} session {r['session']} due {r['due']} ({r['id']})")
+            add(f"  reminder added: {r['kind']} session {r['session']} due {r['due']} ({r['id']})")
         for r in c.reminders_cancelled:
-            click.echo(f"  reminder cancelled: {r['kind']} session {r['session']} due {r['due']} ({r['id']})")
+            add(f"  reminder cancelled: {r['kind']} session {r['session']} due {r['due']} ({r['id']})")
         for r in c.reminders_moved:
-            click.echo(f"  reminder moved: {r['kind']} session {r['session']} due {r['from']} -> {r['to']} ({r['id']})")
-    counts = report.json()
+            add(f"  reminder moved: {r['kind']} session {r['session']} due {r['from']} -> {r['to']} ({r['id']})")
+        if len(lines) >= 10_000:  # written in blocks: a line at a time is most of the time for 100,000 courses
+            click.echo("\n".join(lines))
+            lines.clear()
+    if lines:
+        click.echo("\n".join(lines))
+    counts = report.counts()
     done = [f"{counts[k]} {k}" for k in ("migrated", "replanned", "unchanged", "refused") if counts[k]]
     prefix = "dry run (nothing written): " if report.dry_run else ""
     click.echo(prefix + (", ".join(done) or "no course to change"))
@@ -1373,7 +1380,7 @@ def run_once(
         from ipt_workflow.delivery.dispatch import preview
         from ipt_workflow.delivery.sinks import StdoutSink
 
-        events, skipped = preview(store, at, unrecorded_digests(store, clinic, at))
+        events, skipped = preview(store, at, unrecorded_digests(store, clinic, at), check.preview if check else None)
         StdoutSink().deliver(events)
         digests = sum(e["type"] == "digest" for e in events)
         click.echo(f"dry run: would deliver {len(events) - digests}, skip {skipped}, send {digests} digests; "

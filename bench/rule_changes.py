@@ -6,6 +6,8 @@ CSV of bench/import_courses.py: 2,000 therapists, no clashes)."""
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -17,11 +19,18 @@ from import_courses import write_csv
 from _common import ROOT, ipt_command, rerun
 from ipt_workflow.rulebook.locate import builtin_rules_dir
 
+CPU: list[float] = []  # CPU seconds (user + system, workers included) of each timed run
+
 
 def timed(args: list[str]) -> tuple[float, str]:
+    """Wall seconds of one ``ipt`` run and its last line; its CPU seconds go to ``CPU``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run([*ipt_command(), *args], check=True, capture_output=True, text=True, cwd=ROOT)
-    return time.perf_counter() - t0, done.stdout.splitlines()[-1] if done.stdout else ""
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return wall, done.stdout.splitlines()[-1] if done.stdout else ""
 
 
 def main() -> None:
@@ -29,6 +38,7 @@ def main() -> None:
     parser.add_argument("--courses", type=int, default=100_000)
     args = parser.parse_args()
     n = args.courses
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         rules = folder / "rules"
@@ -46,14 +56,15 @@ def main() -> None:
         (rules / "ipt-16-next.yaml").write_text(newer.replace("planned: 12", "planned: 14", 1))
         migrate = ["rules", "migrate", "--protocol", "ipt-16", "--to", "1.1.0", "--dry-run", *now]
         t_migrate, migrate_line = timed(["--rules", str(rules), "--db", db, *migrate])
-    print(f"courses: {n:,} ipt-16 on SQLite (ipt import: {t_import:.1f} s)")
-    print("leads [72h, 24h] -> [24h]; every course loses 12 reminders")
-    print(f"ipt replan --dry-run: {t_dry:.1f} s ({n / t_dry:,.0f} courses/s) - {dry_line}")
-    print(f"ipt replan:           {t_replan:.1f} s ({n / t_replan:,.0f} courses/s; goal 100,000 in <= 30 s) - "
-          f"{replan_line}")  # fmt: skip
+    cpu = dict(zip(("import", "dry", "replan", "again", "migrate"), CPU, strict=True))
+    print(f"courses: {n:,} ipt-16 on SQLite (ipt import: {t_import:.1f} s); load average before: {load}")
+    print("leads [72h, 24h] -> [24h]; every course loses 12 reminders; CPU s = user + system, workers included")
+    print(f"ipt replan --dry-run: {t_dry:.1f} s ({n / t_dry:,.0f} courses/s; CPU {cpu['dry']:.1f} s) - {dry_line}")
+    print(f"ipt replan:           {t_replan:.1f} s ({n / t_replan:,.0f} courses/s; CPU {cpu['replan']:.1f} s; "
+          f"goal 100,000 in <= 30 s) - {replan_line}")  # fmt: skip
     print(f"ipt replan again:     {t_again:.1f} s (nothing to replan: one fingerprint compare a course) - {again_line}")
-    print(f"ipt rules migrate --dry-run (1.0.0 -> 1.1.0): {t_migrate:.1f} s ({n / t_migrate:,.0f} courses/s) - "
-          f"{migrate_line}")  # fmt: skip
+    print(f"ipt rules migrate --dry-run (1.0.0 -> 1.1.0): {t_migrate:.1f} s ({n / t_migrate:,.0f} courses/s; "
+          f"CPU {cpu['migrate']:.1f} s) - {migrate_line}")  # fmt: skip
     print(rerun(f"rule_changes.py --courses {n}"))
 
 

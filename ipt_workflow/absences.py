@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from .core.absences import ABSENCE_EVENT, change_absences
 from .core.clashes import Booking, bookings, group_bookings, new_bookings
 from .core.errors import ConflictError, InvalidInput, StoreError, UnknownName, mentioning, shown
+from .core.lifecycle import reconcile
 from .core.model import ACTIVE_STATES, Absence, Course, SessionStatus, check_reference
 from .core.moves import notice, with_notice
 from .core.planner import sessions
@@ -118,7 +119,12 @@ def _change(store: SqlStore, rules: Rulebook, absence: Absence, add: bool, now: 
             protocol = protocol_of(rules, before)
             busy = sorted(b for b in booked if b.course != cid)
             after, p, effects, n = change_absences(before, protocol, rules.clinic, absences, now, note, busy, buffer)
-            if n == 0 and not effects.added and not effects.cancelled:
+            if before.rules_fingerprint != p.fingerprint:
+                # The stored plan was made under other rules: compare with what is stored, not
+                # with a recomputation under the rules in force (which would keep stale reminders).
+                added, cancelled, shifted = reconcile(store.reminders(course=cid), p.reminders, now, after)
+                effects = effects.model_copy(update={"added": added, "cancelled": cancelled, "rescheduled": shifted})
+            if n == 0 and not effects.added and not effects.cancelled and not effects.rescheduled:
                 continue
             moved += n
             was = bookings(before, sessions(before, protocol, rules.clinic), buffer)

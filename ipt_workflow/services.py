@@ -216,12 +216,30 @@ def apply_event(
         # recomputation under the rules in force (which would keep stale reminders pending).
         added, cancelled, moved = reconcile(store.reminders(course=course_id), p.reminders, at, after)
         effects = effects.model_copy(update={"added": added, "cancelled": cancelled, "rescheduled": moved})
+    else:
+        effects = _unrecorded_alerts_gone(store, before, after, effects)
     stored = store.save(before, after, p, effects, now, booking=check)
     if len(stored.alerts) != len(after.alerts):
         raised = [a for a in stored.alerts if a not in after.alerts]
         effects = effects.model_copy(update={"added": [*effects.added, *raised]})
         p = plan(stored, protocol, rules.clinic)
     return Applied(stored, p, effects)
+
+
+def _unrecorded_alerts_gone(store: SqlStore, before: Course, after: Course, effects: Effects) -> Effects:
+    """``effects`` with the stored pending ``attendance_unrecorded`` alerts of the sessions this
+    event records cancelled too: an alert a replan kept as raised (the rules in force plan it
+    under another id, or not at all) is not in the plan compared with, but is no longer true."""
+    was = {s.number for s in before.sessions}
+    recorded = {s.number for s in after.sessions} - was
+    if not recorded:
+        return effects
+    gone = set(effects.cancelled)
+    extra = [
+        r.id for r in store.reminders(course=after.id, status="pending")
+        if r.kind == "attendance_unrecorded" and r.session in recorded and r.id not in gone
+    ]  # fmt: skip
+    return effects.model_copy(update={"cancelled": [*effects.cancelled, *extra]}) if extra else effects
 
 
 #: Events whose new times the user chose: a clash refuses them unless ``force: true``.

@@ -13,7 +13,7 @@ handovers come from ``calendar`` (SPEC §9), keyed by step.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from operator import attrgetter
@@ -189,7 +189,12 @@ def sessions(course: Course, protocol: Protocol, policy: ClinicPolicy) -> list[S
     middle = (total + 1) // 2
 
     out = list(recorded)
-    slots = _slots(course, cal, protocol, policy, tz, first_step, occupied, away)
+    # Where the series may not put a session: the times of recorded sessions and of sessions
+    # moved one by one (a series slot on one of them is passed over, as a closed day is).
+    length = timedelta(minutes=protocol.duration_minutes)
+    held = [(s.start, s.end) for s in recorded if s.status is not SessionStatus.cancelled]
+    busy = held + [(m, m + length) for step, m in cal.moves.items() if step not in occupied]
+    slots = _slots(course, cal, protocol, policy, tz, first_step, occupied, away, busy)
     for j in range(c.future):
         if member is not None:
             number, step, start, therapist, original = member[j]
@@ -315,6 +320,7 @@ def _slots(
     first_step: int,
     occupied: set[int],
     away: Callable[[str], Away | None],
+    busy: Sequence[tuple[datetime, datetime]] = (),
 ) -> Iterator[tuple[int, datetime, datetime | None]]:
     """(step, local start, start the series gave when moved) of each usable slot from
     ``first_step`` on; a session that its therapist's absence moved gives the start it had
@@ -343,6 +349,10 @@ def _slots(
             continue
         start = moved if moved is not None else series
         assert start is not None
+        if moved is None and busy:
+            end = start + timedelta(minutes=protocol.duration_minutes)
+            if any(b0 < end and start < b1 for b0, b1 in busy):
+                continue  # a session the user moved (or one held) is there already
         pause_end = next((p1 for p0, p1 in pauses if p0 <= start < p1), None) if pauses else None
         if pause_end is not None:  # the session would really start inside a finished pause
             # Skip to the last steps before the pause ends: every step whose day (moved by up
@@ -431,19 +441,53 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
         _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})
         for rid, kind, audience, due, n in session_reminders(course, protocol, policy, all_sessions)
     ]
-    if course.state is CourseState.completed and course.completed_at is not None:
-        tz = zone(course.timezone)
-        done = course.completed_at.astimezone(tz)
-        for text in protocol.follow_ups:
-            offset = parse_duration(text)
-            due = local_instant(done.date() + offset, course.slot, tz).astimezone(UTC)
-            rid = reminder_id(course.id, "follow_up", None, course.completed_at.isoformat(), text)
-            reminders.append(
-                Reminder(id=rid, course=course.id, kind="follow_up", audience="therapist", due=due, session=None)
-            )
+    for rid, kind, audience, due, n in _follow_ups(course, protocol):
+        reminders.append(
+            _validate_reminder({"id": rid, "course": cid, "kind": kind, "audience": audience, "due": due, "session": n})
+        )
     reminders.extend(course.alerts)
     reminders.sort(key=_by_due)
     return Plan(sessions=all_sessions, reminders=reminders, fingerprint=rules_fingerprint(protocol, policy))
+
+
+#: A planned reminder as plain values: (id, kind, audience, due, session, rule).
+PlannedRow = tuple[str, str, str, datetime, "int | None", "str | None"]
+
+
+def plan_rows(course: Course, protocol: Protocol, policy: ClinicPolicy) -> tuple[list[Session], list[PlannedRow]]:
+    """``plan`` with its reminders as plain values (no model built per reminder), in the same
+    order: what a replan of many courses compares with the stored reminders."""
+    all_sessions = sessions(course, protocol, policy)
+    if course.state is CourseState.withdrawn:
+        kept = [a for a in course.alerts if a.audience == "therapist"]
+        return all_sessions, [(a.id, a.kind, a.audience, a.due, a.session, a.rule) for a in kept]
+    rows: list[PlannedRow] = [
+        (rid, kind, audience, due, n, None)
+        for rid, kind, audience, due, n in session_reminders(course, protocol, policy, all_sessions)
+    ]
+    rows += [(rid, kind, audience, due, n, None) for rid, kind, audience, due, n in _follow_ups(course, protocol)]
+    rows += [(a.id, a.kind, a.audience, a.due, a.session, a.rule) for a in course.alerts]
+    rows.sort(key=_row_by_due)
+    return all_sessions, rows
+
+
+def _row_by_due(row: PlannedRow) -> tuple[datetime, str]:
+    return row[3], row[0]
+
+
+def _follow_ups(course: Course, protocol: Protocol) -> list[RawReminder]:
+    """A completed course's follow-up reminders (to the therapist, at its slot)."""
+    if course.state is not CourseState.completed or course.completed_at is None:
+        return []
+    tz = zone(course.timezone)
+    done = course.completed_at.astimezone(tz)
+    out: list[RawReminder] = []
+    for text in protocol.follow_ups:
+        offset = parse_duration(text)
+        due = local_instant(done.date() + offset, course.slot, tz).astimezone(UTC)
+        rid = reminder_id(course.id, "follow_up", None, course.completed_at.isoformat(), text)
+        out.append((rid, "follow_up", "therapist", due, None))
+    return out
 
 
 _FINGERPRINTS: dict[tuple[int, int], tuple[Protocol, ClinicPolicy, str]] = {}
@@ -471,7 +515,7 @@ def rules_fingerprint(protocol: Protocol, policy: ClinicPolicy) -> str:
     return found
 
 
-RawReminder = tuple[str, str, str, datetime, int]
+RawReminder = tuple[str, str, str, datetime, "int | None"]
 
 
 def session_reminders(

@@ -324,13 +324,20 @@ def digest_event(store: SqlStore, row: dict[str, Any], now: datetime) -> dict[st
     return {**common, **extra, **digest_body(store, row)}
 
 
-def preview(store: SqlStore, now: datetime, new_digests: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+def preview(
+    store: SqlStore, now: datetime, new_digests: Sequence[dict[str, Any]], check: Check | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """What ``dispatch_due`` at ``now`` would send, and how many reminders it would skip by the
     late policy, read only (``ipt daemon --dry-run``): nothing is claimed, counted or recorded.
-    ``new_digests`` are the digest rows a run would record first (``digests.unrecorded_digests``)."""
+    ``new_digests`` are the digest rows a run would record first (``digests.unrecorded_digests``);
+    ``check`` (read only too) leaves out the rows a run would not send (``RulesWatch.preview``:
+    those a replan under the rules in force would cancel or move)."""
     events: list[dict[str, Any]] = []
     skipped = 0
-    for row in store.due_reminders(now):
+    rows = store.due_reminders(now)
+    if check is not None and rows:
+        rows = check(rows, now)
+    for row in rows:
         if too_late(row, now):
             skipped += 1
         else:

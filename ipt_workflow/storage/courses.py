@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, time
+import json
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Text, bindparam, case, delete, func, insert, select, type_coerce, update
 
-from ..core.clashes import conflict_alert, plan_therapists
+from ..core.clashes import Booking, conflict_alert, plan_therapists
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import (
     ACTIVE_STATES,
+    Absence,
     Course,
     CourseState,
     Effects,
@@ -24,6 +28,7 @@ from ..core.model import (
     Reminder,
     SessionStatus,
 )
+from ..core.planner import reminder_id
 from . import schema as t
 from .absences import AbsenceReads, handover_therapists
 from .base import StoreBase, chunks
@@ -41,6 +46,7 @@ from .rows import (
     session_from_row,
     session_values,
 )
+from .schema import from_text, to_text
 
 
 class CourseStore(BulkWrites, AbsenceReads):
@@ -406,6 +412,56 @@ def _stored_keys(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple
     return {(c, i) for c, i in conn.execute(select(r.course_id, r.id).where(_keys_in(keys))) if (c, i) in wanted}
 
 
+def course_from_rows(
+    row: Any, hist: Iterable[Any], recorded: Iterable[Any], measures: Iterable[Any], alerts: list[Reminder]
+) -> Course:
+    """The ``Course`` of its ``ipt_courses`` row and its history, recorded session and
+    measurement rows (each in order) and its alerts (without group plan and absences)."""
+    return Course(
+        id=row["id"],
+        client=row["client"],
+        therapist=row["therapist"],
+        protocol=row["protocol"],
+        protocol_version=row["protocol_version"],
+        timezone=row["timezone"],
+        start=row["start_date"],
+        slot=time.fromisoformat(row["slot"]),
+        state=CourseState(row["state"]),
+        focus=row["focus"],
+        current_focus=row["current_focus"],
+        foci_worked=row["foci_worked"],
+        planned_sessions=row["planned_sessions"],
+        sessions=[session_from_row(r) for r in recorded],
+        measurements=[
+            Measurement(
+                instrument=m["instrument"], score=m["score"], item9=m["item9"], at=m["at"], session=m["session"]
+            )
+            for m in measures
+        ],
+        pauses=[Pause.model_validate(p) for p in row["pauses"]],
+        alerts=alerts,
+        fired_rules=row["fired_rules"],
+        completed_at=row["completed_at"],
+        created_at=row["created_at"],
+        history=[
+            HistoryEntry.model_validate(
+                {
+                    "event": h["event"],
+                    "at": h["at"],
+                    "from": h["from_state"],
+                    "to": h["to_state"],
+                    "rule": h["rule"],
+                    "data": h["data"],
+                }
+            )
+            for h in hist
+        ],
+        version=row["version"],
+        group=row["group_id"],
+        rules_fingerprint=row["rules_fingerprint"],
+    )
+
+
 def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
     """The course and plan with ``alerts`` added (an alert raised twice is kept once)."""
     known = {a.id for a in course.alerts}
@@ -506,35 +562,269 @@ class RuleReads(StoreBase):
         return same
 
 
+#: A stored reminder as a replan compares it: (id, kind, audience, due, session, status, rule);
+#: ``due`` as the database holds it (UTC text on SQLite, a datetime on PostgreSQL).
+StoredReminder = tuple[str, str, str, Any, "int | None", str, "str | None"]
+
+
+@dataclass
+class ReplanWrite:
+    """What a replan writes for one course, as plain values (built in a worker process):
+    the plan and fingerprint (the course at ``version`` goes to ``version + 1``), the
+    reminders to cancel (id, due as stored), move (id, due), insert (rows of the first 9
+    columns) and make pending again (id, due), and the recorded sessions when they changed
+    (None: as stored). Instants in the database's form (``to_text`` on SQLite)."""
+
+    course: str
+    version: int
+    plan: str  # JSON text
+    fingerprint: str
+    cancel: list[tuple[str, Any]] = field(default_factory=list)  # (id, due as stored)
+    move: list[tuple[str, Any]] = field(default_factory=list)
+    insert: list[tuple[Any, ...]] = field(default_factory=list)
+    repend: list[tuple[str, Any]] = field(default_factory=list)
+    sessions: list[dict[str, Any]] | None = None
+    values: dict[str, Any] | None = None  # the course's columns when it changed too (a migration)
+    history: list[dict[str, Any]] = field(default_factory=list)  # history rows to add
+    # The clash check (SPEC §9) of the times the new plan books that the stored plan did not:
+    # those new bookings, and every booking of the new plan (what the others are checked against).
+    new_bookings: list[Booking] = field(default_factory=list)
+    bookings: list[Booking] = field(default_factory=list)
+
+
+#: SQLite page cache (KiB) while a batch of replans is written, and the usual one (engine.py).
+BATCH_CACHE_KIB = 524288
+CACHE_KIB = 65536
+
+
 class RuleWrites(CourseStore, RuleReads):
-    """Many courses read and replanned together (``ipt replan``)."""
+    """Many courses read and replanned together (``ipt replan``, ``ipt rules migrate``): one
+    read per table for a chunk of courses, and one write transaction a chunk with a statement
+    per kind of change (executemany), not per course."""
 
-    def load_many(
-        self, ids: Sequence[str]
-    ) -> tuple[dict[str, Course], dict[str, list[Reminder]], dict[str, list[list[Any]]]]:
-        """The courses ``ids`` (those stored), each with its stored reminders and stored plan,
-        read in one transaction."""
-        r = t.reminders.c
-        courses: dict[str, Course] = {}
-        reminders: dict[str, list[Reminder]] = {i: [] for i in ids}
-        plans: dict[str, list[list[Any]]] = {}
+    def read_chunk(self, ids: Sequence[str]) -> list[tuple[Course, list[StoredReminder], Any]]:
+        """The stored courses of ``ids`` (in that order; those not stored left out), each as a
+        ``Course`` (alerts, group plan and absences attached, as ``load`` gives it), with every
+        reminder stored for it and its stored plan (``ipt_courses.plan``: JSON text on SQLite,
+        decoded on PostgreSQL, None before revision 0002); one transaction, one query per table."""
+        ids = list(ids)
+        c, h, s, m = t.courses.c, t.history.c, t.sessions.c, t.measurements.c
+        by_course: dict[str, dict[str, list[Any]]] = {}
         with self._read() as conn:
-            for course_id in ids:
-                try:
-                    courses[course_id] = self._load(conn, course_id)
-                except UnknownName:
-                    continue
-            for row in conn.execute(select(t.reminders).where(r.course_id.in_(list(ids))).order_by(r.due, r.id)):
-                reminders[row.course_id].append(reminder_from_row(row._mapping))
-            query = select(t.courses.c.id, t.courses.c.plan).where(t.courses.c.id.in_(list(ids)))
-            plans = {cid: list(p or []) for cid, p in conn.execute(query)}
-        return courses, reminders, plans
+            # The stored plan as the driver gives it: JSON text on SQLite (compared as text with
+            # the new plan's before anyone decodes it), decoded on PostgreSQL.
+            columns = [x for x in t.courses.c if x.name != "plan"] + [type_coerce(c.plan, Text).label("plan")]
+            rows = {row["id"]: row for row in conn.execute(select(*columns).where(c.id.in_(ids))).mappings()}
+            for cid in rows:
+                by_course[cid] = {"history": [], "sessions": [], "measures": [], "reminders": []}
+            for row in conn.execute(
+                select(t.history).where(h.course_id.in_(ids)).order_by(h.course_id, h.seq)
+            ).mappings():
+                by_course[row["course_id"]]["history"].append(row)
+            query = select(t.sessions).where(s.course_id.in_(ids), s.status != SessionStatus.planned.value)
+            for row in conn.execute(query.order_by(s.course_id, s.number)).mappings():
+                by_course[row["course_id"]]["sessions"].append(row)
+            query = select(t.measurements).where(m.course_id.in_(ids)).order_by(m.course_id, m.at, m.seq)
+            for row in conn.execute(query).mappings():
+                by_course[row["course_id"]]["measures"].append(row)
+            # The reminders as plain values straight from the driver, the instant as stored (no
+            # conversion per row): a course holds dozens, a chunk tens of thousands.
+            mark = "?" if self.dialect == "sqlite" else "%s"
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                if not rows:
+                    return []
+                cursor.execute(
+                    "SELECT course_id, id, kind, audience, due, session, status, rule, detail FROM ipt_reminders "
+                    f"WHERE course_id IN ({', '.join(mark for _ in rows)})",
+                    list(rows),
+                )
+                for values in cursor.fetchall():
+                    by_course[values[0]]["reminders"].append(values)
+            finally:
+                cursor.close()
+            groups = {row["group_id"] for row in rows.values() if row["group_id"] is not None}
+            group_plans = {g: self._group_plan(conn, g) for g in sorted(groups)}
+            therapists = {row["therapist"] for row in rows.values()}
+            for parts in by_course.values():
+                therapists.update(
+                    str(x["data"][k]) for x in parts["history"] if x["event"] == "change_therapist"
+                    for k in ("previous", "therapist") if k in x["data"]
+                )  # fmt: skip
+            absences: dict[str, list[Absence]] = {}
+            for a in self._absences(conn, therapists):
+                absences.setdefault(a.therapist, []).append(a)
+        out: list[tuple[Course, list[StoredReminder], Any]] = []
+        for cid in ids:
+            found = rows.get(cid)
+            if found is None:
+                continue
+            parts = by_course[cid]
+            stored = [x[1:8] for x in parts["reminders"]]
+            alerts = sorted(
+                (_alert(cid, x) for x in parts["reminders"] if x[7] is not None), key=lambda a: (a.due, a.id)
+            )
+            course = course_from_rows(found, parts["history"], parts["sessions"], parts["measures"], alerts)
+            if course.group is not None:
+                course = course.model_copy(update={"group_plan": group_plans[course.group]})
+            held = {course.therapist} | handover_therapists(course)
+            away = sorted(
+                (a for x in held for a in absences.get(x, ()) if a.until >= course.start),
+                key=lambda a: (a.start, a.until, a.id),
+            )
+            if away:
+                course = course.model_copy(update={"absences": away})
+            out.append((course, stored, found["plan"]))
+        return out
 
-    def save_many(self, items: Sequence[tuple[Course, Course, Plan, Effects]], now: datetime) -> None:
-        """``save`` of several courses in one transaction: all or none (ConflictError when
-        another writer saved one of them first)."""
-        if not items:
-            return
+    def write_replans(
+        self, writes: Sequence[ReplanWrite], now: datetime, buffer: timedelta = timedelta(0)
+    ) -> dict[str, list[Reminder]]:
+        """Write the replans of a chunk of courses in one transaction, all or none: raises
+        ConflictError (nothing written) when one of them is no longer at the version read.
+        A reminder the daemon sent meanwhile is left as it is (only pending ones are cancelled
+        or moved). A course whose new plan books its therapist over another booking (stored, or
+        of another course of the chunk as replanned) is booked anyway with a
+        ``schedule_conflict`` alert (due ``now``), as for a forced fact; returns those alerts
+        by course."""
+        if not writes:
+            return {}
+        sqlite = self.dialect == "sqlite"
+        mark = "?" if sqlite else "%s"
+        c = t.courses.c
         with self._write() as conn:
-            self._save_many(conn, [(before, after, plan, effects, None) for before, after, plan, effects in items], now)
+            if sqlite:  # room for the pages of the due index a big batch touches, for this batch
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{BATCH_CACHE_KIB}")
+            expected = {w.course: w.version for w in writes}
+            query = select(c.id, c.version).where(c.id.in_(list(expected)))
+            if not sqlite:
+                query = query.with_for_update()
+            found = {row[0]: row[1] for row in conn.execute(query)}
+            for cid, version in expected.items():
+                if found.get(cid) != version:
+                    raise ConflictError(cid, version, found.get(cid))
+            when = to_text(now) if sqlite else now
+            conn.exec_driver_sql(
+                f"UPDATE ipt_courses SET plan = {mark}, rules_fingerprint = {mark}, updated_at = {mark}, "
+                f"version = version + 1 WHERE id = {mark} AND version = {mark}",
+                [(w.plan, w.fingerprint, when, w.course, w.version) for w in writes],
+            )
+            changed = [w for w in writes if w.values is not None]
+            if changed:
+                keys = sorted(changed[0].values or {})
+                conn.execute(
+                    update(t.courses).where(c.id == bindparam("b_id")).values({k: bindparam(f"v_{k}") for k in keys}),
+                    [{"b_id": w.course, **{f"v_{k}": (w.values or {})[k] for k in keys}} for w in changed],
+                )
+            history = [row for w in writes for row in w.history]
+            if history:
+                conn.execute(insert(t.history), history)
+            pending = "likely(status = 'pending')" if sqlite else "status = 'pending'"
+            # In due order: the (status, due) index is then walked, not hit at random (each of
+            # its pages is read and dirtied once for the batch), while the rows themselves lie
+            # together anyway (the table is clustered by course, a batch is a run of courses).
+            cancel = [
+                (cid, rid) for _, cid, rid in sorted((due, w.course, rid) for w in writes for rid, due in w.cancel)
+            ]
+            if cancel:
+                conn.exec_driver_sql(
+                    f"UPDATE ipt_reminders SET status = 'cancelled', lease_until = NULL "
+                    f"WHERE course_id = {mark} AND id = {mark} AND {pending}",
+                    cancel,
+                )
+            move = sorted((due, w.course, rid) for w in writes for rid, due in w.move)
+            if move:
+                # A claim in flight loses its token (the daemon then does not send it at the old
+                # instant); it is claimed again at the new one.
+                conn.exec_driver_sql(
+                    f"UPDATE ipt_reminders SET due = {mark}, attempts = attempts + "
+                    f"CASE WHEN lease_until IS NULL THEN 0 ELSE 1 END, lease_until = NULL "
+                    f"WHERE course_id = {mark} AND id = {mark} AND {pending}",
+                    move,
+                )
+            repend = [(due, w.course, rid) for w in writes for rid, due in w.repend]
+            if repend:
+                conn.exec_driver_sql(
+                    f"UPDATE ipt_reminders SET status = 'pending', due = {mark}, last_error = NULL "
+                    f"WHERE course_id = {mark} AND id = {mark} AND status = 'cancelled'",
+                    repend,
+                )
+            self._insert_rows(conn, t.reminders, [row for w in writes for row in w.insert], columns=9)
+            for w in writes:
+                if w.sessions is not None:
+                    conn.execute(delete(t.sessions).where(t.sessions.c.course_id == w.course))
+                    if w.sessions:
+                        conn.execute(insert(t.sessions), w.sessions)
+            raised = self._chunk_clashes(conn, writes, now, buffer)
+            rows = [
+                (a.course, a.id, a.kind, a.audience, when, a.session, "pending", a.rule, 0)
+                for alerts in raised.values()
+                for a in alerts
+            ]
+            if rows:
+                names = "course_id, id, kind, audience, due, session, status, rule, attempts"
+                conn.exec_driver_sql(
+                    f"INSERT INTO ipt_reminders ({names}) VALUES ({', '.join(mark for _ in range(9))}) "
+                    "ON CONFLICT DO NOTHING",  # an alert raised before is kept once
+                    rows,
+                )
             self._notify(conn)
+        if sqlite:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{CACHE_KIB}")
+        return raised
+
+    def _chunk_clashes(
+        self, conn: Connection, writes: Sequence[ReplanWrite], now: datetime, buffer: timedelta
+    ) -> dict[str, list[Reminder]]:
+        """The ``schedule_conflict`` alerts of the writes' new bookings: each checked against
+        the stored bookings of its therapists, those of the chunk's courses taken as replanned
+        (one read of the therapists' bookings for the chunk, after locking them)."""
+        checked = [w for w in writes if w.new_bookings]
+        if not checked:
+            return {}
+        therapists = {b.therapist for w in checked for b in w.new_bookings}
+        self._lock_bookings(conn, therapists)
+        mine = {w.course for w in writes}
+        booked = [b for b in self._booked(conn, therapists, buffer) if b.owner != "course" or b.course not in mine]
+        booked += [b for w in writes for b in w.bookings if b.therapist in therapists]
+        by_therapist: dict[str, list[Booking]] = {}
+        for b in booked:
+            by_therapist.setdefault(b.therapist, []).append(b)
+        for items in by_therapist.values():
+            items.sort()
+        out: dict[str, list[Reminder]] = {}
+        for w in checked:
+            found = [(b, hit) for b in sorted(w.new_bookings)
+                     if (hit := _first_other(by_therapist.get(b.therapist, []), b, w.course)) is not None]  # fmt: skip
+            alerts = {}
+            for b, other in found:
+                rule = f"clash:{other.course}#{other.session}"
+                rid = reminder_id(w.course, "schedule_conflict", b.session, b.local, rule)
+                alerts[rid] = Reminder(id=rid, course=w.course, kind="schedule_conflict", audience="therapist",
+                                       due=now, session=b.session, rule=rule)  # fmt: skip
+            if alerts:
+                out[w.course] = list(alerts.values())
+        return out
+
+
+def _first_other(booked: list[Booking], b: Booking, course: str) -> Booking | None:
+    """``clashes.first_overlap`` of ``b`` in ``booked`` (sorted), its own course's left out."""
+    i = bisect_left(booked, b.start - timedelta(days=1), key=lambda x: x.start)
+    for other in booked[i:]:
+        if other.start >= b.end:
+            break
+        if other.end > b.start and (other.owner != "course" or other.course != course):
+            return other
+    return None
+
+
+def _alert(course_id: str, x: tuple[Any, ...]) -> Reminder:
+    _, rid, kind, audience, due, session, status, rule, detail = x
+    if isinstance(detail, str):
+        detail = json.loads(detail)
+    return Reminder(
+        id=rid, course=course_id, kind=kind, audience=audience,
+        due=from_text(due) if isinstance(due, str) else due, session=session, status=status, rule=rule,
+        detail=detail,
+    )  # fmt: skip

@@ -333,7 +333,7 @@ def test_a_bundle_of_2000_updates_is_one_transaction_each_event_applied_once(
     rows += [f"CL-{i:03d},T-{i:03d},ipt-16,2027-01-11,10:00,Europe/London" for i in range(200)]
     (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
     assert wf.import_csv(tmp_path / "c.csv").imported == 200
-    ids = [c["id"] for c in wf.courses()]
+    ids = [c.id for c in wf.courses()]
     bundle = wf.export_fhir(ids)
     by_value = {a["identifier"][0]["value"]: a for a in entries(bundle, "Appointment")}
     statuses = ["fulfilled", "noshow", "cancelled"]
