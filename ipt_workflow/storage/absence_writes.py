@@ -93,7 +93,7 @@ class AbsenceWrites(GroupStore):
                     raise UnknownName(f"unknown absence {shown(absence.id)}")
             for g in groups:  # the group's own schedule; its members are among ``replanned``
                 if g.booking is not None:
-                    self._check_bookings(conn, g.booking, g.after.id)
+                    self._group_clashes(conn, g.after.id, g.booking)
                 self._update_group(conn, g.before, g.after, g.sessions, g.individual_first, now)
             for r in replanned:
                 out.append(self._save(conn, r.before, r.after, r.plan, r.effects, now, r.booking))

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from ..core.clashes import conflict_alert
 from ..core.errors import ConflictError, CourseExists, Refused, UnknownName, shown
 from ..core.model import Course, CourseState, Effects, Group, GroupState, HistoryEntry, Plan, Session
+from ..core.planner import reminder_id
 from . import schema as t
 from .base import chunks
 from .bookings import BookingCheck
@@ -40,6 +41,41 @@ class MemberChange:
 
 
 class GroupStore(CourseStore):
+    def _group_clashes(self, conn: Connection, group_id: str, booking: BookingCheck) -> None:
+        """Check a group's new bookings; a clash booked anyway (a forced replan, or allowed) is
+        a ``schedule_conflict`` therapist alert naming the other session, kept with the group's
+        first active member course (a group has no reminders of its own; with no member yet,
+        the clash is only refused or booked)."""
+        found = self._check_bookings(conn, booking, group_id)
+        if not found:
+            return
+        c = t.courses.c
+        running = sorted(s.value for s in CourseState if s not in (CourseState.completed, CourseState.withdrawn))
+
+        def first_member(gid: str) -> str | None:
+            query = select(c.id).where(c.group_id == gid, c.state.in_(running)).order_by(c.id).limit(1)
+            return conn.execute(query).scalar()
+
+        rows = []
+        for mine, other in found:
+            rule = f"clash:{other.course}#{other.session}"
+            member = first_member(group_id)
+            if member is None:  # kept with the other side: its course, or its group's first member
+                is_course = conn.execute(select(c.id).where(c.id == other.course)).scalar() is not None
+                member = other.course if is_course else first_member(other.course)
+                rule = f"clash:{group_id}#{mine.session}"
+            if member is None:
+                continue
+            rows.append({
+                "course_id": member, "id": reminder_id(member, "schedule_conflict", mine.session, mine.local, rule),
+                "kind": "schedule_conflict", "audience": "therapist", "due": booking.at, "session": None,
+                "status": "pending", "rule": rule, "attempts": 0,
+            })  # fmt: skip
+        known = set(conn.execute(select(t.reminders.c.id).where(t.reminders.c.course_id == member)).scalars())
+        fresh = [r for r in rows if r["id"] not in known]
+        if fresh:
+            conn.execute(insert(t.reminders), fresh)
+
     """Groups and their members' courses."""
 
     def group_exists(self, group_id: str) -> bool:
@@ -166,7 +202,7 @@ class GroupStore(CourseStore):
         out: list[Course] = []
         with self._write() as conn:
             if booking is not None:
-                self._check_bookings(conn, booking, after.id)
+                self._group_clashes(conn, after.id, booking)
             self._update_group(conn, before, after, sessions, individual_first, now)
             for i, m in enumerate(members):
                 if pause and i == len(members) // 2:

@@ -117,19 +117,26 @@ def test_two_creates_of_one_id_at_once_one_wins_the_other_says_it_exists(db_url:
 
 def test_two_imports_of_one_csv_at_once_one_wins_the_other_writes_nothing(db_url: str, tmp_path: Path) -> None:  # noqa: F811
     assert run(db_url, *CREATE, "--id", "C0", cwd=tmp_path).returncode == 0
-    rows = [f"CL-{i},T-{i},ipt-16,2026-03-02,10:00,Europe/London," for i in range(60)]
+    rows = [f"IM-{i},T-{i},ipt-16,2026-03-02,10:00,Europe/London," for i in range(60)]  # not C0's client
     rows[0] += "B1"
     write_csv(tmp_path / "courses.csv", *rows)
     procs: list[subprocess.Popen[str]] = []
     with write_lock_held(db_url, lambda: [p.pid for p in procs]):
         procs += [start(db_url, "import", "courses.csv", cwd=tmp_path, env=LONG_WAIT) for _ in range(2)]
-    results = sorted((finish(p) for p in procs), key=lambda r: r.returncode)
-    assert (results[0].returncode, results[0].stdout, results[0].stderr) == (0, "imported 60 of 60 courses\n", "")
-    # The loser finds every row booked by the winner (SPEC §9), before it finds B1 taken.
-    refused = results[1].stderr.splitlines()
-    assert (results[1].returncode, results[1].stdout, len(refused)) == (1, "", 60), results[1].stderr
-    booked = "therapist T-0 is booked Mon 2026-03-02 10:00–10:50 GMT (course B1, session 1)"
-    assert refused[0] == f"error: courses.csv:2: {booked}"
+    done = [finish(p) for p in procs]
+    winner = [r for r in done if r.stdout == "imported 60 of 60 courses\n"]
+    assert len(winner) == 1 and (winner[0].returncode, winner[0].stderr) == (0, ""), done
+    loser = next(r for r in done if r is not winner[0])
+    if loser.returncode == 0:
+        # It read the stored courses after the winner's commit: each row is found, none imported.
+        found = "imported 0 of 60 courses, 60 already imported (left as they are)\n"
+        assert (loser.stdout, loser.stderr) == (found, "")
+    else:
+        # It read before the commit: it finds every row booked by the winner (SPEC §9), before B1 taken.
+        refused = loser.stderr.splitlines()
+        assert (loser.returncode, loser.stdout, len(refused)) == (1, "", 60), loser.stderr
+        booked = "therapist T-0 is booked Mon 2026-03-02 10:00–10:50 GMT (course B1, session 1)"
+        assert refused[0] == f"error: courses.csv:2: {booked}"
     ids = stored_ids(db_url)
     assert len(ids) == 61 and ids.count("B1") == 1, "one import, once"
 

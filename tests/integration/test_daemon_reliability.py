@@ -123,7 +123,8 @@ def test_an_hour_of_downtime_skips_past_sessions_sends_alerts_late_and_drops_not
     """The daemon ran until 09:00 and comes back at 10:30 (UTC, Europe/London in winter).
     Reminders 30 minutes before sessions at 09:20 and 10:00 (sessions now started) are
     skipped; the one for 10:45 goes out late and the one for 11:00 on time; an alert raised at
-    09:40 goes out late; nothing due by 10:30 is left pending."""
+    09:40 goes out late, and so does the attendance_unrecorded alert of the 09:20 session (due
+    15 minutes after its end); nothing due by 10:30 is left pending."""
     out = tmp_path / "out.jsonl"
     rules = clinic_rules(tmp_path, "[30m]")
     day = "2026-03-03"
@@ -146,7 +147,7 @@ def test_an_hour_of_downtime_skips_past_sessions_sends_alerts_late_and_drops_not
     log = (tmp_path / "daemon.log").open("w")
     proc = subprocess.Popen([*base, "--now", f"{day}T10:30:00+00:00", "--sink", f"file:{out}"], stdout=log, stderr=log)
     try:
-        assert wait_for(lambda: len(lines(out)) == before + 3, 30), lines(out)
+        assert wait_for(lambda: len(lines(out)) == before + 4, 30), lines(out)
         time.sleep(0.5)  # nothing more comes
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -154,7 +155,11 @@ def test_an_hour_of_downtime_skips_past_sessions_sends_alerts_late_and_drops_not
         log.close()
     assert proc.returncode == 0
     got = {(e["course"], e["kind"]): e for e in lines(out)[before:]}
-    assert set(got) == {("c-1045", "session_reminder"), ("c-1100", "session_reminder"), ("c-1100", "safety_alert")}
+    assert set(got) == {
+        ("c-1045", "session_reminder"), ("c-1100", "session_reminder"), ("c-1100", "safety_alert"),
+        ("c-0920", "attendance_unrecorded"),  # the 09:20 session ended at 10:10 unrecorded: due 10:25
+    }  # fmt: skip
+    assert got[("c-0920", "attendance_unrecorded")]["late"] is True
     assert got[("c-1045", "session_reminder")]["late"] is True
     assert got[("c-1100", "session_reminder")]["late"] is False
     assert got[("c-1100", "safety_alert")]["late"] is True

@@ -47,8 +47,11 @@ def check(wf: Workflow, groups: list[str], courses: list[str]) -> None:
     booked: list[tuple[datetime, datetime, str, int]] = []
     named: set[tuple[str, int]] = set()
     pre: list[datetime] = []
+    memberless: set[str] = set()
     for gid in groups:
         data = wf.group(gid).model_dump(mode="json")
+        if not [m for m in data["members"] if m["state"] not in ("completed", "withdrawn")]:
+            memberless.add(gid)
         starts = {s["number"]: s["start"] for s in data["sessions"]}
         first = min(datetime.fromisoformat(s) for s in starts.values())
         for s in data["sessions"]:
@@ -80,6 +83,8 @@ def check(wf: Workflow, groups: list[str], courses: list[str]) -> None:
     booked.sort()
     for a, b in itertools.combinations(booked, 2):
         if a[1] > b[0] and b[1] > a[0]:
+            if a[2] in memberless and b[2] in memberless:
+                continue  # two groups with no member yet: no course to keep an alert with (README)
             assert (a[2], a[3]) in named or (b[2], b[3]) in named, (a, b)
 
 
