@@ -177,7 +177,8 @@ def replan_course(
     force) against its plan as stored; write it unless ``dry_run`` (one transaction, tried
     again when another writer saved the course meanwhile). A course whose protocol version the
     rules lack is ``refused``."""
-    for attempt in range(TRIES):
+
+    def once() -> CourseChange:
         course = store.load(course_id)
         change = CourseChange(course.id, course.protocol, course.protocol_version, "replanned",
                               timezone=course.timezone)  # fmt: skip
@@ -191,14 +192,10 @@ def replan_course(
             change.status = "unchanged"
         if dry_run or (not change.changed and course.rules_fingerprint == p.fingerprint):
             return change
-        try:
-            _saved(store, course, course, p, effects, now, check, change)
-        except ConflictError:
-            if attempt == TRIES - 1:
-                raise
-            continue
+        _saved(store, course, course, p, effects, now, check, change)
         return change
-    raise AssertionError("unreachable")
+
+    return _retried(once)
 
 
 def migrate_one(
@@ -207,7 +204,8 @@ def migrate_one(
     """Move one course onto protocol version ``target``: state and history kept, a ``migrate``
     history entry added, plan and reminders recomputed against the plan as stored; one
     transaction. Refused (reason given, nothing written) when it cannot take it."""
-    for attempt in range(TRIES):
+
+    def once() -> CourseChange:
         course = store.load(course_id)
         change = CourseChange(course.id, course.protocol, course.protocol_version, "migrated", to=target.version,
                               timezone=course.timezone)  # fmt: skip
@@ -227,13 +225,21 @@ def migrate_one(
         p, effects, check = _replanned(store, course, new, target, rules, now, change)
         if dry_run:
             return change
+        _saved(store, course, new, p, effects, now, check, change)
+        return change
+
+    return _retried(once)
+
+
+def _retried(once: Callable[[], CourseChange]) -> CourseChange:
+    """``once()``, read and written afresh when another writer saved the course between its
+    read and its write (ConflictError), at most ``TRIES`` times."""
+    for attempt in range(TRIES):
         try:
-            _saved(store, course, new, p, effects, now, check, change)
+            return once()
         except ConflictError:
             if attempt == TRIES - 1:
                 raise
-            continue
-        return change
     raise AssertionError("unreachable")
 
 
