@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 
 from ipt_workflow import Workflow, rulechanges
-from ipt_workflow.core.errors import UnknownName
+from ipt_workflow.core.errors import ConflictError, UnknownName
 from ipt_workflow.core.lifecycle import apply, new_course, raised
 from ipt_workflow.core.model import Course, ReminderStatus
 from ipt_workflow.core.planner import plan
@@ -478,3 +478,56 @@ def test_new_times_that_clash_are_booked_with_a_schedule_conflict_alert(tmp_path
         assert [r.id for r in stored] == [c["id"] for c in conflicts]
         assert stored and all((r.rule or "").startswith("clash:B#") for r in stored)
         assert [r.id for r in wf.reminders(course="B")] == b_before
+
+
+@pytest.mark.parametrize("kind", ["replan", "migrate"])
+def test_a_course_another_writer_saves_mid_replan_is_read_again_and_both_changes_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The other writer's event lands between the replan's read and its write: the write is
+    refused (version moved on), the course is read again and replanned once more, and the
+    stored course has both the other event and the new plan. A writer that always wins makes
+    the replan give up with the conflict after ``TRIES`` attempts, nothing of it written."""
+    clock = Clock(T0 - timedelta(days=3))
+    target = version_110()
+    both = {**BASE.versions, "ipt-16": {"1.0.0": IPT16, "1.1.0": target}}
+    first = rules_with({"reminder_leads": ["72h"], "quiet_hours": None})  # ipt-16 1.0.0 only
+    old = Rulebook(versions=both, clinic=first.clinic)
+    db = str(tmp_path / "x.sqlite")
+    with Workflow(db, rules=first, clock=clock) as wf:
+        wf.create_course(client="CL-1", start="2027-01-04", time="10:00", tz="Europe/London", course_id="A")
+        wf.apply("A", "complete_intake")
+    new = Rulebook(versions=both, clinic=rules_with({"reminder_leads": ["24h"], "quiet_hours": None}).clinic)
+    real = rulechanges._replanned
+    races = {"left": 1}
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        if races["left"]:
+            races["left"] -= 1
+            with Workflow(db, rules=old, clock=clock) as other:
+                other.apply("A", "record_measure", {"instrument": "phq9", "score": 11, "item9": 0})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rulechanges, "_replanned", racing)
+    with Workflow(db, rules=new, clock=clock) as wf:
+        if kind == "replan":
+            change = rulechanges.replan_course(wf.store, new, "A", clock.now)
+        else:
+            change = rulechanges.migrate_one(wf.store, new, "A", target, clock.now)
+        course = wf.course("A")
+        assert races["left"] == 0, change
+        assert [m.score for m in course.measurements] == [11]
+        assert course.version == 4  # create, complete_intake, the other writer's event, the replan
+        if kind == "replan":
+            assert change.status == "replanned"
+            assert_pending_is_fresh_plan(wf, new, clock.now)
+        else:
+            assert (change.status, course.protocol_version) == ("migrated", "1.1.0")
+            assert course.history[-1].event == "migrate"
+        races["left"] = 99
+        before = wf.course("A").version
+        with pytest.raises(ConflictError):
+            newer = rules_with({"reminder_leads": ["48h"], "quiet_hours": None}).clinic
+            rulechanges.replan_course(wf.store, Rulebook(versions=new.versions, clinic=newer), "A", clock.now)
+        assert races["left"] == 99 - rulechanges.TRIES
+        assert wf.course("A").version == before + rulechanges.TRIES  # only the other writer's events
