@@ -41,7 +41,7 @@ from .core.wallclock import check_ahead, parse_date, parse_time, zone
 from .inputs import read_regular_file
 from .rulebook.files import Rulebook, load_rules
 from .storage.bookings import BookingCheck, BulkBooking
-from .storage.schema import to_text
+from .storage.direct import to_text
 from .storage.sql import NewReminder, Rows, SqlStore, build_new_rows
 
 CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
