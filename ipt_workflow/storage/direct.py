@@ -61,8 +61,8 @@ class Direct:
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of a query, as tuples."""
-        if self.sqlite:
-            return list(self.raw.execute(sql, params).fetchall())
+        if self.sqlite:  # through a cursor of the connection's own (not ``Connection.execute``)
+            return list(self.raw.cursor().execute(sql, params).fetchall())
         with self.raw.cursor() as cur:
             cur.execute(self._text(sql), params)
             return list(cur.fetchall())
@@ -70,7 +70,7 @@ class Direct:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the rows it changed."""
         if self.sqlite:
-            return int(self.raw.execute(sql, params).rowcount)
+            return int(self.raw.cursor().execute(sql, params).rowcount)
         with self.raw.cursor() as cur:
             cur.execute(self._text(sql), params)
             return int(cur.rowcount)
@@ -81,7 +81,7 @@ class Direct:
         if not params:
             return
         if self.sqlite:
-            self.raw.executemany(sql, params)
+            self.raw.cursor().executemany(sql, params)
             return
         with self.raw.cursor() as cur:
             cur.executemany(self._text(sql), params)
