@@ -22,6 +22,7 @@ from ..core.model import (
     Pause,
     Plan,
     Reminder,
+    Session,
     SessionStatus,
 )
 from .booking_sql import check_bookings
@@ -304,16 +305,14 @@ def save_batch(db: Direct, items: Sequence[Saving], now: datetime) -> list[Cours
                 after, plan = with_alerts(after, plan, alerts)
                 effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
         ready.append((before, after, plan, effects))
-    ids = [after.id for _, after, _, _ in ready]
-    versions: dict[str, int] = {}
-    lock = "" if db.sqlite else " FOR UPDATE"
-    for chunk in chunks(sorted(ids), 500):  # locked in id order (FOR UPDATE on PostgreSQL)
-        sql = f"SELECT id, version FROM ipt_courses WHERE id IN ({marks(len(chunk))}){lock}"
-        versions.update({i: v for i, v in db.rows(sql, chunk)})
-    for before, after, _, _ in ready:
-        if versions.get(after.id) != before.version:
-            raise ConflictError(after.id, before.version, versions.get(after.id))
-    db.many(_UPDATE_COURSE, [_course_params(db, before, after, plan, now) for before, after, plan, _ in ready])
+    if len(ready) == 1:  # the update is the version check (and takes the row's lock)
+        before, after, plan, _ = ready[0]
+        if not db.run(_UPDATE_COURSE, _course_params(db, before, after, plan, now)):
+            found = db.rows("SELECT version FROM ipt_courses WHERE id = ?", (after.id,))
+            raise ConflictError(after.id, before.version, found[0][0] if found else None)
+    else:
+        _check_versions(db, ready)
+        db.many(_UPDATE_COURSE, [_course_params(db, before, after, plan, now) for before, after, plan, _ in ready])
     db.many(
         f"INSERT INTO ipt_history ({', '.join(HISTORY_COLUMNS)}) VALUES ({marks(len(HISTORY_COLUMNS))})",
         [
@@ -346,26 +345,37 @@ def save_batch(db: Direct, items: Sequence[Saving], now: datetime) -> list[Cours
     ]
 
 
+def _check_versions(db: Direct, ready: Sequence[tuple[Course, Course, Plan, Effects]]) -> None:
+    """Raise ConflictError unless every course is still at the version read; the rows are
+    locked in id order (FOR UPDATE on PostgreSQL), so two batches never wait in a circle."""
+    versions: dict[str, int] = {}
+    lock = "" if db.sqlite else " FOR UPDATE"
+    for chunk in chunks(sorted(after.id for _, after, _, _ in ready), 500):
+        sql = f"SELECT id, version FROM ipt_courses WHERE id IN ({marks(len(chunk))}){lock}"
+        versions.update({i: v for i, v in db.rows(sql, chunk)})
+    for before, after, _, _ in ready:
+        if versions.get(after.id) != before.version:
+            raise ConflictError(after.id, before.version, versions.get(after.id))
+
+
 def _save_sessions(db: Direct, ready: Sequence[tuple[Course, Course, Plan, Effects]]) -> None:
     """Make the recorded sessions stored for each course those of its new plan: insert the new
-    ones, update the changed ones, delete those no longer recorded; read first, so a course
-    whose recorded sessions stayed as they were costs one read and no write."""
-    ids = [after.id for _, after, _, _ in ready]
-    stored: dict[tuple[str, int], tuple[Any, ...]] = {}
-    for chunk in chunks(ids, 500):
-        sql = f"SELECT {', '.join(SESSION_COLUMNS)} FROM ipt_sessions WHERE course_id IN ({marks(len(chunk))})"
-        for r in db.rows(sql, chunk):
-            stored[(r[0], r[1])] = (*r[:3], db.read_instant(r[3]), *r[4:9], db.read_json(r[9]), db.read_json(r[10]))
-    wanted: dict[tuple[str, int], tuple[Any, ...]] = {}
-    for _, after, plan, _ in ready:
-        for s in plan.sessions:
-            if s.status is not SessionStatus.planned:
-                wanted[(after.id, s.number)] = (
-                    after.id, s.number, s.phase, s.start, s.start.isoformat(), s.status.value, s.step,
-                    s.duration_minutes, s.format, list(s.participants), list(s.optional_participants),
-                )  # fmt: skip
-    gone = [key for key in stored if key not in wanted]
-    db.many("DELETE FROM ipt_sessions WHERE course_id = ? AND number = ?", gone)
+    ones, update the changed ones, delete those no longer recorded. The stored ones are the
+    course's as read (``before.sessions``: its version was checked), so an event that records
+    no session writes no session row."""
+
+    def values(course_id: str, s: Session) -> tuple[Any, ...]:
+        return (course_id, s.number, s.phase, s.start, s.start.isoformat(), s.status.value, s.step,
+                s.duration_minutes, s.format, list(s.participants), list(s.optional_participants))  # fmt: skip
+
+    stored = {(after.id, s.number): values(after.id, s) for before, after, _, _ in ready for s in before.sessions}
+    wanted = {
+        (after.id, s.number): values(after.id, s)
+        for _, after, plan, _ in ready
+        for s in plan.sessions
+        if s.status is not SessionStatus.planned
+    }
+    db.many("DELETE FROM ipt_sessions WHERE course_id = ? AND number = ?", [key for key in stored if key not in wanted])
 
     def bound(v: tuple[Any, ...]) -> list[Any]:
         return [*v[:3], db.instant(v[3]), *v[4:9], db.json(v[9]), db.json(v[10])]

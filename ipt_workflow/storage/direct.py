@@ -80,6 +80,9 @@ class Direct:
         params = list(params)
         if not params:
             return
+        if len(params) == 1:  # one round trip, not a pipeline of one on psycopg
+            self.run(sql, params[0])
+            return
         if self.sqlite:
             self.raw.cursor().executemany(sql, params)
             return
