@@ -53,10 +53,15 @@ class App:
         SQLite file is refused ("no database at PATH"), never created."""
         return self._open(create=False)
 
-    def _open(self, create: bool) -> SqlStore:
-        from ipt_workflow.bootstrap import store_for
+    def light_store(self, create: bool) -> SqlStore:
+        """``store`` (``create``) or ``existing_store`` for ``course create`` and ``course
+        event``: on an SQLite file at the current schema, without SQLAlchemy (``storage.lite``)."""
+        return self._open(create, light=True)
 
-        store = store_for(self.db, create=create)
+    def _open(self, create: bool, light: bool = False) -> SqlStore:
+        from ipt_workflow.bootstrap import light_store_for, store_for
+
+        store = (light_store_for if light else store_for)(self.db, create=create)
         click.get_current_context().call_on_close(store.close)
         store.ensure_schema()
         return store
@@ -651,7 +656,7 @@ def course_create(
         rules, client=client, start=start, time=slot, tz=tz, now=clock,
         protocol_id=protocol_id, therapist=therapist, course_id=course_id,
     )  # fmt: skip
-    created = services.store_course(app.store, rules, course_, plan_, clock, allow_clash=allow_clash)
+    created = services.store_course(app.light_store(True), rules, course_, plan_, clock, allow_clash=allow_clash)
     for warning in created.warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -731,7 +736,7 @@ def course_event(
         data = parse_data_option(data_text)
     clock = app.now(now)
     when = clock
-    store = app.existing_store
+    store = app.light_store(False)
     if at:
         current = store.load(course_id)
         when = parse_instant(at, zone(current.timezone), "--at")

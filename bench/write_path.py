@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from import_courses import pg_database, timed_import, write_csv
+from import_courses import drop_pg, pg_database, timed_import, write_csv
 
 from _common import ipt_command, rerun, summary, wall_times
 
@@ -72,7 +72,10 @@ def main() -> None:
         if pg is None:
             print("Workflow.apply on PostgreSQL: skipped (no server at 127.0.0.1:5432)")
         else:
-            rate = apply_rate(pg, 50, args.events)
+            try:  # the server's URL, not the bare name (a file of that name in the working directory)
+                rate = apply_rate(f"postgresql://postgres@127.0.0.1:5432/{pg}", 50, args.events)
+            finally:
+                drop_pg(pg)
             print(f"Workflow.apply on PostgreSQL: {rate:,.0f} events/s over {args.events} events  (goal >= 800/s)")
         if args.rows:
             csv_path = Path(tmp) / "c.csv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:  # imported where used: read-only commands need neither the rules nor the models
     from sqlalchemy import Engine
@@ -36,6 +36,20 @@ def store_for(
     if engine is not None:
         return SqlStore(engine, owns_engine=False)
     return SqlStore(engine_for(database_url(url), create=create, lock_wait=lock_wait))
+
+
+def light_store_for(url: str | None = None, *, create: bool = True) -> SqlStore:
+    """``store_for(url)`` for ``ipt course create`` and ``ipt course event``: on an SQLite file
+    at the current schema, a store on the standard library's sqlite3 alone (``storage.lite``:
+    the course methods those commands use, the rest through a ``SqlStore`` opened on first
+    use); anything else (PostgreSQL, a new file, another schema revision) a ``SqlStore``."""
+    from .storage.lite import open_lite
+
+    target = database_url(url)
+    lite = open_lite(target, lambda: store_for(target, create=create))
+    if lite is None:
+        return store_for(target, create=create)
+    return cast("SqlStore", lite)  # it stands in for one: the methods those commands call
 
 
 def rules_from(rules: str | Path | Rulebook | None) -> Rulebook:

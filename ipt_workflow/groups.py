@@ -200,7 +200,7 @@ class GroupJoins:
     def plan(self, ledger: Ledger, now: datetime, sqlite: bool) -> tuple[list[str], Rows, list[Any]]:
         """(problems, rows, no further bookings to check): the member courses, their pre-group
         sessions in each therapist's first free working-hour slots (booked in ``ledger``)."""
-        from .storage.bulk import build_rows
+        from .storage.new_rows import build_rows
 
         policy = self.rules.clinic
         schedules: dict[str, list[Session]] = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from time import sleep, time_ns
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -40,9 +40,12 @@ from .core.values import DateLike, TimeLike, ZoneLike, as_date, as_time, as_zone
 from .core.wallclock import check_ahead, parse_date, parse_time, zone
 from .inputs import read_regular_file
 from .rulebook.files import Rulebook, load_rules
-from .storage.bookings import BookingCheck, BulkBooking
-from .storage.schema import to_text
-from .storage.sql import NewReminder, Rows, SqlStore, build_new_rows
+from .storage.booking_sql import BookingCheck, BulkBooking
+from .storage.direct import to_text
+from .storage.new_rows import NewReminder, Rows, build_new_rows
+
+if TYPE_CHECKING:  # the store is passed in: on the CLI's write path, one without SQLAlchemy (storage.lite)
+    from .storage.sql import SqlStore
 
 CSV_COLUMNS = ("client", "therapist", "protocol", "start", "time", "tz")
 CSV_OPTIONAL = ("id", "group")

@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine
 
 from . import services
 from .bootstrap import rules_from, store_for, utc_now
@@ -40,6 +39,8 @@ from .results import (
 from .rulebook.files import Rulebook
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from .absences import AbsenceChange
     from .delivery.dispatch import Dispatched
     from .delivery.host import HostJobs

@@ -9,17 +9,18 @@ reminders change with it or not at all. On SQLite write transactions start with
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..core.errors import CourseExists
+from .direct import chunks
 from .engine import database_error, ensure_schema
 
-_T = TypeVar("_T")
+__all__ = ["NOTIFY_CHANNEL", "StoreBase", "chunks"]
 
 #: The PostgreSQL channel a course change notifies and ``ipt daemon`` listens on.
 NOTIFY_CHANNEL = "ipt_reminders"
@@ -100,8 +101,3 @@ class StoreBase:
             return
         marks = ", ".join("?" for _ in names)
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})", rows)
-
-
-def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

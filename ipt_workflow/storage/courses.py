@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Text, bindparam, case, delete, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, Text, bindparam, delete, insert, select, type_coerce, update
 
-from ..core.clashes import Booking, conflict_alert, plan_therapists
+from ..core.clashes import Booking, conflict_alert
 from ..core.errors import ConflictError, CourseExists, UnknownName, shown
 from ..core.model import (
     ACTIVE_STATES,
@@ -33,18 +33,14 @@ from . import schema as t
 from .absences import AbsenceReads, handover_therapists
 from .base import StoreBase, chunks
 from .bookings import BookingCheck
-from .bulk import BulkWrites, build_rows
+from .bulk import BulkWrites
+from .course_sql import Saving, existing_ids, group_plan, load_chunk, save_batch, with_alerts
+from .direct import Direct
+from .new_rows import build_rows
 from .reads import reminder_documents
 from .rows import (
-    course_values,
-    group_plan_from,
-    history_values,
-    measure_values,
-    plan_lists,
     reminder_from_row,
-    reminder_values,
     session_from_row,
-    session_values,
 )
 from .schema import from_text, to_text
 
@@ -54,10 +50,7 @@ class CourseStore(BulkWrites, AbsenceReads):
 
     def _group_plan(self, conn: Connection, group_id: str) -> GroupPlan:
         """The stored schedule of a group, as its members' planners take it."""
-        stored = conn.execute(select(t.groups.c.plan).where(t.groups.c.id == group_id)).scalar()
-        if stored is None:
-            raise UnknownName(f"unknown group {shown(group_id)}")
-        return group_plan_from(group_id, stored)
+        return group_plan(Direct.of(conn), group_id)
 
     def load(self, course_id: str) -> Course:
         """The stored course; raises UnknownName when there is none."""
@@ -83,88 +76,7 @@ class CourseStore(BulkWrites, AbsenceReads):
         return out
 
     def _load_chunk(self, conn: Connection, ids: list[str]) -> dict[str, Course]:
-        rows = {r["id"]: r for r in conn.execute(select(t.courses).where(t.courses.c.id.in_(ids))).mappings()}
-        if not rows:
-            return {}
-        found = list(rows)
-        hist: dict[str, list[HistoryEntry]] = {i: [] for i in found}
-        h = t.history.c
-        for r in conn.execute(select(t.history).where(h.course_id.in_(found)).order_by(h.course_id, h.seq)).mappings():
-            hist[r["course_id"]].append(
-                HistoryEntry.model_validate(
-                    {"event": r["event"], "at": r["at"], "from": r["from_state"], "to": r["to_state"],
-                     "rule": r["rule"], "data": r["data"]}
-                )
-            )  # fmt: skip
-        recorded: dict[str, list[Any]] = {i: [] for i in found}
-        s = t.sessions.c
-        query = (
-            select(t.sessions)
-            .where(s.course_id.in_(found), s.status != SessionStatus.planned.value)
-            .order_by(s.course_id, s.number)
-        )
-        for r in conn.execute(query).mappings():
-            recorded[r["course_id"]].append(session_from_row(r))
-        measures: dict[str, list[Measurement]] = {i: [] for i in found}
-        m = t.measurements.c
-        query = select(t.measurements).where(m.course_id.in_(found)).order_by(m.course_id, m.at, m.seq)
-        for r in conn.execute(query).mappings():  # time order: a late entry sits in place
-            measures[r["course_id"]].append(
-                Measurement(instrument=r["instrument"], score=r["score"], item9=r["item9"], at=r["at"],
-                            session=r["session"])
-            )  # fmt: skip
-        alerts: dict[str, list[Reminder]] = {i: [] for i in found}
-        c = t.reminders.c
-        query = (
-            select(t.reminders).where(c.course_id.in_(found), c.rule.is_not(None)).order_by(c.course_id, c.due, c.id)
-        )
-        for r in conn.execute(query).mappings():
-            alerts[r["course_id"]].append(reminder_from_row(r))
-        courses: dict[str, Course] = {}
-        for course_id in ids:
-            row = rows.get(course_id)
-            if row is None:
-                continue
-            courses[course_id] = Course(
-                id=row["id"],
-                client=row["client"],
-                therapist=row["therapist"],
-                protocol=row["protocol"],
-                protocol_version=row["protocol_version"],
-                timezone=row["timezone"],
-                start=row["start_date"],
-                slot=time.fromisoformat(row["slot"]),
-                state=CourseState(row["state"]),
-                focus=row["focus"],
-                current_focus=row["current_focus"],
-                foci_worked=row["foci_worked"],
-                planned_sessions=row["planned_sessions"],
-                sessions=recorded[course_id],
-                measurements=measures[course_id],
-                pauses=[Pause.model_validate(p) for p in row["pauses"]],
-                alerts=alerts[course_id],
-                fired_rules=row["fired_rules"],
-                completed_at=row["completed_at"],
-                created_at=row["created_at"],
-                history=hist[course_id],
-                version=row["version"],
-                group=row["group_id"],
-                rules_fingerprint=row["rules_fingerprint"],
-            )
-        groups = {c.group for c in courses.values() if c.group is not None}
-        group_plans = {g: self._group_plan(conn, g) for g in sorted(groups)}
-        therapists = {i: {c.therapist} | handover_therapists(c) for i, c in courses.items()}
-        every = self._absences(conn, set().union(*therapists.values())) if therapists else []
-        for course_id, course in courses.items():
-            update: dict[str, Any] = {}
-            if course.group is not None:
-                update["group_plan"] = group_plans[course.group]
-            absences = [a for a in every if a.therapist in therapists[course_id] and a.until >= course.start]
-            if absences:
-                update["absences"] = absences
-            if update:
-                courses[course_id] = course.model_copy(update=update)
-        return courses
+        return load_chunk(Direct.of(conn), ids)
 
     def reminders_of(self, ids: Sequence[str]) -> dict[str, list[Reminder]]:
         """The stored reminders of each course of ``ids``, in due order (as ``reminders``)."""
@@ -179,11 +91,8 @@ class CourseStore(BulkWrites, AbsenceReads):
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are stored courses."""
-        found: set[str] = set()
         with self._read() as conn:
-            for chunk in chunks(list(ids), 500):
-                found.update(conn.execute(select(t.courses.c.id).where(t.courses.c.id.in_(chunk))).scalars())
-        return found
+            return existing_ids(Direct.of(conn), ids)
 
     def natural_keys(self) -> dict[str, tuple[str, str, str, str | None]]:
         """``{id: (client, protocol, start date ISO, group)}`` of every stored course: what an
@@ -230,7 +139,7 @@ class CourseStore(BulkWrites, AbsenceReads):
             if booking is not None:
                 found = self._check_bookings(conn, booking, course.id)
                 if found:
-                    stored[0] = _with_alerts(course, plan, [conflict_alert(course, a, b, booking.at) for a, b in found])
+                    stored[0] = with_alerts(course, plan, [conflict_alert(course, a, b, booking.at) for a, b in found])
 
         try:
             self.write_batches((build_rows(stored, now, sqlite) for _ in (1,)), before=check)
@@ -287,114 +196,7 @@ class CourseStore(BulkWrites, AbsenceReads):
         return out + self._save_batch(conn, batch, now)
 
     def _save_batch(self, conn: Connection, items: Sequence[Saving], now: datetime) -> list[Course]:
-        if not items:
-            return []
-        ready: list[tuple[Course, Course, Plan, Effects]] = []
-        for before, after, plan, effects, booking in items:
-            if booking is not None:
-                clashed = self._check_bookings(conn, booking, after.id)
-                if clashed:
-                    alerts = [conflict_alert(after, a, b, booking.at) for a, b in clashed]
-                    after, plan = _with_alerts(after, plan, alerts)
-                    effects = effects.model_copy(update={"added": [*effects.added, *alerts]})
-            ready.append((before, after, plan, effects))
-        c = t.courses.c
-        ids = [after.id for _, after, _, _ in ready]
-        versions: dict[str, int] = {}
-        for chunk in chunks(sorted(ids), 500):  # locked in id order (FOR UPDATE on PostgreSQL)
-            query = select(c.id, c.version).where(c.id.in_(chunk)).with_for_update()
-            versions.update({i: v for i, v in conn.execute(query)})
-        for before, after, _, _ in ready:
-            if versions.get(after.id) != before.version:
-                raise ConflictError(after.id, before.version, versions.get(after.id))
-        conn.execute(
-            update(t.courses).where(c.id == bindparam("_id"), c.version == bindparam("_expected")),
-            [
-                {**course_values(after), "_id": after.id, "_expected": before.version, "updated_at": now,
-                 "version": before.version + 1, "plan": plan_lists(plan.sessions),
-                 "rules_fingerprint": plan.fingerprint}
-                for before, after, plan, _ in ready
-            ],
-        )  # fmt: skip
-        entries = [
-            history_values(after.id, len(before.history) + i, h)
-            for before, after, _, effects in ready
-            for i, h in enumerate(effects.history)
-        ]
-        if entries:
-            conn.execute(insert(t.history), entries)
-        measures = []
-        for before, after, _, _ in ready:
-            base = len(before.measurements)
-            new = added_measures(before.measurements, after.measurements)
-            measures += [measure_values(after.id, base + i, m) for i, m in enumerate(new)]
-        if measures:
-            conn.execute(insert(t.measurements), measures)
-        for _, after, plan, _ in ready:
-            if any(h.event == "change_therapist" for h in after.history):
-                _save_therapists(conn, after.id, plan_therapists(after.therapist, plan.sessions))
-        for chunk in chunks(ids, 500):
-            conn.execute(delete(t.sessions).where(t.sessions.c.course_id.in_(chunk)))
-        recorded = [
-            session_values(after.id, s)
-            for _, after, plan, _ in ready
-            for s in plan.sessions
-            if s.status is not SessionStatus.planned
-        ]
-        if recorded:
-            conn.execute(insert(t.sessions), recorded)
-        r = t.reminders.c
-        pending = r.status == "pending"
-        if conn.dialect.name == "sqlite":  # a hint so the primary key is used, not the (status, due) index
-            pending = func.likely(pending)
-        one = (r.course_id == bindparam("_course"), r.id == bindparam("_id"))
-        cancelled = [{"_course": after.id, "_id": i} for _, after, _, effects in ready for i in effects.cancelled]
-        if cancelled:
-            conn.execute(
-                update(t.reminders).where(*one, pending).values(status="cancelled", lease_until=None), cancelled
-            )
-        rescheduled = [
-            {"_course": after.id, "_id": x.id, "_due": x.due}
-            for _, after, _, effects in ready
-            for x in effects.rescheduled
-        ]
-        if rescheduled:  # kept under its id, due at another instant by the rules in force
-            conn.execute(
-                update(t.reminders)
-                .where(*one, pending)
-                # A claim in flight loses its token (the daemon then does not send it at the old
-                # instant); it is claimed again at the new one.
-                .values(
-                    due=bindparam("_due"),
-                    lease_until=None,
-                    attempts=r.attempts + case((r.lease_until.is_(None), 0), else_=1),
-                ),
-                rescheduled,
-            )
-        added = [(after.id, x) for _, after, _, effects in ready for x in effects.added]
-        if added:
-            known: set[tuple[str, str]] = set()
-            for part in chunks(added, 500):
-                known |= _stored_keys(conn, [(cid, x.id) for cid, x in part])
-            fresh = [reminder_values(x) for cid, x in added if (cid, x.id) not in known]
-            if fresh:
-                conn.execute(insert(t.reminders), fresh)
-            again = [{"_course": cid, "_id": x.id, "_due": x.due} for cid, x in added if (cid, x.id) in known]
-            if again:  # planned again after a cancellation: pending once more
-                conn.execute(
-                    update(t.reminders)
-                    .where(*one, r.status == "cancelled")
-                    .values(status="pending", due=bindparam("_due"), last_error=None),
-                    again,
-                )
-        return [
-            after.model_copy(update={"version": before.version + 1, "rules_fingerprint": plan.fingerprint})
-            for before, after, plan, _ in ready
-        ]
-
-
-#: What ``_save_many`` takes per course: before, after, plan, effects, booking check.
-Saving = tuple[Course, Course, Plan, Effects, "BookingCheck | None"]
+        return save_batch(Direct.of(conn), items, now)
 
 
 def _keys_in(keys: Sequence[tuple[str, str]]) -> Any:
@@ -403,13 +205,6 @@ def _keys_in(keys: Sequence[tuple[str, str]]) -> Any:
     for ``(course_id, id) IN (...)``, and probes every pair for ``course_id IN (...) AND id IN
     (...)``). Callers keep only the keys they asked for."""
     return t.reminders.c.course_id.in_(sorted({k[0] for k in keys}))
-
-
-def _stored_keys(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which ``(course_id, id)`` of ``keys`` are in ``ipt_reminders``."""
-    r = t.reminders.c
-    wanted = set(keys)
-    return {(c, i) for c, i in conn.execute(select(r.course_id, r.id).where(_keys_in(keys))) if (c, i) in wanted}
 
 
 def course_from_rows(
@@ -460,45 +255,6 @@ def course_from_rows(
         group=row["group_id"],
         rules_fingerprint=row["rules_fingerprint"],
     )
-
-
-def _with_alerts(course: Course, plan: Plan, alerts: list[Reminder]) -> tuple[Course, Plan]:
-    """The course and plan with ``alerts`` added (an alert raised twice is kept once)."""
-    known = {a.id for a in course.alerts}
-    fresh = [a for a in alerts if a.id not in known]
-    course = course.model_copy(update={"alerts": sorted([*course.alerts, *fresh], key=lambda a: (a.due, a.id))})
-    reminders = sorted([*plan.reminders, *fresh], key=lambda r: (r.due, r.id))
-    return course, Plan(sessions=plan.sessions, reminders=reminders, fingerprint=plan.fingerprint)
-
-
-def _save_therapists(conn: Connection, course_id: str, therapists: set[str]) -> None:
-    """Keep ``ipt_course_therapists`` of a course handed over: the therapists besides its own
-    that its plan still books."""
-    held = t.course_therapists.c
-    stored = set(conn.execute(select(held.therapist).where(held.course_id == course_id)).scalars())
-    if stored - therapists:
-        conn.execute(
-            delete(t.course_therapists).where(held.course_id == course_id, held.therapist.in_(stored - therapists))
-        )
-    if therapists - stored:
-        conn.execute(
-            insert(t.course_therapists), [{"course_id": course_id, "therapist": x} for x in sorted(therapists - stored)]
-        )
-
-
-def added_measures(before: list[Measurement], after: list[Measurement]) -> list[Measurement]:
-    """The measurements in ``after`` that ``before`` lacks (``after`` is in time order, so a
-    questionnaire entered late is not at its end)."""
-    left = list(before)
-    out = []
-    for m in after:
-        if m in left:
-            left.remove(m)
-        else:
-            out.append(m)
-    return out
-
-
 
 
 class RuleReads(StoreBase):

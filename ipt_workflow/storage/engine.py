@@ -13,8 +13,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from ..core.errors import DatabaseBusy, StoreError
-from . import HEAD_REVISION, LOCK_TIMEOUT_ENV, lock_timeout
+from ..core.errors import StoreError
+from . import HEAD_REVISION, lock_timeout
+from .failures import database_failure
 from .files import create_private_file, make_private
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -177,23 +178,7 @@ def revision(conn: Connection) -> str | None:
 
 def database_error(exc: BaseException, engine: Engine | str) -> StoreError:
     """The one-line StoreError for a failure of the database (SQLAlchemy's error or the
-    driver's): busy past the lock wait (``DatabaseBusy``), disk full, I/O error, read-only,
-    or else its first line. Never the statement or its parameters (client references)."""
-    orig = getattr(exc, "orig", None) or exc
+    driver's): see ``failures.database_failure``."""
     where = engine if isinstance(engine, str) else describe(engine)
     wait = lock_timeout() if isinstance(engine, str) else _LOCK_WAITS.get(engine, lock_timeout())
-    name = str(getattr(orig, "sqlite_errorname", "") or "")
-    state = str(getattr(orig, "sqlstate", "") or "")
-    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or state == "55P03" or "database is locked" in first:
-        return DatabaseBusy(
-            f"database '{where}' is busy: still locked by another process after {wait:g} s "
-            f"({LOCK_TIMEOUT_ENV}); nothing was changed, try again later"
-        )
-    if name == "SQLITE_FULL" or state == "53100" or "database or disk is full" in first:
-        return StoreError(f"database '{where}': the disk is full; nothing was written")
-    if name.startswith("SQLITE_IOERR") or state.startswith("58") or "disk I/O error" in first:
-        return StoreError(f"database '{where}': disk I/O error; nothing was written")
-    if name.startswith("SQLITE_READONLY") or state == "25006" or "readonly database" in first:
-        return StoreError(f"database '{where}' is read-only; nothing was written")
-    return StoreError(f"database '{where}' cannot be used: {first}")
+    return database_failure(exc, where, wait)

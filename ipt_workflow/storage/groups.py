@@ -21,8 +21,9 @@ from ..core.planner import reminder_id
 from . import schema as t
 from .base import chunks
 from .bookings import BookingCheck
-from .bulk import build_rows
-from .courses import CourseStore, _with_alerts
+from .course_sql import with_alerts
+from .courses import CourseStore
+from .new_rows import build_rows
 from .rows import group_plan_lists
 
 #: Test hook: seconds to sleep between two members' writes of a group event (inside its
@@ -160,7 +161,7 @@ class GroupStore(CourseStore):
             if booking is not None:
                 found = self._check_bookings(conn, booking, course.id)
                 if found:
-                    stored[0] = _with_alerts(course, plan, [conflict_alert(course, a, b, booking.at) for a, b in found])
+                    stored[0] = with_alerts(course, plan, [conflict_alert(course, a, b, booking.at) for a, b in found])
 
         try:
             self.write_batches((build_rows(stored, now, self.dialect == "sqlite") for _ in (1,)), before=check)

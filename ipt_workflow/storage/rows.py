@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..core.model import Course, GroupPlan, GroupSlot, HistoryEntry, Measurement, Reminder, Session, SessionStatus
+from ..core.model import Course, GroupPlan, GroupSlot, HistoryEntry, Reminder, Session, SessionStatus
 
 
 def plan_lists(sessions: Sequence[Session]) -> list[list[Any]]:
@@ -68,18 +68,6 @@ def history_values(course_id: str, seq: int, h: HistoryEntry) -> dict[str, Any]:
     }
 
 
-def measure_values(course_id: str, seq: int, m: Measurement) -> dict[str, Any]:
-    return {
-        "course_id": course_id,
-        "seq": seq,
-        "instrument": m.instrument,
-        "score": m.score,
-        "item9": m.item9,
-        "at": m.at,
-        "session": m.session,
-    }
-
-
 def session_values(course_id: str, s: Session) -> dict[str, Any]:
     return {
         "course_id": course_id,
@@ -93,21 +81,6 @@ def session_values(course_id: str, s: Session) -> dict[str, Any]:
         "format": s.format,
         "participants": list(s.participants),
         "optional_participants": list(s.optional_participants),
-    }
-
-
-def reminder_values(r: Reminder) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "course_id": r.course,
-        "kind": r.kind,
-        "audience": r.audience,
-        "due": r.due,
-        "session": r.session,
-        "status": "pending",
-        "rule": r.rule,
-        "attempts": 0,
-        "detail": r.detail,
     }
 
 

@@ -26,6 +26,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from .direct import from_text, to_text
+
+__all__ = ["SCHEMA_VERSION", "UTCDateTime", "from_text", "metadata", "to_text"]
+
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
@@ -58,18 +62,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if isinstance(value, datetime):
             return value.astimezone(UTC)
         return from_text(value)
-
-
-def to_text(value: datetime) -> str:
-    """The SQLite form of an instant: 'YYYY-MM-DD HH:MM:SS' in UTC, '.ffffff' only when there
-    are microseconds (what ``str()`` of a naive datetime gives, fast and in time order)."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return str(value.replace(tzinfo=None))
-
-
-def from_text(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 meta = Table(

@@ -11,11 +11,11 @@ from __future__ import annotations
 from . import HEAD_REVISION
 from .absence_writes import AbsenceWrites, GroupReplanned, Replanned
 from .base import NOTIFY_CHANNEL
-from .bulk import NewReminder, Rows, build_new_rows, build_rows
 from .courses import RuleWrites
 from .engine import engine_for, upgrade
 from .groups import GroupStore, MemberChange
 from .ingest_writes import CourseChange, Ingested, IngestWrites
+from .new_rows import NewReminder, Rows, build_new_rows, build_rows
 from .outbox import Outbox
 
 

@@ -284,6 +284,9 @@ def create_engine(url, **options):
 
 
 store_engine.create_engine = create_engine
+if how == "ioerror":  # the write path without SQLAlchemy (storage.lite) connects by itself
+    real_connect = sqlite3.connect
+    sqlite3.connect = lambda *args, **kwargs: real_connect(*args, **{**kwargs, "factory": FailingConnection})
 from cli import main
 
 sys.argv[0] = "ipt"
