@@ -87,7 +87,7 @@ Reference = Annotated[str, StringConstraints(pattern=REFERENCE_PATTERN)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Session(_Frozen):
@@ -130,7 +130,7 @@ class Absence(_Frozen):
     """A therapist's leave: every day from ``start`` to ``until`` (both included), in the
     course's zone. The therapist's planned sessions on those days move as for a closure."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     id: str
     therapist: Reference
@@ -160,7 +160,7 @@ class Pause(_Frozen):
 class HistoryEntry(_Frozen):
     """One change to a course: the event, when, the states, and the rule that took it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     event: str
     at: datetime
@@ -231,9 +231,6 @@ class GroupPlan(_Frozen):
     sessions: list[GroupSlot] = Field(default_factory=list)
 
 
-Course.model_rebuild()
-
-
 class GroupState(StrEnum):
     active = "active"
     completed = "completed"
@@ -285,7 +282,7 @@ class Effects(_Frozen):
 
 
 class _EventData(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
 
 class NoData(_EventData):
@@ -325,7 +322,7 @@ class RescheduleData(_EventData):
 
 
 class SlotData(_EventData):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True, defer_build=True)
 
     from_: int = Field(alias="from", ge=1)
     weekday: str = Field(max_length=20)
@@ -334,7 +331,7 @@ class SlotData(_EventData):
 
 
 class TherapistData(_EventData):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True, defer_build=True)
 
     therapist: str = Field(max_length=200)
     from_: int | None = Field(default=None, alias="from", ge=1)

@@ -170,7 +170,7 @@ def version_key(version: str) -> tuple[Any, ...]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 #: Bounds on rule-file values, so that a plan stays finite and small, every date it computes
