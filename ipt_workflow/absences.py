@@ -33,7 +33,7 @@ REASON_MAX = 200
 class AbsenceChange(BaseModel):
     """An absence added or removed: ``courses`` replanned, planned sessions ``moved``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     absence: Absence
     courses: int

@@ -13,7 +13,7 @@ from .core.model import CourseState, GroupState, SessionStatus
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", defer_build=True)
 
 
 class CourseSummary(_Result):
@@ -120,7 +120,7 @@ class ReminderChanges(_Result):
 class CourseChangeResult(_Result):
     """One course of a replan or migration (``ipt replan --json`` / ``rules migrate --json``)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     course: str
     protocol: str

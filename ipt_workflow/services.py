@@ -4,7 +4,6 @@ plain results. The clock is read by the caller (CLI or ``Workflow``), never here
 from __future__ import annotations
 
 import csv
-import ctypes
 import gc
 import io
 import os
@@ -566,6 +565,8 @@ def _die_with_parent(parent: int) -> None:
     import must not leave workers asleep on their queue). Linux: the kernel sends SIGKILL
     (``PR_SET_PDEATHSIG``); everywhere: a thread checks the parent every half second."""
     if sys.platform == "linux":
+        import ctypes  # import workers only: not loaded by every command
+
         with suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # it ended before the line above took effect

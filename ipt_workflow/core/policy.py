@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from .model import empty_list
 from .protocol import MAX_SESSION_BUFFER, _check_schema, _LocatedError, _Strict
 from .wallclock import check_year, format_duration, parse_duration, parse_time, zone
 
@@ -182,7 +183,7 @@ class ClinicPolicy(_Strict):
     working_days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]]
     working_hours: Hours
     holidays: HolidayRegion | None = None
-    closures: list[date] = Field(default_factory=list, max_length=5000)
+    closures: list[date] = Field(default_factory=empty_list, max_length=5000)
     holiday_policy: Literal["next_working_day", "skip"] = "next_working_day"
     quiet_hours: Hours | None = None
     reminder_leads: list[str] = Field(default_factory=lambda: ["72h", "24h"], max_length=10)

@@ -24,7 +24,7 @@ from pydantic import (
 
 from .cel import MAX_CONDITION_LENGTH, cel, cost_problem
 from .events import EVENTS, GUARD_KEYS
-from .model import ACTIVE_STATES, BUILTIN_KINDS, BUILTIN_PROBLEM_AREAS
+from .model import ACTIVE_STATES, BUILTIN_KINDS, BUILTIN_PROBLEM_AREAS, empty_list
 from .wallclock import parse_duration
 
 SCHEMA_VERSION = 1
@@ -170,7 +170,7 @@ def version_key(version: str) -> tuple[Any, ...]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 #: Bounds on rule-file values, so that a plan stays finite and small, every date it computes
@@ -227,7 +227,7 @@ class MeasureSchedule(_Strict):
 class ReminderKind(_Strict):
     kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=SHORT_LENGTH)
     audience: Literal["client", "therapist"]
-    leads: list[str] = Field(default_factory=list, max_length=10)
+    leads: list[str] = Field(default_factory=empty_list, max_length=10)
 
     @field_validator("leads")
     @classmethod
@@ -250,7 +250,7 @@ class Action(_Strict):
 
 class Rule(_Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_.-]*$", max_length=NAME_LENGTH)
-    trigger: list[str] = Field(default_factory=list, description="events that set the rule off")
+    trigger: list[str] = Field(default_factory=empty_list, description="events that set the rule off")
     when: str | None = None
     once: bool = False
     actions: list[Action] = Field(min_length=1)
@@ -275,8 +275,8 @@ class Rule(_Strict):
 
 class JointSessions(_Strict):
     who: str = Field(pattern=r"^[a-z][a-z_]*$", max_length=SHORT_LENGTH)
-    sessions: list[Literal["first", "middle", "last"]] = Field(default_factory=list)
-    optional: list[Literal["first", "middle", "last"]] = Field(default_factory=list)
+    sessions: list[Literal["first", "middle", "last"]] = Field(default_factory=empty_list)
+    optional: list[Literal["first", "middle", "last"]] = Field(default_factory=empty_list)
 
 
 class Protocol(_Strict):
@@ -300,11 +300,11 @@ class Protocol(_Strict):
     format: Literal["individual", "group"] = "individual"
     individual_first: int = Field(default=0, ge=0, description="group protocols: individual sessions first")
     joint: JointSessions | None = None
-    measures: list[MeasureSchedule] = Field(default_factory=list, max_length=10)
-    reminders: list[ReminderKind] = Field(default_factory=list, max_length=50)
-    follow_ups: list[str] = Field(default_factory=list, max_length=20, description="durations after completion")
+    measures: list[MeasureSchedule] = Field(default_factory=empty_list, max_length=10)
+    reminders: list[ReminderKind] = Field(default_factory=empty_list, max_length=50)
+    follow_ups: list[str] = Field(default_factory=empty_list, max_length=20, description="durations after completion")
     guards: dict[str, str] = Field(default_factory=dict)
-    rules: list[Rule] = Field(default_factory=list, max_length=200)
+    rules: list[Rule] = Field(default_factory=empty_list, max_length=200)
     _guards: dict[str, Condition] = PrivateAttr(default_factory=dict)
 
     @field_validator("schema_version")
