@@ -450,6 +450,33 @@ def plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
     return Plan(sessions=all_sessions, reminders=reminders, fingerprint=rules_fingerprint(protocol, policy))
 
 
+#: Course fields ``plan`` never reads (the history it reads through ``calendar_of``,
+#: ``late_cancellations`` and ``pre_starts``): every other field is a planning input.
+_NOT_PLANNED = frozenset(
+    {"measurements", "fired_rules", "focus", "current_focus", "foci_worked", "history", "version", "rules_fingerprint"}
+)
+_PLANNED_FIELDS = tuple(f for f in Course.model_fields if f not in _NOT_PLANNED)
+
+
+def plans_alike(a: Course, b: Course) -> bool:
+    """True when ``plan`` (under the same rules) gives ``b`` the very plan it gives ``a``: every
+    field the planner reads is the same object in both (as in a course and the ``model_copy``
+    an event made of it, for the fields the event left alone), and their histories state the
+    same calendar, late cancellations and pre-group starts. False says nothing: plan again."""
+    da, db = a.__dict__, b.__dict__
+    if any(da[f] is not db[f] for f in _PLANNED_FIELDS):
+        return False
+    if a.history is b.history:
+        return True
+    first_a, first_b = a.history[:1], b.history[:1]
+    return (
+        len(first_a) == len(first_b)
+        and all(x is y for x, y in zip(first_a, first_b, strict=True))
+        and late_cancellations(a) == late_cancellations(b)
+        and calendar_of(a) == calendar_of(b)
+    )
+
+
 #: A planned reminder as plain values: (id, kind, audience, due, session, rule).
 PlannedRow = tuple[str, str, str, datetime, "int | None", "str | None"]
 
