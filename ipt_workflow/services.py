@@ -34,6 +34,7 @@ from .core.planner import (
     sessions,
     slot_warnings,
     slot_warnings_at,
+    stored_plan,
 )
 from .core.protocol import Protocol
 from .core.values import DateLike, TimeLike, ZoneLike, as_date, as_time, as_zone_name
@@ -197,7 +198,7 @@ def apply_event(
         )
     # Each side planned once: the plan before, then the plan after (the same one when the
     # event changed nothing the planner reads, ``plans_alike``).
-    planned = plan(before, protocol, rules.clinic)
+    planned = stored_plan(before, protocol, rules.clinic)
     after, effects, p = apply_planned(before, event, at, protocol, rules.clinic, data, planned)
     if before.group is not None:
         from .groups import size_alert

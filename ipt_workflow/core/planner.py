@@ -477,6 +477,38 @@ def plans_alike(a: Course, b: Course) -> bool:
     )
 
 
+def _planning_key(course: Course) -> tuple[Any, ...]:
+    """Every input ``plan`` reads from ``course``, as values compared with ``==``."""
+    d = course.__dict__
+    return (*[d[f] for f in _PLANNED_FIELDS], calendar_of(course), late_cancellations(course), pre_starts(course))
+
+
+#: The plans of the courses ``stored_plan`` was last asked for, by course id:
+#: (protocol, policy, planning key, plan). At most ``_STORED_PLANS_MAX`` (~60 kB each).
+_STORED_PLANS: dict[str, tuple[Protocol, ClinicPolicy, tuple[Any, ...], Plan]] = {}
+_STORED_PLANS_MAX = 128
+
+
+def stored_plan(course: Course, protocol: Protocol, policy: ClinicPolicy) -> Plan:
+    """``plan`` of a course as read from a store, remembered: asked again for an equal course
+    (every planning input equal, ``_planning_key``: the same course read again after an event
+    that changed nothing the planner reads, a measure say) under the same rules, it returns
+    the plan it made (fresh lists of the same frozen sessions and reminders) instead of
+    planning again. Only for courses read from a store: one store reads back a value the same
+    way each time, whereas a course built in memory may hold an equal instant with another
+    ``tzinfo`` object (a ``ZoneInfo`` where a read gives a fixed offset), which a plan shows."""
+    key = _planning_key(course)
+    hit = _STORED_PLANS.get(course.id)
+    if hit is not None and hit[0] is protocol and hit[1] is policy and hit[2] == key:
+        found = hit[3]
+    else:
+        found = plan(course, protocol, policy)
+        if len(_STORED_PLANS) >= _STORED_PLANS_MAX:
+            _STORED_PLANS.clear()
+        _STORED_PLANS[course.id] = (protocol, policy, key, found)
+    return found.model_copy(update={"sessions": list(found.sessions), "reminders": list(found.reminders)})
+
+
 #: A planned reminder as plain values: (id, kind, audience, due, session, rule).
 PlannedRow = tuple[str, str, str, datetime, "int | None", "str | None"]
 
