@@ -484,7 +484,7 @@ def _planning_key(course: Course) -> tuple[Any, ...]:
 
 
 #: The plans of the courses ``stored_plan`` was last asked for, by course id:
-#: (protocol, policy, planning key, plan). At most ``_STORED_PLANS_MAX`` (~60 kB each).
+#: (protocol, policy, planning key, plan). At most ``_STORED_PLANS_MAX`` (~70 kB each).
 _STORED_PLANS: dict[str, tuple[Protocol, ClinicPolicy, tuple[Any, ...], Plan]] = {}
 _STORED_PLANS_MAX = 128
 
