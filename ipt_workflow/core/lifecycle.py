@@ -564,17 +564,17 @@ def _run_rules(
             continue
         if rule.once and rule.id in course.fired_rules:
             continue
-        if rule.condition is not None:
+        condition = rule.condition
+        if condition is not None:
             if f is None:
                 f = facts(course, protocol, policy, event, data, at)
             try:
-                holds = rule.condition.check(f)
+                holds = condition.check(f)
             except EvaluationError as exc:
                 raise _Unevaluable(
                     event,
                     state,
-                    f"rule '{rule.id}': condition '{rule.condition.source}' cannot be evaluated: {exc} "
-                    "(fix the rule file)",
+                    f"rule '{rule.id}': condition '{condition.source}' cannot be evaluated: {exc} (fix the rule file)",
                 ) from None
             if not holds:
                 continue
