@@ -83,6 +83,7 @@ class Lifecycle:
     def __init__(self, protocol: Protocol) -> None:
         self.protocol = protocol
         self.definition = self._definition(protocol)
+        self._sources: dict[str, frozenset[str]] = {}
         self.machine = Machine(
             model=None,
             states=[s.value for s in S],
@@ -112,8 +113,12 @@ class Lifecycle:
             )
         return rows
 
-    def sources(self, event: str) -> set[str]:
-        return set(self.machine.events[event].transitions)
+    def sources(self, event: str) -> frozenset[str]:
+        """The states ``event`` has a transition from (worked out once per event)."""
+        found = self._sources.get(event)
+        if found is None:
+            found = self._sources[event] = frozenset(self.machine.events[event].transitions)
+        return found
 
     def trigger(self, event: str, state: str, facts: Mapping[str, Any], resume_to: str | None) -> tuple[bool, _Adapter]:
         """Run ``event`` from ``state``; (taken, adapter with the new state or the failed guard)."""
