@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
 from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, Refused, StoreError, shown
-from .core.lifecycle import apply, new_course, reconcile
+from .core.lifecycle import apply_planned, new_course, reconcile
 from .core.model import EVENT_DATA, Absence, Course, Effects, NoData, Plan, Session, check_reference
 from .core.planner import (
     plan,
@@ -33,6 +33,7 @@ from .core.planner import (
     sessions,
     slot_warnings,
     slot_warnings_at,
+    stored_plan,
 )
 from .core.protocol import Protocol
 from .core.values import DateLike, TimeLike, ZoneLike, as_date, as_time, as_zone_name
@@ -197,7 +198,10 @@ def apply_event(
             f"course {before.id} is a member of group {before.group}: its sessions move with the group "
             f"(ipt group event {before.group} {event})",
         )
-    after, effects = apply(before, event, at, protocol, rules.clinic, data)
+    # Each side planned once: the plan before, then the plan after (the same one when the
+    # event changed nothing the planner reads, ``plans_alike``).
+    planned = stored_plan(before, protocol, rules.clinic)
+    after, effects, p = apply_planned(before, event, at, protocol, rules.clinic, data, planned)
     if before.group is not None:
         from .groups import size_alert
 
@@ -206,12 +210,14 @@ def apply_event(
             raised = [a for a in sized.alerts if a not in after.alerts]
             effects = effects.model_copy(update={"added": [*effects.added, *raised]})
             after = sized
-    p = plan(after, protocol, rules.clinic)
+            p = plan(after, protocol, rules.clinic)
     # Any event whose replan books new times is checked: one the user chose is refused on a
     # clash (unless forced); one a fact forced (a miss, a pause, a holiday) raises an alert.
     buffer = rules.clinic.buffer()
-    was = bookings(before, plan(before, protocol, rules.clinic).sessions, buffer)
-    new = new_bookings(was, bookings(after, p.sessions, buffer))
+    if p.sessions is planned.sessions and all(getattr(before, f) is getattr(after, f) for f in _BOOKED_BY):
+        new = []  # the same sessions of the same course: the same bookings
+    else:
+        new = new_bookings(bookings(before, planned.sessions, buffer), bookings(after, p.sessions, buffer))
     check = BookingCheck(new, buffer, refuse=event in BOOKING_EVENTS and not force, at=now) if new else None
     if before.rules_fingerprint != p.fingerprint:
         # The stored plan was made under other rules: its "before" is what is stored, not a
@@ -226,6 +232,10 @@ def apply_event(
         effects = effects.model_copy(update={"added": [*effects.added, *raised]})
         p = plan(stored, protocol, rules.clinic)
     return Applied(stored, p, effects)
+
+
+#: The course fields ``bookings`` reads besides the plan's sessions.
+_BOOKED_BY = ("id", "state", "therapist", "group", "timezone")
 
 
 def _unrecorded_alerts_gone(store: SqlStore, before: Course, after: Course, effects: Effects) -> Effects:

@@ -8,7 +8,7 @@ it never mutates its input and never reads the clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,7 +34,7 @@ from .model import (
     reference_problem,
 )
 from .moves import RECORDING, change_slot, change_therapist, record_session, reschedule, with_notice
-from .planner import counts, plan, reminder_id
+from .planner import counts, plan, plans_alike, reminder_id
 from .policy import ClinicPolicy
 from .protocol import Condition, EvaluationError, Protocol
 from .values import naive_problem
@@ -83,6 +83,7 @@ class Lifecycle:
     def __init__(self, protocol: Protocol) -> None:
         self.protocol = protocol
         self.definition = self._definition(protocol)
+        self._sources: dict[str, frozenset[str]] = {}
         self.machine = Machine(
             model=None,
             states=[s.value for s in S],
@@ -112,8 +113,12 @@ class Lifecycle:
             )
         return rows
 
-    def sources(self, event: str) -> set[str]:
-        return set(self.machine.events[event].transitions)
+    def sources(self, event: str) -> frozenset[str]:
+        """The states ``event`` has a transition from (worked out once per event)."""
+        found = self._sources.get(event)
+        if found is None:
+            found = self._sources[event] = frozenset(self.machine.events[event].transitions)
+        return found
 
     def trigger(self, event: str, state: str, facts: Mapping[str, Any], resume_to: str | None) -> tuple[bool, _Adapter]:
         """Run ``event`` from ``state``; (taken, adapter with the new state or the failed guard)."""
@@ -262,6 +267,41 @@ def facts(
     }
 
 
+class _Facts(Mapping[str, Any]):
+    """``facts(...)``, worked out on first use."""
+
+    __slots__ = ("_args", "_facts")
+
+    def __init__(
+        self,
+        course: Course,
+        protocol: Protocol,
+        policy: ClinicPolicy,
+        event: str,
+        data: Mapping[str, Any],
+        at: datetime,
+    ) -> None:
+        self._args = (course, protocol, policy, event, data, at)
+        self._facts: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        if self._facts is None:
+            self._facts = facts(*self._args)
+        return self._facts
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._get()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+
 def _measured_at(m: Measurement) -> datetime:
     return m.at
 
@@ -318,14 +358,19 @@ def apply_planned(
 ) -> tuple[Course, Effects, Plan]:
     """``apply``, also returning the new course's plan; ``planned`` is the course's plan when
     the caller has it (``plan(course, protocol, policy)``), so a run of events on one course
-    plans once per event instead of twice."""
+    plans once per event instead of twice, and not at all after an event that changed
+    nothing the planner reads (``plans_alike``): then ``planned`` is returned as the new plan."""
     at = _aware(at, "at")
     check_order(course, event, at)
     checked = validate_data(event, data)
     before = (planned if planned is not None else plan(course, protocol, policy)).reminders
     new = _apply(course, event, at, checked, protocol, policy, rule=None, depth=0)
-    after_plan = plan(new, protocol, policy)
+    # An event that changed nothing the planner reads (a measure, a focus) keeps the plan.
+    after_plan = planned if planned is not None and plans_alike(course, new) else plan(new, protocol, policy)
     after = after_plan.reminders
+    history = new.history[len(course.history) :]
+    if after is before:  # the same plan: nothing added, nothing cancelled
+        return new, Effects(added=[], cancelled=[], history=history), after_plan
     old_ids = {r.id for r in before}
     new_ids = {r.id for r in after}
     return (
@@ -333,7 +378,7 @@ def apply_planned(
         Effects(
             added=[r for r in after if r.id not in old_ids],
             cancelled=[r.id for r in before if r.id not in new_ids and not stays(r, at, new)],
-            history=new.history[len(course.history) :],
+            history=history,
         ),
         after_plan,
     )
@@ -408,7 +453,7 @@ def _apply(
         allowed = ", ".join(allowed_events(course, protocol)) or "none"
         raise Refused(event, state, f"not allowed in this state (allowed: {allowed})")
     changes = _prepare(course, event, at, data, protocol, policy)
-    f = facts(course, protocol, policy, event, data, at)
+    f = _Facts(course, protocol, policy, event, data, at)  # worked out only if a guard reads them
     resume_to = course.pauses[-1].resume_to.value if course.pauses else None
     taken, adapter = machine.trigger(event, state, f, resume_to)
     if adapter.error is not None:
@@ -524,17 +569,17 @@ def _run_rules(
             continue
         if rule.once and rule.id in course.fired_rules:
             continue
-        if rule.condition is not None:
+        condition = rule.condition
+        if condition is not None:
             if f is None:
                 f = facts(course, protocol, policy, event, data, at)
             try:
-                holds = rule.condition.check(f)
+                holds = condition.check(f)
             except EvaluationError as exc:
                 raise _Unevaluable(
                     event,
                     state,
-                    f"rule '{rule.id}': condition '{rule.condition.source}' cannot be evaluated: {exc} "
-                    "(fix the rule file)",
+                    f"rule '{rule.id}': condition '{condition.source}' cannot be evaluated: {exc} (fix the rule file)",
                 ) from None
             if not holds:
                 continue

@@ -123,9 +123,13 @@ class Condition:
             raise ValueError(f"'{source}' must be true or false, not {type(result).__name__}")
 
     def evaluate(self, facts: Mapping[str, Any]) -> Any:
-        """The value of the condition on ``facts``; raises EvaluationError for any error."""
+        """The value of the condition on ``facts`` (only the ones it names are handed to the
+        engine); raises EvaluationError for any error."""
+        # Only the facts it names: the engine converts every value it is given, and the whole
+        # table costs ~10x the evaluation itself (a condition is checked on every event).
+        named = {n: facts[n] for n in self.names if n in facts}
         try:
-            return self.program.execute(dict(facts))
+            return self.program.execute(named)
         except KeyError as exc:
             raise EvaluationError(f"no such key {exc}") from None
         except Exception as exc:  # the engine raises ZeroDivisionError, IndexError, OverflowError...
