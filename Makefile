@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q ipt_workflow cli.py  # as a wheel has them, also where PYTHONDONTWRITEBYTECODE is set
 	touch $(STAMP)
 
 IPT := $(BIN)/ipt
