@@ -26,3 +26,10 @@ def lock_timeout() -> float:
     except ValueError:
         return DEFAULT_LOCK_TIMEOUT
     return seconds if 0 <= seconds <= 3600 else DEFAULT_LOCK_TIMEOUT
+
+
+def sqlite_pragmas(wait: float) -> tuple[str, ...]:
+    """The pragmas every SQLite connection of the store gets, in order (the SQLAlchemy engine's
+    and the SQLAlchemy-free path's alike): WAL, foreign keys, a lock wait of ``wait`` seconds."""
+    return ("journal_mode=WAL", "foreign_keys=ON", f"busy_timeout={int(wait * 1000)}", "synchronous=NORMAL",
+            "cache_size=-65536")  # fmt: skip

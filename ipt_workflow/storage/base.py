@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..core.errors import CourseExists
-from .direct import chunks
+from .direct import chunks, marks
 from .engine import database_error, ensure_schema
 
 __all__ = ["NOTIFY_CHANNEL", "StoreBase", "chunks"]
@@ -99,5 +99,4 @@ class StoreBase:
                 for row in rows:
                     copy.write_row(row)
             return
-        marks = ", ".join("?" for _ in names)
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})", rows)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks(len(names))})", rows)

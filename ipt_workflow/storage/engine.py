@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from ..core.errors import StoreError
-from . import HEAD_REVISION, lock_timeout
+from . import HEAD_REVISION, lock_timeout, sqlite_pragmas
 from .failures import database_failure
 from .files import create_private_file, make_private
 
@@ -69,14 +69,7 @@ def _sqlite_setup(engine: Engine, wait: float) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we say BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        pragmas = (
-            "journal_mode=WAL",
-            "foreign_keys=ON",
-            f"busy_timeout={int(wait * 1000)}",
-            "synchronous=NORMAL",
-            "cache_size=-65536",
-        )
-        for pragma in pragmas:
+        for pragma in sqlite_pragmas(wait):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 

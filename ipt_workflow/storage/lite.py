@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.clashes import conflict_alert
 from ..core.errors import CourseExists, UnknownName, shown
 from ..core.model import Absence, Course, Effects, Plan, Reminder
-from . import HEAD_REVISION, lock_timeout
+from . import HEAD_REVISION, lock_timeout, sqlite_pragmas
 from .booking_sql import BookingCheck, check_bookings
 from .course_sql import absences, existing_ids, insert_new, load_chunk, save_batch, with_alerts
 from .direct import Direct
@@ -28,9 +28,6 @@ from .new_rows import build_rows
 
 if TYPE_CHECKING:
     from .sql import SqlStore
-
-#: The pragmas every connection gets (as ``engine._sqlite_setup`` sets them), the busy timeout after.
-PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL", "cache_size=-65536")
 
 
 def open_lite(url: str, fallback: Callable[[], SqlStore]) -> LiteStore | None:
@@ -50,7 +47,7 @@ def open_lite(url: str, fallback: Callable[[], SqlStore]) -> LiteStore | None:
     except sqlite3.Error as exc:
         raise database_failure(exc, where, wait) from None
     try:
-        for pragma in (*PRAGMAS[:2], f"busy_timeout={int(wait * 1000)}", *PRAGMAS[2:]):
+        for pragma in sqlite_pragmas(wait):
             conn.execute(f"PRAGMA {pragma}")
         try:
             found = conn.execute("SELECT version_num FROM ipt_alembic_version").fetchall()
