@@ -25,6 +25,7 @@ from .core.clashes import UNASSIGNED, Ledger, bookings, describe, new_bookings
 from .core.errors import ConflictError, CourseExists, InvalidInput, IptError, Refused, StoreError, shown
 from .core.lifecycle import apply_planned, new_course, reconcile
 from .core.model import EVENT_DATA, Absence, Course, Effects, NoData, Plan, Session, check_reference
+from .core.plan_reuse import stored_plan
 from .core.planner import (
     plan,
     reminder_id,
@@ -33,7 +34,6 @@ from .core.planner import (
     sessions,
     slot_warnings,
     slot_warnings_at,
-    stored_plan,
 )
 from .core.protocol import Protocol
 from .core.values import DateLike, TimeLike, ZoneLike, as_date, as_time, as_zone_name

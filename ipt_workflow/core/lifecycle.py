@@ -34,7 +34,8 @@ from .model import (
     reference_problem,
 )
 from .moves import RECORDING, change_slot, change_therapist, record_session, reschedule, with_notice
-from .planner import counts, plan, plans_alike, reminder_id
+from .plan_reuse import plans_alike
+from .planner import counts, plan, reminder_id
 from .policy import ClinicPolicy
 from .protocol import Condition, EvaluationError, Protocol
 from .values import naive_problem

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from ipt_workflow import ClinicPolicy, Course, Protocol, load_rules, new_course, plan
 from ipt_workflow.core.lifecycle import apply, apply_planned
-from ipt_workflow.core.planner import plans_alike, stored_plan
+from ipt_workflow.core.plan_reuse import plans_alike, stored_plan
 
 RULES = load_rules()
 CLINIC: ClinicPolicy = RULES.clinic
