@@ -1197,7 +1197,7 @@ def import_command(
 
     Rows a former import stored (the same id, else the same client, protocol and start, or
     client and group) are left alone and counted as already imported: run it twice safely."""
-    from ipt_workflow import services
+    from ipt_workflow import importing
     from ipt_workflow.inputs import check_regular_file
 
     rules, clock = app.rules, app.now(now)
@@ -1212,12 +1212,12 @@ def import_command(
 
         with Progress(transient=True) as bar:
             task = bar.add_task("planning courses", total=None)
-            report = services.import_csv(
+            report = importing.import_csv(
                 store, rules, csv_file, clock, skip_bad=skip_bad, allow_clash=allow_clash,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )  # fmt: skip
     else:
-        report = services.import_csv(store, rules, csv_file, clock, skip_bad=skip_bad, allow_clash=allow_clash)
+        report = importing.import_csv(store, rules, csv_file, clock, skip_bad=skip_bad, allow_clash=allow_clash)
     for line in report.warnings:
         click.echo(f"warning: {line}", err=True)
     for line in report.problems:

@@ -387,7 +387,7 @@ def _computed(
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    from .services import _die_with_parent
+    from .importing import _die_with_parent
 
     # Forked before anything is written: the workers inherit the rules and open their own
     # connection (never one of this process's); they only read.

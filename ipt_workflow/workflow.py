@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from . import services
+from . import importing, services
 from .bootstrap import rules_from, store_for, utc_now
 from .core.model import Absence, Course, CourseState, Effects, Group, Plan, Reminder, ReminderStatus
 from .core.values import DateLike, InstantLike, TimeLike, ZoneLike, as_choice, as_instant
@@ -312,10 +312,10 @@ class Workflow:
 
     def import_csv(
         self, path: str | Path, *, skip_bad: bool = False, allow_clash: bool = False
-    ) -> services.ImportReport:
-        """Create the courses of a CSV (see ``services.import_csv``); a row that clashes is a
+    ) -> importing.ImportReport:
+        """Create the courses of a CSV (see ``importing.import_csv``); a row that clashes is a
         bad row unless ``allow_clash``."""
-        return services.import_csv(
+        return importing.import_csv(
             self.store, self.rules, Path(path), self.clock(), skip_bad=skip_bad, allow_clash=allow_clash
         )
 

@@ -26,7 +26,7 @@ from ipt_workflow import (
     StoreError,
     UnknownName,
     Workflow,
-    services,
+    importing,
 )
 from ipt_workflow.storage import schema as t
 from ipt_workflow.storage.sql import HEAD_REVISION, SqlStore, upgrade
@@ -633,13 +633,13 @@ def parallel_import(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Records how many worker processes ``import_csv`` planned with (at least 2 here, even on
     a one-core machine, so the worker path is the one tested)."""
     used: list[int] = []
-    real = services._workers
+    real = importing._workers
 
     def workers(count: int, rules: ipt_workflow.Rulebook) -> int:
-        used.append(max(real(count, rules), 2 if count >= services.PARALLEL_FROM else 1))
+        used.append(max(real(count, rules), 2 if count >= importing.PARALLEL_FROM else 1))
         return used[-1]
 
-    monkeypatch.setattr(services, "_workers", workers)
+    monkeypatch.setattr(importing, "_workers", workers)
     return used
 
 
